@@ -1,0 +1,48 @@
+/**
+ * The error codes of the public contract, each with its HTTP status.
+ * Pure: kernels' shape checks throw these, the app's error handler renders them.
+ */
+export type ErrorCode =
+  | 'INVALID_TENSOR'
+  | 'SHAPE_MISMATCH'
+  | 'INVALID_ARGUMENT'
+  | 'TOO_LARGE'
+  | 'NOT_FOUND'
+  | 'OVERLOADED'
+  | 'TIMEOUT'
+  | 'INTERNAL'
+
+export const STATUS: Record<ErrorCode, number> = {
+  INVALID_TENSOR: 400,
+  SHAPE_MISMATCH: 400,
+  INVALID_ARGUMENT: 400,
+  TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  OVERLOADED: 503,
+  TIMEOUT: 504,
+  INTERNAL: 500
+}
+
+export class ApiError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+
+  constructor (code: ErrorCode, message: string) {
+    super(message)
+    this.name = 'ApiError'
+    this.code = code
+    this.statusCode = STATUS[code]
+  }
+}
+
+export const invalidTensor = (message: string): ApiError => new ApiError('INVALID_TENSOR', message)
+export const shapeMismatch = (message: string): ApiError => new ApiError('SHAPE_MISMATCH', message)
+export const invalidArgument = (message: string): ApiError => new ApiError('INVALID_ARGUMENT', message)
+export const tooLarge = (message: string): ApiError => new ApiError('TOO_LARGE', message)
+
+/** True for an error thrown by this module's helpers (also after a structured clone, which keeps only fields). */
+export function isApiError (err: unknown): err is ApiError {
+  return err instanceof ApiError ||
+    (typeof err === 'object' && err !== null && typeof (err as ApiError).code === 'string' &&
+      (err as ApiError).code in STATUS && typeof (err as ApiError).message === 'string')
+}

@@ -1,0 +1,120 @@
+/**
+ * Shape arithmetic shared by every operation: element counts checked against the limits,
+ * broadcasting, and the offsets a broadcast batch maps to. Pure; throws the contract's errors.
+ */
+import { shapeMismatch, tooLarge } from '../errors.js'
+import type { Limits } from './types.js'
+
+export const MAX_RANK = 8
+
+export function formatShape (shape: readonly number[]): string {
+  return `[${shape.join(',')}]`
+}
+
+/**
+ * The element count of a shape, refused with TOO_LARGE when it passes `limits.maxElements`.
+ * Exact for every shape whose dimensions are safe integers: the product stops growing
+ * as soon as it passes the limit, so it never overflows.
+ */
+export function elementCount (shape: readonly number[], what: string, limits: Limits): number {
+  if (shape.includes(0)) return 0
+  let n = 1
+  for (const d of shape) {
+    n *= d
+    if (n > limits.maxElements) {
+      throw tooLarge(`${what} of shape ${formatShape(shape)} has more than ${limits.maxElements} elements (MAX_ELEMENTS)`)
+    }
+  }
+  return n
+}
+
+/** Refuses with TOO_LARGE when an already computed count passes the element limit. */
+export function checkElements (count: number, what: string, limits: Limits): void {
+  if (!(count <= limits.maxElements)) {
+    throw tooLarge(`${what} would have ${count} elements, more than ${limits.maxElements} (MAX_ELEMENTS)`)
+  }
+}
+
+/** Refuses with TOO_LARGE when the work (2 x multiply-adds) passes `limits.maxFlops`. */
+export function checkFlops (flops: number, what: string, limits: Limits): void {
+  if (!(flops <= limits.maxFlops)) {
+    throw tooLarge(`${what} needs ${flops.toExponential(3)} floating-point operations, more than ${limits.maxFlops} (MAX_FLOPS)`)
+  }
+}
+
+/** Product of dimensions, for shapes already checked by elementCount. */
+export function product (shape: readonly number[]): number {
+  let n = 1
+  for (const d of shape) n *= d
+  return n
+}
+
+/** Row-major strides of a shape, in elements. */
+export function stridesOf (shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length)
+  let acc = 1
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc
+    acc *= shape[i]
+  }
+  return s
+}
+
+/**
+ * NumPy broadcasting of several shapes (right-aligned; a dimension of 1 stretches).
+ * Throws SHAPE_MISMATCH naming the operands, their shapes and the dimension at fault.
+ */
+export function broadcastShapes (shapes: ReadonlyArray<readonly number[]>, names: readonly string[], what = 'batch dimensions'): number[] {
+  const rank = Math.max(0, ...shapes.map(s => s.length))
+  const out = new Array<number>(rank).fill(1)
+  const owner = new Array<number>(rank).fill(-1)
+  for (let i = 0; i < shapes.length; i++) {
+    const s = shapes[i]
+    for (let j = 0; j < s.length; j++) {
+      const axis = rank - s.length + j
+      const d = s[j]
+      if (d === 1) continue
+      if (out[axis] === 1) {
+        out[axis] = d
+        owner[axis] = i
+      } else if (out[axis] !== d) {
+        const o = owner[axis]
+        const fromEnd = rank - axis
+        throw shapeMismatch(
+          `${what} do not broadcast: ${names[o]} ${formatShape(shapes[o])} has ${out[axis]} and ` +
+          `${names[i]} ${formatShape(s)} has ${d} at dimension -${fromEnd} (counted from the end)`
+        )
+      }
+    }
+  }
+  return out
+}
+
+/**
+ * For each flat index into the broadcast shape `outShape`, the flat index into `srcShape`
+ * (right-aligned, with dimensions of 1 repeated). `srcShape` must broadcast to `outShape`.
+ */
+export function broadcastOffsets (outShape: readonly number[], srcShape: readonly number[]): Int32Array {
+  const total = product(outShape)
+  const offsets = new Int32Array(total)
+  const rank = outShape.length
+  const srcStrides = new Array<number>(rank).fill(0)
+  const full = stridesOf(srcShape)
+  for (let j = 0; j < srcShape.length; j++) {
+    const axis = rank - srcShape.length + j
+    srcStrides[axis] = srcShape[j] === 1 ? 0 : full[j]
+  }
+  const idx = new Array<number>(rank).fill(0)
+  let off = 0
+  for (let i = 0; i < total; i++) {
+    offsets[i] = off
+    for (let a = rank - 1; a >= 0; a--) {
+      idx[a]++
+      off += srcStrides[a]
+      if (idx[a] < outShape[a]) break
+      off -= srcStrides[a] * idx[a]
+      idx[a] = 0
+    }
+  }
+  return offsets
+}
