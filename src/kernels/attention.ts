@@ -1,0 +1,286 @@
+/**
+ * Scaled dot-product attention, `softmax(query·keyᵀ·scale + mask)·value` over the last axis,
+ * with PyTorch `scaled_dot_product_attention` semantics:
+ *
+ * - query `[..., Lq, E]`, key `[..., Lk, E]`, value `[..., Lk, Ev]`; the batch dimensions (all but
+ *   the last two) of the three and of the mask broadcast NumPy-style.
+ * - mask (optional) broadcastable to `[..., Lq, Lk]` (it may have fewer dimensions, even 0 or 1):
+ *   a bool mask (Uint8Array, nonzero = may attend) removes keys; an additive mask is added to
+ *   the scores. `causal` additionally lets query i see only keys 0..i (top-left aligned, like
+ *   torch `is_causal=True`). Both apply together.
+ * - A key that is removed (bool mask or causal) takes no part at all: its score is −∞ without
+ *   being computed, so a NaN in its key row does not leak. A key whose weight comes out exactly 0
+ *   (removed, a −∞ score, or an underflowed exponential) contributes nothing to the output, so a
+ *   non-finite value row behind it does not leak either. Any other NaN propagates (a NaN score
+ *   makes its whole row NaN, as a +∞ score does).
+ * - A query row that may attend to no key (every score −∞, or Lk = 0) gives zeros in its output
+ *   row and its weights row, never NaN.
+ * - E = 0: every score is 0 (so weights are uniform unless masked); the default scale is then 1.
+ *
+ * `attentionInfo` validates everything from shapes alone, before anything is allocated;
+ * `attention` is the pure loop and trusts its `info`.
+ */
+import { invalidArgument, shapeMismatch, tooLarge } from '../errors.js'
+import { broadcastOffsets, broadcastShapes, checkFlops, elementCount, formatShape, product } from './shape.js'
+import type { FloatArray, Limits } from './types.js'
+
+export interface AttentionParams { causal?: boolean; scale?: number; returnWeights?: boolean }
+export type MaskKind = 'bool' | 'additive'
+
+export interface AttentionInfo {
+  /** Broadcast batch dimensions of query, key, value and the mask's own batch dimensions. */
+  batchShape: number[]
+  /** product(batchShape). */
+  B: number
+  Lq: number
+  Lk: number
+  E: number
+  Ev: number
+  /** params.scale ?? 1/sqrt(E); 1 when E = 0 (the scores are 0 whatever the scale). */
+  scale: number
+  causal: boolean
+  returnWeights: boolean
+  /**
+   * Per output batch b: element offset of that batch's `[Lq,E]` block in query (broadcast).
+   * Empty when there is nothing to compute (output and scores both empty): the kernel then
+   * returns at once, and a huge batch of empty matrices allocates no offset tables.
+   */
+  qOffsets: Int32Array
+  kOffsets: Int32Array
+  vOffsets: Int32Array
+  maskKind: MaskKind | null
+  /** Per batch b: element offset into the mask for that batch (null without a mask). */
+  maskOffsets: Int32Array | null
+  /** 0 if the mask's Lq-dimension is 1 (broadcast), else its Lk-dimension size. */
+  maskRowStride: number
+  /** 0 if the mask's Lk-dimension is 1, else 1. */
+  maskColStride: number
+  /** [...batchShape, Lq, Ev] */
+  outShape: number[]
+  /** [...batchShape, Lq, Lk] */
+  weightsShape: number[]
+  /** 2*B*Lq*Lk*(E+Ev) */
+  flops: number
+}
+
+const MAX_INT32 = 0x7fffffff
+
+function operandCount (shape: number[], name: string, limits: Limits): number {
+  const n = elementCount(shape, `attention ${name}`, limits)
+  // The offset tables are Int32Array: only reachable if MAX_ELEMENTS is configured above 2^31.
+  if (n > MAX_INT32) throw tooLarge(`attention ${name} of shape ${formatShape(shape)} has more than ${MAX_INT32} elements`)
+  return n
+}
+
+/**
+ * Validates the shapes and options of an attention call and derives everything the kernel needs.
+ * Throws SHAPE_MISMATCH, INVALID_ARGUMENT or TOO_LARGE; allocates only the per-batch offset
+ * tables, and only after every check has passed.
+ */
+export function attentionInfo (
+  queryShape: number[],
+  keyShape: number[],
+  valueShape: number[],
+  maskShape: number[] | null,
+  maskKind: MaskKind | null,
+  params: AttentionParams,
+  limits: Limits
+): AttentionInfo {
+  if ((maskShape === null) !== (maskKind === null)) {
+    throw new TypeError('attentionInfo: maskShape and maskKind must be given together')
+  }
+  for (const [name, shape, dims] of [
+    ['query', queryShape, 'Lq, E'],
+    ['key', keyShape, 'Lk, E'],
+    ['value', valueShape, 'Lk, Ev']
+  ] as const) {
+    if (shape.length < 2) {
+      throw shapeMismatch(`attention ${name} must have at least 2 dimensions [..., ${dims}], got shape ${formatShape(shape)}`)
+    }
+  }
+  const qRank = queryShape.length
+  const kRank = keyShape.length
+  const vRank = valueShape.length
+  const Lq = queryShape[qRank - 2]
+  const E = queryShape[qRank - 1]
+  const Lk = keyShape[kRank - 2]
+  const Ev = valueShape[vRank - 1]
+  const q = formatShape(queryShape)
+  const k = formatShape(keyShape)
+  const v = formatShape(valueShape)
+
+  if (keyShape[kRank - 1] !== E) {
+    throw shapeMismatch(
+      `attention key ${k} does not match query ${q}: the last dimension (E) of key is ${keyShape[kRank - 1]}, of query ${E}`
+    )
+  }
+  if (valueShape[vRank - 2] !== Lk) {
+    throw shapeMismatch(
+      `attention value ${v} does not match key ${k}: dimension -2 (Lk) of value is ${valueShape[vRank - 2]}, of key ${Lk}`
+    )
+  }
+
+  // The mask, right-aligned against [..., Lq, Lk]: missing dimensions are 1.
+  let mShape: number[] = []
+  if (maskShape !== null) {
+    mShape = maskShape.length >= 2 ? maskShape : [...new Array<number>(2 - maskShape.length).fill(1), ...maskShape]
+    const m = formatShape(maskShape)
+    const mLq = mShape[mShape.length - 2]
+    const mLk = mShape[mShape.length - 1]
+    if (mLk !== 1 && mLk !== Lk) {
+      throw shapeMismatch(
+        `attention mask ${m} does not broadcast to the scores [..., Lq=${Lq}, Lk=${Lk}] of query ${q} and key ${k}: ` +
+        `dimension -1 of mask is ${mLk}, must be 1 or ${Lk} (Lk)`
+      )
+    }
+    if (mLq !== 1 && mLq !== Lq) {
+      throw shapeMismatch(
+        `attention mask ${m} does not broadcast to the scores [..., Lq=${Lq}, Lk=${Lk}] of query ${q} and key ${k}: ` +
+        `dimension -2 of mask is ${mLq}, must be 1 or ${Lq} (Lq)`
+      )
+    }
+  }
+
+  const qBatch = queryShape.slice(0, -2)
+  const kBatch = keyShape.slice(0, -2)
+  const vBatch = valueShape.slice(0, -2)
+  const mBatch = mShape.slice(0, -2)
+  const batchShapes = [qBatch, kBatch, vBatch]
+  const names = [`query ${q} batch`, `key ${k} batch`, `value ${v} batch`]
+  if (maskShape !== null) {
+    batchShapes.push(mBatch)
+    names.push(`mask ${formatShape(maskShape)} batch`)
+  }
+  const batchShape = broadcastShapes(batchShapes, names, 'attention batch dimensions (all but the last two)')
+
+  const scale = params.scale ?? (E > 0 ? 1 / Math.sqrt(E) : 1)
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+    throw invalidArgument(`attention scale must be a finite number, got ${String(params.scale)}`)
+  }
+
+  operandCount(queryShape, 'query', limits)
+  operandCount(keyShape, 'key', limits)
+  operandCount(valueShape, 'value', limits)
+  if (maskShape !== null) operandCount(maskShape, 'mask', limits)
+  const outShape = [...batchShape, Lq, Ev]
+  const weightsShape = [...batchShape, Lq, Lk]
+  const outCount = elementCount(outShape, 'attention output', limits)
+  const scoresCount = elementCount(weightsShape, 'attention scores', limits)
+  // scoresCount = B*Lq*Lk exactly (it passed the element limit), so this never meets 0 * Infinity.
+  const flops = scoresCount === 0 ? 0 : 2 * scoresCount * (E + Ev)
+  checkFlops(flops, 'attention', limits)
+
+  const B = product(batchShape)
+  const idle = outCount === 0 && scoresCount === 0
+  const offsets = (shape: number[], block: number): Int32Array => {
+    if (idle) return new Int32Array(0)
+    const off = broadcastOffsets(batchShape, shape)
+    for (let b = 0; b < off.length; b++) off[b] *= block
+    return off
+  }
+  const mLq = maskShape === null ? 1 : mShape[mShape.length - 2]
+  const mLk = maskShape === null ? 1 : mShape[mShape.length - 1]
+
+  return {
+    batchShape,
+    B,
+    Lq,
+    Lk,
+    E,
+    Ev,
+    scale,
+    causal: params.causal === true,
+    returnWeights: params.returnWeights === true,
+    qOffsets: offsets(qBatch, Lq * E),
+    kOffsets: offsets(kBatch, Lk * E),
+    vOffsets: offsets(vBatch, Lk * Ev),
+    maskKind,
+    maskOffsets: maskShape === null ? null : offsets(mBatch, mLq * mLk),
+    maskRowStride: mLq === 1 ? 0 : mLk,
+    maskColStride: mLk === 1 ? 0 : 1,
+    outShape,
+    weightsShape,
+    flops
+  }
+}
+
+/**
+ * Computes attention into `out` (`info.outShape`) and, when non-null, the softmax weights into
+ * `weights` (`info.weightsShape`). Every element of both is written. Dot products, the softmax
+ * and the weighted sums are accumulated in doubles and stored into the arrays' own type.
+ */
+export function attention (
+  out: FloatArray,
+  weights: FloatArray | null,
+  query: FloatArray,
+  key: FloatArray,
+  value: FloatArray,
+  mask: FloatArray | Uint8Array | null,
+  info: AttentionInfo
+): void {
+  if (out.length === 0 && (weights === null || weights.length === 0)) return
+  const { B, Lq, Lk, E, Ev, scale, causal, qOffsets, kOffsets, vOffsets, maskOffsets, maskRowStride, maskColStride } = info
+  const boolMask = mask !== null && info.maskKind === 'bool' ? mask : null
+  const addMask = mask !== null && info.maskKind === 'additive' ? mask : null
+  const scores = new Float64Array(Lk)
+  const acc = new Float64Array(Ev)
+
+  for (let b = 0; b < B; b++) {
+    const qBase = qOffsets[b]
+    const kBase = kOffsets[b]
+    const vBase = vOffsets[b]
+    const mBase = maskOffsets === null ? 0 : maskOffsets[b]
+    for (let i = 0; i < Lq; i++) {
+      const row = b * Lq + i
+      const oRow = row * Ev
+      const wRow = row * Lk
+      const qRow = qBase + i * E
+      const mRow = mBase + i * maskRowStride
+      const visible = causal && i + 1 < Lk ? i + 1 : Lk
+
+      // Scores of this query row; removed keys are -Infinity without computing their dot product.
+      let max = -Infinity
+      let nan = false
+      for (let j = 0; j < Lk; j++) {
+        let s: number
+        if (j >= visible || (boolMask !== null && boolMask[mRow + j * maskColStride] === 0)) {
+          s = -Infinity
+        } else {
+          const kRow = kBase + j * E
+          let dot = 0
+          for (let e = 0; e < E; e++) dot += query[qRow + e] * key[kRow + e]
+          s = dot * scale
+          if (addMask !== null) s += addMask[mRow + j * maskColStride]
+        }
+        scores[j] = s
+        if (s > max) max = s
+        else if (s !== s) nan = true // eslint-disable-line no-self-compare
+      }
+
+      if (max === -Infinity && !nan) {
+        // Attends to no key (all removed or -Infinity, or Lk = 0): zeros, never NaN.
+        for (let c = 0; c < Ev; c++) out[oRow + c] = 0
+        if (weights !== null) for (let j = 0; j < Lk; j++) weights[wRow + j] = 0
+        continue
+      }
+
+      // Stable softmax; a NaN or +Infinity score makes the sum, hence the whole row, NaN.
+      let sum = 0
+      for (let j = 0; j < Lk; j++) {
+        const x = Math.exp(scores[j] - max)
+        scores[j] = x
+        sum += x
+      }
+
+      acc.fill(0)
+      for (let j = 0; j < Lk; j++) {
+        const w = scores[j] / sum
+        if (weights !== null) weights[wRow + j] = w
+        if (w === 0) continue
+        const vRow = vBase + j * Ev
+        for (let c = 0; c < Ev; c++) acc[c] += w * value[vRow + c]
+      }
+      for (let c = 0; c < Ev; c++) out[oRow + c] = acc[c]
+    }
+  }
+}
