@@ -1,0 +1,411 @@
+/**
+ * 2-D convolution with torch.nn.functional.conv2d semantics: cross-correlation (no kernel
+ * flip), stride, zero padding ("valid", "same" or explicit), dilation and groups, in NCHW
+ * (kernel [K, C/groups, kh, kw]) or NHWC (kernel [kh, kw, C/groups, K], TensorFlow's HWIO).
+ *
+ * `conv2dInfo` validates everything from shapes and options alone (before any allocation);
+ * `conv2d` is the pure loop, trusting the info it is given. Pure: no node:* imports.
+ */
+import { invalidArgument, shapeMismatch } from '../errors.js'
+import { checkElements, checkFlops, elementCount, formatShape } from './shape.js'
+import type { FloatArray, Limits } from './types.js'
+
+export interface Conv2dParams {
+  /** int or [sh, sw]; default 1 */
+  stride?: number | number[]
+  /** default 'valid'; int or [ph, pw] (symmetric per axis) */
+  padding?: 'valid' | 'same' | number | number[]
+  /** int or pair; default 1 */
+  dilation?: number | number[]
+  /** default 1 */
+  groups?: number
+  /** default 'NCHW' */
+  layout?: 'NCHW' | 'NHWC'
+}
+
+export interface Conv2dInfo {
+  layout: 'NCHW' | 'NHWC'
+  /** false when the input was rank 3 (unbatched) */
+  batched: boolean
+  N: number
+  C: number
+  H: number
+  W: number
+  K: number
+  kh: number
+  kw: number
+  OH: number
+  OW: number
+  sh: number
+  sw: number
+  dh: number
+  dw: number
+  /** bottom/right padding are implied by OH/OW */
+  padTop: number
+  padLeft: number
+  groups: number
+  hasBias: boolean
+  /** [N,K,OH,OW] / [K,OH,OW] (NCHW) or [N,OH,OW,K] / [OH,OW,K] (NHWC) */
+  outShape: number[]
+  outElements: number
+  /** 2*N*K*OH*OW*(C/groups)*kh*kw */
+  flops: number
+}
+
+/** A user-supplied option value, quoted for an error message. */
+function show (v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(show).join(',')}]`
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v)
+  return String(v)
+}
+
+function isIntAtLeast (v: unknown, min: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min
+}
+
+/** An int or a pair of ints, each at least `min`, as [vertical, horizontal]. */
+function pairOption (value: unknown, fallback: number, min: number, message: string): [number, number] {
+  if (value === undefined) return [fallback, fallback]
+  if (isIntAtLeast(value, min)) return [value, value]
+  if (Array.isArray(value) && value.length === 2 && isIntAtLeast(value[0], min) && isIntAtLeast(value[1], min)) {
+    return [value[0], value[1]]
+  }
+  throw invalidArgument(`${message}, got ${show(value)}`)
+}
+
+export function conv2dInfo (
+  inputShape: number[],
+  kernelShape: number[],
+  biasShape: number[] | null,
+  params: Conv2dParams,
+  limits: Limits
+): Conv2dInfo {
+  // Options on their own.
+  const layoutOpt: unknown = params.layout
+  if (layoutOpt !== undefined && layoutOpt !== 'NCHW' && layoutOpt !== 'NHWC') {
+    throw invalidArgument(`layout must be "NCHW" or "NHWC", got ${show(layoutOpt)}`)
+  }
+  const layout: 'NCHW' | 'NHWC' = layoutOpt ?? 'NCHW'
+  const [sh, sw] = pairOption(params.stride, 1, 1,
+    'stride must be a positive integer or a pair [sh, sw] of positive integers')
+  const [dh, dw] = pairOption(params.dilation, 1, 1,
+    'dilation must be a positive integer or a pair [dh, dw] of positive integers')
+  const paddingOpt: unknown = params.padding
+  const same = paddingOpt === 'same'
+  let ph = 0
+  let pw = 0
+  if (!same && paddingOpt !== 'valid') {
+    [ph, pw] = pairOption(paddingOpt, 0, 0,
+      'padding must be "valid", "same", a non-negative integer or a pair [ph, pw] of non-negative integers')
+  }
+  const groupsOpt: unknown = params.groups
+  if (groupsOpt !== undefined && !isIntAtLeast(groupsOpt, 1)) {
+    throw invalidArgument(`groups must be a positive integer, got ${show(groupsOpt)}`)
+  }
+  const groups = groupsOpt ?? 1
+  if (same && (sh !== 1 || sw !== 1)) {
+    throw invalidArgument(`padding "same" needs stride 1, got stride ${show(params.stride)}`)
+  }
+
+  // Ranks, then the operands' own sizes.
+  const nchw = layout === 'NCHW'
+  const rank = inputShape.length
+  if (rank !== 3 && rank !== 4) {
+    const want = nchw ? 'rank 4 [N,C,H,W] or rank 3 [C,H,W]' : 'rank 4 [N,H,W,C] or rank 3 [H,W,C]'
+    throw shapeMismatch(`input must have ${want} (layout ${layout}), got input ${formatShape(inputShape)} of rank ${rank}`)
+  }
+  if (kernelShape.length !== 4) {
+    const want = nchw ? '[K,C/groups,kh,kw]' : '[kh,kw,C/groups,K]'
+    throw shapeMismatch(
+      `kernel must have rank 4 ${want} (layout ${layout}), got kernel ${formatShape(kernelShape)} of rank ${kernelShape.length}`
+    )
+  }
+  elementCount(inputShape, 'input', limits)
+  elementCount(kernelShape, 'kernel', limits)
+
+  const batched = rank === 4
+  const s = batched ? inputShape : [1, ...inputShape]
+  const N = s[0]
+  const [C, H, W] = nchw ? [s[1], s[2], s[3]] : [s[3], s[1], s[2]]
+  const cAxis = nchw ? rank - 3 : rank - 1
+  const [K, Ckern, kh, kw] = nchw
+    ? [kernelShape[0], kernelShape[1], kernelShape[2], kernelShape[3]]
+    : [kernelShape[3], kernelShape[2], kernelShape[0], kernelShape[1]]
+  const kAxis = nchw ? 0 : 3
+  const kcAxis = nchw ? 1 : 2
+
+  // Operands against each other.
+  if (C % groups !== 0) {
+    throw invalidArgument(
+      `groups=${groups} must divide the input channels: input ${formatShape(inputShape)} has C=${C} at dimension ${cAxis}`
+    )
+  }
+  if (K % groups !== 0) {
+    throw invalidArgument(
+      `groups=${groups} must divide the output channels: kernel ${formatShape(kernelShape)} has K=${K} at dimension ${kAxis}`
+    )
+  }
+  const Cg = C / groups
+  if (Ckern !== Cg) {
+    throw shapeMismatch(
+      `kernel ${formatShape(kernelShape)} has ${Ckern} channels at dimension ${kcAxis}, but input ` +
+      `${formatShape(inputShape)} has C=${C} at dimension ${cAxis} and groups=${groups}, so it needs C/groups=${Cg}`
+    )
+  }
+  if (biasShape !== null && (biasShape.length !== 1 || biasShape[0] !== K)) {
+    throw shapeMismatch(
+      `bias ${formatShape(biasShape)} must have shape [K]=[${K}] for kernel ${formatShape(kernelShape)} ` +
+      `(K at dimension ${kAxis})`
+    )
+  }
+  if (kh === 0 || kw === 0) {
+    throw shapeMismatch(
+      `kernel ${formatShape(kernelShape)} has a spatial size of ${kh}x${kw}; its height and width must be at least 1`
+    )
+  }
+
+  // Padding and the output size.
+  let padTop = ph
+  let padBottom = ph
+  let padLeft = pw
+  let padRight = pw
+  if (same) {
+    const th = dh * (kh - 1)
+    const tw = dw * (kw - 1)
+    padTop = Math.floor(th / 2)
+    padBottom = th - padTop
+    padLeft = Math.floor(tw / 2)
+    padRight = tw - padLeft
+  }
+  const Hp = H + padTop + padBottom
+  const Wp = W + padLeft + padRight
+  if (!Number.isSafeInteger(Hp) || !Number.isSafeInteger(Wp)) {
+    throw invalidArgument(`padding ${show(paddingOpt)} is too large for input ${formatShape(inputShape)}`)
+  }
+  const eh = dh * (kh - 1) + 1
+  const ew = dw * (kw - 1) + 1
+  if (eh > Hp || ew > Wp) {
+    const where = eh > Hp && ew > Wp ? 'height and width' : eh > Hp ? 'height' : 'width'
+    throw shapeMismatch(
+      `kernel ${formatShape(kernelShape)} (dilated ${eh}x${ew}) is larger than the padded input ${Hp}x${Wp} ` +
+      `of input ${formatShape(inputShape)} in ${where}`
+    )
+  }
+  const OH = Math.floor((Hp - eh) / sh) + 1
+  const OW = Math.floor((Wp - ew) / sw) + 1
+  const outShape = nchw
+    ? (batched ? [N, K, OH, OW] : [K, OH, OW])
+    : (batched ? [N, OH, OW, K] : [OH, OW, K])
+  const outElements = elementCount(outShape, 'output', limits)
+  // the im2col column buffer of one image and group, (C/groups·kh·kw) x (OH·OW): counted as the
+  // contract's intermediate even where a kernel does without it, so refusals do not depend on it
+  if (outElements > 0) checkElements(Cg * kh * kw * OH * OW, 'the conv2d column buffer (C/groups·kh·kw x OH·OW)', limits)
+  const flops = 2 * N * K * OH * OW * Cg * kh * kw
+  checkFlops(flops, `conv2d of input ${formatShape(inputShape)} with kernel ${formatShape(kernelShape)}`, limits)
+
+  return {
+    layout,
+    batched,
+    N,
+    C,
+    H,
+    W,
+    K,
+    kh,
+    kw,
+    OH,
+    OW,
+    sh,
+    sw,
+    dh,
+    dw,
+    padTop,
+    padLeft,
+    groups,
+    hasBias: biasShape !== null,
+    outShape,
+    outElements,
+    flops
+  }
+}
+
+/**
+ * Fills `out` (length info.outElements, in info.outShape's layout) with the convolution and
+ * returns it. Sums in double precision; padded taps are skipped, except that a non-finite
+ * weight over padding makes the output NaN, as PyTorch's 0 * Infinity does.
+ */
+export function conv2d (
+  out: FloatArray,
+  input: FloatArray,
+  kernel: FloatArray,
+  bias: FloatArray | null,
+  info: Conv2dInfo
+): FloatArray {
+  if (info.outElements === 0) return out
+  const bad = nonFiniteFilters(kernel, info)
+  if (info.layout === 'NCHW') conv2dNCHW(out, input, kernel, bias, info, bad)
+  else conv2dNHWC(out, input, kernel, bias, info, bad)
+  return out
+}
+
+/** The first kernel tap index i (or j) whose position y0 + i*d is inside [0, size). */
+function firstTap (y0: number, d: number): number {
+  return y0 >= 0 ? 0 : Math.floor((d - 1 - y0) / d)
+}
+
+/** One past the last tap index below k whose position y0 + i*d is inside [0, size). */
+function endTap (y0: number, d: number, size: number, k: number): number {
+  if (y0 >= size) return 0
+  const e = Math.floor((size - 1 - y0) / d) + 1
+  return e < k ? e : k
+}
+
+/** Index of weight (k, c, i, j) in the kernel's layout. */
+function weightIndex (info: Conv2dInfo, k: number, c: number, i: number, j: number): number {
+  const Cg = info.C / info.groups
+  return info.layout === 'NCHW'
+    ? ((k * Cg + c) * info.kh + i) * info.kw + j
+    : ((i * info.kw + j) * Cg + c) * info.K + k
+}
+
+/** Marks the filters that hold a NaN or an infinity; null (no allocation) when none does. */
+function nonFiniteFilters (kernel: FloatArray, info: Conv2dInfo): Uint8Array | null {
+  let bad: Uint8Array | null = null
+  const perFilter = kernel.length / info.K
+  for (let idx = 0; idx < kernel.length; idx++) {
+    if (!Number.isFinite(kernel[idx])) {
+      bad ??= new Uint8Array(info.K)
+      bad[info.layout === 'NCHW' ? Math.floor(idx / perFilter) : idx % info.K] = 1
+    }
+  }
+  return bad
+}
+
+/** True when filter k has a non-finite weight on a tap outside [iLo,iHi) x [jLo,jHi), i.e. over padding. */
+function clippedNonFinite (kernel: FloatArray, info: Conv2dInfo, k: number,
+  iLo: number, iHi: number, jLo: number, jHi: number): boolean {
+  const Cg = info.C / info.groups
+  for (let i = 0; i < info.kh; i++) {
+    const rowInside = i >= iLo && i < iHi
+    for (let j = 0; j < info.kw; j++) {
+      if (rowInside && j >= jLo && j < jHi) continue
+      for (let c = 0; c < Cg; c++) {
+        if (!Number.isFinite(kernel[weightIndex(info, k, c, i, j)])) return true
+      }
+    }
+  }
+  return false
+}
+
+/**
+ * NCHW: one output row at a time, summed into a double-precision scratch row. For each tap
+ * (c, i, j) the run of output columns whose input column is inside the image is precomputed,
+ * so the innermost loop walks a contiguous (stride sw) run of the input with no bounds tests.
+ */
+function conv2dNCHW (out: FloatArray, input: FloatArray, kernel: FloatArray, bias: FloatArray | null,
+  info: Conv2dInfo, bad: Uint8Array | null): void {
+  const { N, C, H, W, K, kh, kw, OH, OW, sh, sw, dh, dw, padTop, padLeft, groups } = info
+  const Cg = C / groups
+  const Kg = K / groups
+  const plane = H * W
+  const taps = kh * kw
+  // Kernel column j reads input column ox*sw + xOff[j], inside the image for ox in [oxLo[j], oxHi[j]).
+  const xOff = new Int32Array(kw)
+  const oxLo = new Int32Array(kw)
+  const oxHi = new Int32Array(kw)
+  for (let j = 0; j < kw; j++) {
+    xOff[j] = j * dw - padLeft
+    oxLo[j] = firstTap(xOff[j], sw)
+    oxHi[j] = endTap(xOff[j], sw, W, OW)
+  }
+  const row = new Float64Array(OW)
+  let o = 0
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < groups; g++) {
+      const inGroup = (n * C + g * Cg) * plane
+      for (let kk = 0; kk < Kg; kk++) {
+        const k = g * Kg + kk
+        const wFilter = k * Cg * taps
+        const b = bias === null ? 0 : bias[k]
+        const strict = bad !== null && bad[k] === 1
+        for (let oy = 0; oy < OH; oy++) {
+          const y0 = oy * sh - padTop
+          const iLo = firstTap(y0, dh)
+          const iHi = endTap(y0, dh, H, kh)
+          row.fill(b)
+          for (let c = 0; c < Cg; c++) {
+            const inC = inGroup + c * plane
+            const wC = wFilter + c * taps
+            for (let i = iLo; i < iHi; i++) {
+              const inRow = inC + (y0 + i * dh) * W
+              const wRow = wC + i * kw
+              for (let j = 0; j < kw; j++) {
+                const w = kernel[wRow + j]
+                const hi = oxHi[j]
+                let p = inRow + oxLo[j] * sw + xOff[j]
+                for (let ox = oxLo[j]; ox < hi; ox++, p += sw) row[ox] += input[p] * w
+              }
+            }
+          }
+          if (strict) {
+            for (let ox = 0; ox < OW; ox++) {
+              const x0 = ox * sw - padLeft
+              const jLo = firstTap(x0, dw)
+              const jHi = endTap(x0, dw, W, kw)
+              if ((iLo > 0 || iHi < kh || jLo > 0 || jHi < kw) &&
+                clippedNonFinite(kernel, info, k, iLo, iHi, jLo, jHi)) row[ox] = NaN
+            }
+          }
+          for (let ox = 0; ox < OW; ox++) out[o++] = row[ox]
+        }
+      }
+    }
+  }
+}
+
+function conv2dNHWC (out: FloatArray, input: FloatArray, kernel: FloatArray, bias: FloatArray | null,
+  info: Conv2dInfo, bad: Uint8Array | null): void {
+  const { N, C, H, W, K, kh, kw, OH, OW, sh, sw, dh, dw, padTop, padLeft, groups } = info
+  const Cg = C / groups
+  const Kg = K / groups
+  const acc = new Float64Array(K) // one output pixel's K sums
+  for (let n = 0; n < N; n++) {
+    const inImage = n * H * W * C
+    for (let oy = 0; oy < OH; oy++) {
+      const y0 = oy * sh - padTop
+      const iLo = firstTap(y0, dh)
+      const iHi = endTap(y0, dh, H, kh)
+      for (let ox = 0; ox < OW; ox++) {
+        const x0 = ox * sw - padLeft
+        const jLo = firstTap(x0, dw)
+        const jHi = endTap(x0, dw, W, kw)
+        if (bias === null) acc.fill(0)
+        else for (let k = 0; k < K; k++) acc[k] = bias[k]
+        for (let i = iLo; i < iHi; i++) {
+          const inRow = inImage + (y0 + i * dh) * W * C
+          for (let j = jLo; j < jHi; j++) {
+            const inPixel = inRow + (x0 + j * dw) * C
+            const wTap = (i * kw + j) * Cg * K
+            for (let g = 0; g < groups; g++) {
+              const inG = inPixel + g * Cg
+              const kG = g * Kg
+              for (let c = 0; c < Cg; c++) {
+                const v = input[inG + c]
+                const wC = wTap + c * K + kG
+                for (let kk = 0; kk < Kg; kk++) acc[kG + kk] += v * kernel[wC + kk]
+              }
+            }
+          }
+        }
+        if (bad !== null && (iLo > 0 || iHi < kh || jLo > 0 || jHi < kw)) {
+          for (let k = 0; k < K; k++) {
+            if (bad[k] === 1 && clippedNonFinite(kernel, info, k, iLo, iHi, jLo, jHi)) acc[k] = NaN
+          }
+        }
+        const o = ((n * OH + oy) * OW + ox) * K
+        for (let k = 0; k < K; k++) out[o + k] = acc[k]
+      }
+    }
+  }
+}
