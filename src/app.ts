@@ -1,0 +1,138 @@
+/**
+ * The application as a Fastify instance that tests build without listening: Ajv that never
+ * coerces or drops fields, request ids, OpenAPI + Swagger UI, the kernel pool, the routes and
+ * the one error handler.
+ */
+import { randomUUID } from 'node:crypto'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import { type Config, defaultConfig } from './config.js'
+import { isApiError } from './errors.js'
+import type { Limits } from './kernels/types.js'
+import poolPlugin from './plugins/pool.js'
+import serviceRoutes from './routes/service.js'
+import attention from './routes/v1/attention.js'
+import conv2d from './routes/v1/conv2d.js'
+import dot from './routes/v1/dot.js'
+import linear from './routes/v1/linear.js'
+import matmul from './routes/v1/matmul.js'
+import { openapiInfo } from './openapi.js'
+import { formatSchemaErrors } from './schemas/validation.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    limits: Limits
+    /** False while starting and while draining: /ready answers 503. */
+    accepting: boolean
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout'
+}
+
+export async function buildApp (overrides: Partial<Config> = {}): Promise<FastifyInstance> {
+  const config: Config = { ...defaultConfig(), ...overrides }
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: ['req.body', 'res.body', 'body']
+    },
+    bodyLimit: config.bodyLimitBytes,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    ajv: {
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        allErrors: false,
+        useDefaults: false
+      }
+    },
+    return503OnClosing: true,
+    schemaErrorFormatter: (errors, dataVar) => new Error(formatSchemaErrors(errors, dataVar))
+  })
+
+  app.decorate('config', config)
+  app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops })
+  app.decorate('accepting', false)
+
+  // JSON only: without the text/plain parser, a text body is refused with 415
+  app.removeContentTypeParser(['text/plain'])
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (isApiError(err)) {
+      if (err.code === 'OVERLOADED') reply.header('retry-after', '1')
+      return reply.code(err.statusCode).send({
+        statusCode: err.statusCode,
+        code: err.code,
+        error: STATUS_TEXT[err.statusCode] ?? 'Error',
+        message: err.message
+      })
+    }
+    const status = typeof err.statusCode === 'number' ? err.statusCode : 500
+    if (status >= 400 && status < 500) {
+      return reply.code(status).send({
+        statusCode: status,
+        code: err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST'),
+        error: STATUS_TEXT[status] ?? 'Bad Request',
+        message: err.message
+      })
+    }
+    request.log.error({ err }, 'request failed')
+    return reply.code(500).send({
+      statusCode: 500,
+      code: 'INTERNAL',
+      error: STATUS_TEXT[500],
+      message: `internal error (request id ${request.id})`
+    })
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({
+      statusCode: 404,
+      code: 'NOT_FOUND',
+      error: 'Not Found',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`
+    })
+  })
+
+  await app.register(swagger, { openapi: openapiInfo })
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true },
+    staticCSP: true
+  })
+  await app.register(poolPlugin, { config })
+  await app.register(serviceRoutes)
+  await app.register(matmul)
+  await app.register(dot)
+  await app.register(linear)
+  await app.register(conv2d)
+  await app.register(attention)
+
+  app.addHook('onReady', async () => {
+    app.accepting = true
+  })
+  app.addHook('preClose', async () => {
+    app.accepting = false
+  })
+  return app
+}

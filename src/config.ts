@@ -1,0 +1,74 @@
+/**
+ * The service's configuration: the only reader of process.env. Every variable has a safe
+ * default; a value that is not a valid number for its variable stops start-up with a message.
+ */
+import { availableParallelism } from 'node:os'
+
+export interface Config {
+  port: number
+  host: string
+  logLevel: string
+  /** Worker threads in the pool. */
+  workers: number
+  /** Tasks that may wait for a worker before new work is refused with 503. */
+  maxQueue: number
+  /** Longest one computation may run in its worker before it is stopped (504). */
+  taskTimeoutMs: number
+  /** Largest request body in bytes (413). */
+  bodyLimitBytes: number
+  /** Largest element count of any one tensor: operand, result or intermediate (413). */
+  maxElements: number
+  /** Largest work of one request in floating-point operations, 2 x multiply-adds (413). */
+  maxFlops: number
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+export function defaultConfig (): Config {
+  const workers = Math.max(1, availableParallelism())
+  return {
+    port: 3000,
+    host: '127.0.0.1',
+    logLevel: 'info',
+    workers,
+    maxQueue: 64,
+    taskTimeoutMs: 30000,
+    bodyLimitBytes: 64 * 1024 * 1024,
+    maxElements: 16777216,
+    maxFlops: 2e11
+  }
+}
+
+interface NumberVar { key: keyof Config, name: string, min: number, max: number, integer: boolean }
+
+const NUMBER_VARS: NumberVar[] = [
+  { key: 'port', name: 'PORT', min: 0, max: 65535, integer: true },
+  { key: 'workers', name: 'WORKERS', min: 1, max: 256, integer: true },
+  { key: 'maxQueue', name: 'MAX_QUEUE', min: 0, max: 1e6, integer: true },
+  { key: 'taskTimeoutMs', name: 'TASK_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'bodyLimitBytes', name: 'BODY_LIMIT_BYTES', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'maxElements', name: 'MAX_ELEMENTS', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'maxFlops', name: 'MAX_FLOPS', min: 1, max: 1e18, integer: false }
+]
+
+/** Reads the configuration from the environment; throws on a malformed value. */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  const config = defaultConfig()
+  const out = config as unknown as Record<string, unknown>
+  for (const v of NUMBER_VARS) {
+    const raw = env[v.name]
+    if (raw === undefined || raw.trim() === '') continue
+    const n = Number(raw)
+    if (!Number.isFinite(n) || (v.integer && !Number.isInteger(n)) || n < v.min || n > v.max) {
+      throw new Error(`${v.name}=${JSON.stringify(raw)} is not valid: expected ${v.integer ? 'an integer' : 'a number'} from ${v.min} to ${v.max}`)
+    }
+    out[v.key] = n
+  }
+  if (env.HOST !== undefined && env.HOST.trim() !== '') config.host = env.HOST.trim()
+  if (env.LOG_LEVEL !== undefined && env.LOG_LEVEL.trim() !== '') {
+    const level = env.LOG_LEVEL.trim()
+    if (!LOG_LEVELS.includes(level)) throw new Error(`LOG_LEVEL=${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`)
+    config.logLevel = level
+  }
+  return config
+}

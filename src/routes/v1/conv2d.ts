@@ -1,0 +1,63 @@
+import { Type, type Static } from 'typebox'
+import { conv2dInfo } from '../../kernels/conv2d.js'
+import { commonFields, TensorSchema } from '../../schemas/tensor.js'
+import { castTo, computeDtype, decodeTensor } from '../../tensor/decode.js'
+import { buffersOf, operationRoute } from './operation.js'
+
+const IntOrPair = (description: string) => Type.Union([
+  Type.Integer(),
+  Type.Array(Type.Integer(), { minItems: 2, maxItems: 2 })
+], { description })
+
+const Body = Type.Object({
+  input: TensorSchema,
+  kernel: TensorSchema,
+  bias: Type.Optional(TensorSchema),
+  stride: Type.Optional(IntOrPair('Stride, an integer >= 1 or [sh, sw]; default 1')),
+  padding: Type.Optional(Type.Union([
+    Type.Enum(['valid', 'same']),
+    Type.Integer(),
+    Type.Array(Type.Integer(), { minItems: 2, maxItems: 2 })
+  ], { description: '"valid" (default, no padding), "same" (stride 1; PyTorch placement: the extra row/column of an even kernel goes bottom/right), an integer >= 0, or [ph, pw]' })),
+  dilation: Type.Optional(IntOrPair('Dilation, an integer >= 1 or [dh, dw]; default 1')),
+  groups: Type.Optional(Type.Integer({ description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
+  layout: Type.Optional(Type.Enum(['NCHW', 'NHWC'], { description: 'NCHW (default, PyTorch) or NHWC (TensorFlow)' })),
+  ...commonFields
+}, { additionalProperties: false })
+
+export default operationRoute<Static<typeof Body>>({
+  name: 'conv2d',
+  summary: 'Multi-channel 2-D convolution, torch.nn.functional.conv2d semantics',
+  description: 'torch.nn.functional.conv2d: cross-correlation (no kernel flip). NCHW: input [N,C,H,W] or [C,H,W], kernel ' +
+    '[K,C/groups,kh,kw], result [N,K,OH,OW] (or [K,OH,OW]). NHWC: input [N,H,W,C] or [H,W,C], kernel [kh,kw,C/groups,K], ' +
+    'result [N,OH,OW,K] (or [OH,OW,K]). Optional bias [K]. OH = floor((H + padding - dilation·(kh-1) - 1)/stride) + 1.',
+  body: Body,
+  example: {
+    input: [[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]]],
+    kernel: [[[[1, 0], [0, -1]]]],
+    bias: [0.5],
+    stride: 1,
+    padding: 'valid'
+  },
+  prepare (body, limits) {
+    const input = decodeTensor(body.input, 'input', limits)
+    const kernel = decodeTensor(body.kernel, 'kernel', limits)
+    const bias = body.bias === undefined ? null : decodeTensor(body.bias, 'bias', limits)
+    const info = conv2dInfo(input.shape, kernel.shape, bias?.shape ?? null, {
+      stride: body.stride,
+      padding: body.padding,
+      dilation: body.dilation,
+      groups: body.groups,
+      layout: body.layout
+    }, limits)
+    const dtype = computeDtype(bias === null ? [input, kernel] : [input, kernel, bias], body.dtype)
+    const id = castTo(input.data, dtype)
+    const kd = castTo(kernel.data, dtype)
+    const bd = bias === null ? null : castTo(bias.data, dtype)
+    return {
+      task: { dtype, input: id, kernel: kd, bias: bd, info },
+      transfer: buffersOf(id, kd, bd),
+      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  }
+})

@@ -1,0 +1,34 @@
+import { Type, type Static } from 'typebox'
+import { dotInfo } from '../../kernels/dot.js'
+import { commonFields, TensorSchema } from '../../schemas/tensor.js'
+import { castTo, computeDtype, decodeTensor } from '../../tensor/decode.js'
+import { buffersOf, operationRoute } from './operation.js'
+
+const Body = Type.Object({
+  a: TensorSchema,
+  b: TensorSchema,
+  ...commonFields
+}, { additionalProperties: false })
+
+export default operationRoute<Static<typeof Body>>({
+  name: 'dot',
+  summary: 'Dot product of two same-shaped tensors',
+  description: 'The rank-0 sum of a*b over two tensors of the same shape (any rank): the vector dot product, and for ' +
+    'matrices or image patches the flattened (Frobenius) product a CNN computes between a kernel and a patch. ' +
+    'Empty operands give 0.',
+  body: Body,
+  example: { a: [1, 2, 3], b: [4, 5, 6] },
+  prepare (body, limits) {
+    const a = decodeTensor(body.a, 'a', limits)
+    const b = decodeTensor(body.b, 'b', limits)
+    const info = dotInfo(a.shape, b.shape, limits)
+    const dtype = computeDtype([a, b], body.dtype)
+    const ad = castTo(a.data, dtype)
+    const bd = castTo(b.data, dtype)
+    return {
+      task: { dtype, a: ad, b: bd, info },
+      transfer: buffersOf(ad, bd),
+      outputs: [{ field: 'result', shape: info.outShape, length: 1 }]
+    }
+  }
+})

@@ -1,0 +1,40 @@
+import { Type, type Static } from 'typebox'
+import { linearInfo } from '../../kernels/linear.js'
+import { commonFields, TensorSchema } from '../../schemas/tensor.js'
+import { castTo, computeDtype, decodeTensor } from '../../tensor/decode.js'
+import { buffersOf, operationRoute } from './operation.js'
+
+const Body = Type.Object({
+  input: TensorSchema,
+  weights: TensorSchema,
+  bias: Type.Optional(TensorSchema),
+  activation: Type.Optional(Type.Enum(['none', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax'], {
+    description: 'none (default), relu, sigmoid, tanh, gelu (exact, erf-based) or softmax over the last axis'
+  })),
+  ...commonFields
+}, { additionalProperties: false })
+
+export default operationRoute<Static<typeof Body>>({
+  name: 'linear',
+  summary: 'A layer of neurons: activation(input·weights + bias)',
+  description: 'activation(input·weights + bias). input [..., in], weights [in, out], optional bias [out]; the result is ' +
+    '[..., out] (a 1-D input [in] gives [out]). Activations: none, relu, sigmoid, tanh, gelu (exact, ' +
+    'x·Φ(x) with the error function) and softmax over the last axis; a softmax row that is all -Infinity gives zeros.',
+  body: Body,
+  example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu' },
+  prepare (body, limits) {
+    const input = decodeTensor(body.input, 'input', limits)
+    const weights = decodeTensor(body.weights, 'weights', limits)
+    const bias = body.bias === undefined ? null : decodeTensor(body.bias, 'bias', limits)
+    const info = linearInfo(input.shape, weights.shape, bias?.shape ?? null, body.activation ?? 'none', limits)
+    const dtype = computeDtype(bias === null ? [input, weights] : [input, weights, bias], body.dtype)
+    const id = castTo(input.data, dtype)
+    const wd = castTo(weights.data, dtype)
+    const bd = bias === null ? null : castTo(bias.data, dtype)
+    return {
+      task: { dtype, input: id, weights: wd, bias: bd, info },
+      transfer: buffersOf(id, wd, bd),
+      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  }
+})

@@ -1,0 +1,34 @@
+import { Type, type Static } from 'typebox'
+import { matmulInfo } from '../../kernels/matmul.js'
+import { commonFields, TensorSchema } from '../../schemas/tensor.js'
+import { castTo, computeDtype, decodeTensor } from '../../tensor/decode.js'
+import { buffersOf, operationRoute } from './operation.js'
+
+const Body = Type.Object({
+  a: TensorSchema,
+  b: TensorSchema,
+  ...commonFields
+}, { additionalProperties: false })
+
+export default operationRoute<Static<typeof Body>>({
+  name: 'matmul',
+  summary: 'Matrix product, numpy.matmul semantics',
+  description: 'numpy.matmul(a, b). 2-D: [m,k]·[k,n] → [m,n]. N-D: the last two dimensions multiply and the ' +
+    'leading (batch) dimensions broadcast, e.g. [2,1,3,4]·[5,4,2] → [2,5,3,2]. A 1-D a is treated as [1,k] and a 1-D b as ' +
+    '[k,1], and the added dimension is removed from the result ([k]·[k] gives a rank-0 result). Rank-0 operands are refused.',
+  body: Body,
+  example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
+  prepare (body, limits) {
+    const a = decodeTensor(body.a, 'a', limits)
+    const b = decodeTensor(body.b, 'b', limits)
+    const info = matmulInfo(a.shape, b.shape, limits)
+    const dtype = computeDtype([a, b], body.dtype)
+    const ad = castTo(a.data, dtype)
+    const bd = castTo(b.data, dtype)
+    return {
+      task: { dtype, a: ad, b: bd, info },
+      transfer: buffersOf(ad, bd),
+      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  }
+})

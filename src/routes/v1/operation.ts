@@ -1,0 +1,77 @@
+/**
+ * What every operation route shares: its schema (body, a 200 reply and the error replies, all
+ * in the OpenAPI document), decode -> shape checks -> one pool call -> encode.
+ */
+import type { FastifyInstance } from 'fastify'
+import type { TSchema } from 'typebox'
+import { Type } from 'typebox'
+import type { DType, FloatArray, Limits } from '../../kernels/types.js'
+import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
+import { encodeTensor, type Encoding } from '../../tensor/encode.js'
+
+/** A task ready for the pool: its worker export, its payload and the buffers it moves. */
+export interface Prepared {
+  task: object & { dtype: DType }
+  transfer: ArrayBuffer[]
+  /** Shapes of the result tensors, in order, cut from the one buffer the worker returns. */
+  outputs: Array<{ field: string, shape: number[], length: number }>
+}
+
+export interface OperationSpec<Body> {
+  name: string
+  summary: string
+  description: string
+  body: TSchema
+  example: Body
+  /** Extra fields of the 200 reply beyond `result` (attention's weights). */
+  extraReply?: Record<string, TSchema>
+  prepare: (body: Body, limits: Limits) => Prepared
+}
+
+/** The distinct buffers behind the given arrays (an operand may be reused; a buffer moves once). */
+export function buffersOf (...arrays: Array<FloatArray | Uint8Array | null>): ArrayBuffer[] {
+  const set = new Set<ArrayBuffer>()
+  for (const a of arrays) if (a !== null) set.add(a.buffer as ArrayBuffer)
+  return [...set]
+}
+
+const errorReplies = {
+  400: { ...ErrorSchema, description: 'Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT)' },
+  413: { ...ErrorSchema, description: 'Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing' },
+  415: { ...ErrorSchema, description: 'The body is not application/json' },
+  500: { ...ErrorSchema, description: 'Internal error: the message carries only the request id' },
+  503: { ...ErrorSchema, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header' },
+  504: { ...ErrorSchema, description: 'The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT)' }
+}
+
+export function operationRoute<Body extends { encoding?: Encoding, dtype?: DType }> (spec: OperationSpec<Body>) {
+  return async function route (app: FastifyInstance): Promise<void> {
+    const reply200 = Type.Object({ result: ResultTensorSchema, ...spec.extraReply }, {
+      additionalProperties: false,
+      description: 'The result tensor in the object form'
+    })
+    app.post(`/v1/${spec.name}`, {
+      schema: {
+        tags: ['operations'],
+        summary: spec.summary,
+        description: spec.description,
+        body: { ...spec.body, examples: [spec.example] },
+        response: { 200: reply200, ...errorReplies }
+      }
+    }, async (request, reply) => {
+      const body = request.body as Body
+      const prepared = spec.prepare(body, app.limits)
+      const dtype = prepared.task.dtype
+      const buffer = await app.compute(spec.name, prepared.task, prepared.transfer, reply) as FloatArray
+      const encoding = body.encoding ?? 'nested'
+      let offset = 0
+      const fields = prepared.outputs.map(o => {
+        const data = buffer.subarray(offset, offset + o.length)
+        offset += o.length
+        return `"${o.field}":${encodeTensor(o.shape, dtype, data, encoding)}`
+      })
+      reply.type('application/json; charset=utf-8')
+      return `{${fields.join(',')}}`
+    })
+  }
+}

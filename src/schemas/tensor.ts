@@ -1,0 +1,76 @@
+/**
+ * The wire forms of a tensor, as TypeBox schemas. They check the outer form; the decoder in
+ * src/tensor/decode.ts walks the numbers once and reports ragged or malformed data precisely.
+ */
+import { Type } from 'typebox'
+import { MAX_RANK } from '../kernels/shape.js'
+
+export const DTypeSchema = Type.Enum(['float32', 'float64'], {
+  description: 'Element type. A request-level dtype overrides the promotion rule (float32 only when every tensor operand is float32).'
+})
+
+export const EncodingSchema = Type.Enum(['nested', 'flat', 'base64'], {
+  description: 'How result data is written: nested arrays (default), one flat row-major array, or base64 of little-endian IEEE-754 bytes.'
+})
+
+export const NonFiniteSchema = Type.Enum(['NaN', 'Infinity', '-Infinity'], {
+  description: 'JSON has no NaN or infinities: these strings stand for them.'
+})
+
+export const TensorObjectSchema = Type.Object({
+  shape: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), {
+    maxItems: MAX_RANK,
+    description: `Dimensions, each an integer >= 0; rank at most ${MAX_RANK}. Required with base64 data.`
+  })),
+  data: Type.Union([
+    Type.Array(Type.Unknown(), { description: 'Flat row-major values (with shape), or nested arrays.' }),
+    Type.String({ description: 'Base64 (RFC 4648, padded) of the little-endian values.' }),
+    Type.Number({ description: 'The value of a rank-0 tensor.' }),
+    Type.Boolean({ description: 'The value of a rank-0 boolean mask.' })
+  ]),
+  dtype: Type.Optional(DTypeSchema)
+}, { additionalProperties: false, title: 'TensorObject' })
+
+export const TensorSchema = Type.Union([
+  Type.Number({ description: 'A rank-0 tensor.' }),
+  NonFiniteSchema,
+  Type.Array(Type.Unknown(), { description: 'Nested arrays: rank = nesting depth; must be rectangular.' }),
+  TensorObjectSchema
+], {
+  description: 'A tensor: a number, nested arrays (e.g. [[1,2],[3,4]]), or {shape, data, dtype} with data flat, nested or base64. ' +
+    'Inside data the strings "NaN", "Infinity" and "-Infinity" stand for those values.'
+})
+
+export const MaskSchema = Type.Union([
+  Type.Boolean(),
+  Type.Number(),
+  NonFiniteSchema,
+  Type.Array(Type.Unknown(), { description: 'Nested arrays of booleans (true = may attend) or of numbers added to the scores.' }),
+  TensorObjectSchema
+], {
+  description: 'Attention mask broadcastable to [..., Lq, Lk]: booleans (true = may attend) or numbers added to the scores.'
+})
+
+export const ResultTensorSchema = Type.Object({
+  shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: MAX_RANK }),
+  dtype: DTypeSchema,
+  data: Type.Union([
+    Type.Array(Type.Unknown()),
+    Type.String(),
+    Type.Number(),
+    NonFiniteSchema
+  ], { description: 'Nested arrays (default), a flat array or a base64 string, following the request\'s encoding.' })
+}, { additionalProperties: false, title: 'ResultTensor' })
+
+export const ErrorSchema = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String({ description: 'e.g. INVALID_TENSOR, SHAPE_MISMATCH, INVALID_ARGUMENT, TOO_LARGE, OVERLOADED, TIMEOUT, FST_ERR_VALIDATION' }),
+  error: Type.String(),
+  message: Type.String()
+}, { additionalProperties: false, title: 'Error' })
+
+/** The fields every operation takes besides its tensors. */
+export const commonFields = {
+  encoding: Type.Optional(EncodingSchema),
+  dtype: Type.Optional(DTypeSchema)
+}
