@@ -13,3 +13,8 @@ export const openapiInfo = {
     { name: 'service', description: 'Health, readiness and the API document' }
   ]
 }
+
+/** The committed form of the document: stable two-space JSON with a final newline. */
+export function openapiText (doc: unknown): string {
+  return JSON.stringify(doc, null, 2) + '\n'
+}

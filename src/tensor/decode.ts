@@ -205,6 +205,12 @@ function decodeAny (v: unknown, name: string, leaf: Leaf, limits: Limits): { sha
   if (!('data' in v)) throw invalidTensor(`${name} has no data`)
   const data = v.data
   const shape = v.shape === undefined ? undefined : checkShapeField(v.shape, name)
+  if (typeof data === 'string' && Object.hasOwn(NON_FINITE, data) && (shape === undefined || shape.length === 0)) {
+    // a rank-0 NaN or infinity, as the service writes it ("NaN" is never valid base64 of 4 or 8 bytes)
+    const out = allocLeaves(leaf, dtype, 1)
+    out[0] = readLeaf(data, `${name}.data`, leaf)
+    return { shape: [], dtype, data: out }
+  }
   if (typeof data === 'string') {
     if (leaf === 'bool') throw invalidTensor(`${name}.data: a boolean mask cannot be base64`)
     if (shape === undefined) throw invalidTensor(`${name}.data is base64, so ${name}.shape is required`)
@@ -232,7 +238,12 @@ function decodeAny (v: unknown, name: string, leaf: Leaf, limits: Limits): { sha
     return { shape, dtype, data: out }
   }
   const nested = decodeNested(data, `${name}.data`, dtype, leaf, limits)
-  if (nested.shape.length !== shape.length || nested.shape.some((d, i) => d !== shape[i])) {
+  // nested arrays stop at the first 0 dimension ([2,0,3] is written [[],[]]): a prefix ending there agrees
+  const ns = nested.shape
+  const agrees = ns.length === shape.length
+    ? ns.every((d, i) => d === shape[i])
+    : ns.length < shape.length && ns[ns.length - 1] === 0 && ns.every((d, i) => d === shape[i])
+  if (!agrees) {
     throw invalidTensor(`${name}.data is nested arrays of shape ${formatShape(nested.shape)}, but ${name}.shape says ${formatShape(shape)}`)
   }
   return { shape, dtype, data: nested.data }

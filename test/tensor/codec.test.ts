@@ -1,0 +1,166 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { ApiError } from '../../src/errors.js'
+import type { DType, Limits } from '../../src/kernels/types.js'
+import { castTo, computeDtype, decodeMask, decodeTensor } from '../../src/tensor/decode.js'
+import { ENCODINGS, encodeTensor, formatFloat32, formatFloat64 } from '../../src/tensor/encode.js'
+
+const LIMITS: Limits = { maxElements: 1000, maxFlops: 2e11 }
+
+function errorOf (fn: () => unknown): ApiError {
+  try { fn() } catch (e) { return e as ApiError }
+  throw new Error('expected an error')
+}
+
+const decode = (v: unknown) => {
+  const t = decodeTensor(v, 'a', LIMITS)
+  return { shape: t.shape, dtype: t.dtype, data: Array.from(t.data) }
+}
+
+describe('decoding the three wire forms', () => {
+  it('nested arrays, a bare number and the non-finite strings', () => {
+    expect(decode([[1, 2], [3, 4]])).toEqual({ shape: [2, 2], dtype: 'float64', data: [1, 2, 3, 4] })
+    expect(decode(5)).toEqual({ shape: [], dtype: 'float64', data: [5] })
+    expect(decode(['NaN', 'Infinity', '-Infinity']).data).toEqual([NaN, Infinity, -Infinity])
+    expect(decode([[], []])).toEqual({ shape: [2, 0], dtype: 'float64', data: [] })
+  })
+  it('object form with flat data, nested data, rank 0 and float32 rounding', () => {
+    expect(decode({ shape: [2, 2], data: [1, 2, 3, 4] })).toEqual({ shape: [2, 2], dtype: 'float64', data: [1, 2, 3, 4] })
+    expect(decode({ shape: [2, 2], data: [[1, 2], [3, 4]], dtype: 'float32' }).shape).toEqual([2, 2])
+    expect(decode({ data: [[1, 2]] }).shape).toEqual([1, 2])
+    expect(decode({ shape: [], data: [7] })).toEqual({ shape: [], dtype: 'float64', data: [7] })
+    expect(decode({ shape: [1], data: [0.1], dtype: 'float32' }).data).toEqual([Math.fround(0.1)])
+    expect(decode({ shape: [0, 3], data: [] })).toEqual({ shape: [0, 3], dtype: 'float64', data: [] })
+  })
+  it('base64 of little-endian float32 and float64', () => {
+    // 1.0f = 00 00 80 3f, 2.0f = 00 00 00 40
+    expect(decode({ shape: [2], dtype: 'float32', data: 'AACAPwAAAEA=' }).data).toEqual([1, 2])
+    const f64 = Buffer.from(Float64Array.from([0.1, -3]).buffer).toString('base64')
+    expect(decode({ shape: [1, 2], data: f64 }).data).toEqual([0.1, -3])
+    expect(decode({ shape: [0], data: '' }).data).toEqual([])
+  })
+})
+
+describe('decoding refuses what is malformed, naming the operand and the place', () => {
+  const cases: Array<[string, unknown, string, string]> = [
+    ['ragged rows', [[1, 2], [3]], 'INVALID_TENSOR', 'a[1]'],
+    ['a row where a number belongs', [[1, 2], 3], 'INVALID_TENSOR', 'a[1]'],
+    ['a nested array where a number belongs', [[1, [2]], [3, 4]], 'INVALID_TENSOR', 'a[0][1]'],
+    ['a non-numeric leaf', [[1, 'x']], 'INVALID_TENSOR', 'a[0][1]'],
+    ['null inside data', [1, null], 'INVALID_TENSOR', 'a[1]'],
+    ['rank 9 nested', [[[[[[[[[1]]]]]]]]], 'INVALID_TENSOR', 'rank 8'],
+    ['rank 9 shape', { shape: [1, 1, 1, 1, 1, 1, 1, 1, 1], data: [1] }, 'INVALID_TENSOR', 'rank'],
+    ['an unknown key', { shape: [1], data: [1], order: 'F' }, 'INVALID_TENSOR', 'order'],
+    ['flat data of the wrong length', { shape: [2, 2], data: [1, 2, 3] }, 'INVALID_TENSOR', 'needs 4'],
+    ['nested data disagreeing with shape', { shape: [2, 2], data: [[1, 2, 3], [4, 5, 6]] }, 'INVALID_TENSOR', '[2,3]'],
+    ['a negative dimension', { shape: [-1], data: [] }, 'INVALID_TENSOR', 'shape[0]'],
+    ['a fractional dimension', { shape: [1.5], data: [1] }, 'INVALID_TENSOR', 'shape[0]'],
+    ['base64 without a shape', { data: 'AAAA' }, 'INVALID_TENSOR', 'shape'],
+    ['base64 outside the alphabet', { shape: [1], dtype: 'float32', data: 'AA-A' }, 'INVALID_TENSOR', 'base64'],
+    ['base64 with whitespace', { shape: [2], dtype: 'float32', data: 'AACA PwAAAEA=' }, 'INVALID_TENSOR', 'base64'],
+    ['base64 of the wrong byte length', { shape: [3], dtype: 'float32', data: 'AACAPwAAAEA=' }, 'INVALID_TENSOR', '12 bytes'],
+    ['base64 without its padding', { shape: [2], dtype: 'float32', data: 'AACAPwAAAEA' }, 'INVALID_TENSOR', 'base64'],
+    ['a dtype the service does not have', { shape: [1], data: [1], dtype: 'int32' }, 'INVALID_TENSOR', 'dtype'],
+    ['a string that is no tensor', 'three', 'INVALID_TENSOR', 'a'],
+    ['more elements than MAX_ELEMENTS (nested)', Array.from({ length: 1001 }, () => 0), 'TOO_LARGE', 'MAX_ELEMENTS'],
+    ['a declared shape of 2^40 x 2^40 x 2^40', { shape: [2 ** 40, 2 ** 40, 2 ** 40], data: 'AAAA' }, 'TOO_LARGE', 'MAX_ELEMENTS'],
+    ['a dimension of 1e300', { shape: [1e300], data: [] }, 'INVALID_TENSOR', 'shape[0]']
+  ]
+  for (const [title, value, code, fragment] of cases) {
+    it(`${title}: ${code}`, () => {
+      const e = errorOf(() => decodeTensor(value, 'a', LIMITS))
+      expect(e.code).toBe(code)
+      expect(e.message).toContain(fragment)
+    })
+  }
+  it('nesting 100000 deep is refused at the rank cap, not by exhausting the stack', () => {
+    let deep: unknown = 1
+    for (let i = 0; i < 100000; i++) deep = [deep]
+    expect(errorOf(() => decodeTensor(deep, 'a', LIMITS)).code).toBe('INVALID_TENSOR')
+  })
+})
+
+describe('masks', () => {
+  it('booleans make a bool mask, numbers an additive one', () => {
+    const b = decodeMask([[true, false]], 'mask', LIMITS)
+    expect(b.kind).toBe('bool')
+    expect(Array.from(b.data)).toEqual([1, 0])
+    const n = decodeMask([[0, '-Infinity']], 'mask', LIMITS)
+    expect(n.kind).toBe('additive')
+    expect(Array.from(n.data)).toEqual([0, -Infinity])
+  })
+  it('mixing booleans and numbers is refused', () => {
+    expect(errorOf(() => decodeMask([true, 0], 'mask', LIMITS)).message).toContain('mask[1]')
+    expect(errorOf(() => decodeMask([0, true], 'mask', LIMITS)).message).toContain('mask[1]')
+  })
+})
+
+describe('dtype promotion', () => {
+  it('float32 only when every operand is float32; the request dtype overrides', () => {
+    expect(computeDtype([{ dtype: 'float32' }, { dtype: 'float32' }], undefined)).toBe('float32')
+    expect(computeDtype([{ dtype: 'float32' }, { dtype: 'float64' }], undefined)).toBe('float64')
+    expect(computeDtype([{ dtype: 'float64' }], 'float32')).toBe('float32')
+    expect(computeDtype([{ dtype: 'float32' }], 'float64')).toBe('float64')
+  })
+  it('castTo widens exactly and narrows by rounding', () => {
+    expect(Array.from(castTo(Float32Array.from([0.1]), 'float64'))).toEqual([Math.fround(0.1)])
+    expect(Array.from(castTo(Float64Array.from([0.1]), 'float32'))).toEqual([Math.fround(0.1)])
+  })
+})
+
+describe('encoding', () => {
+  it('nested, flat and base64, with non-finite values as strings and never null', () => {
+    const data = Float64Array.from([1, NaN, Infinity, -Infinity, -0, 0.1])
+    expect(encodeTensor([2, 3], 'float64', data)).toBe('{"shape":[2,3],"dtype":"float64","data":[[1,"NaN","Infinity"],["-Infinity",0,0.1]]}')
+    expect(encodeTensor([2, 3], 'float64', data, 'flat')).toBe('{"shape":[2,3],"dtype":"float64","data":[1,"NaN","Infinity","-Infinity",0,0.1]}')
+    expect(encodeTensor([], 'float64', Float64Array.from([2]))).toBe('{"shape":[],"dtype":"float64","data":2}')
+    expect(encodeTensor([2, 0], 'float64', new Float64Array(0))).toBe('{"shape":[2,0],"dtype":"float64","data":[[],[]]}')
+    expect(encodeTensor([2], 'float32', Float32Array.from([1, 2]), 'base64')).toBe('{"shape":[2],"dtype":"float32","data":"AACAPwAAAEA="}')
+  })
+  it('float32 prints the shortest decimal that reads back to the same float32, as NumPy does', () => {
+    expect(formatFloat32(Math.fround(0.1))).toBe('0.1')
+    expect(formatFloat32(Math.fround(1 / 3))).toBe('0.33333334')
+    expect(formatFloat32(Math.fround(3.4028234663852886e38))).toBe('3.4028235e+38')
+    expect(formatFloat32(Math.fround(16777217))).toBe('16777216')
+  })
+  it('float32 printing round-trips and is shortest, for any float32', () => {
+    fc.assert(fc.property(fc.float({ noNaN: true, noDefaultInfinity: true }), (x) => {
+      const s = formatFloat32(x)
+      expect(Math.fround(Number(s))).toBe(x === 0 ? 0 : x)
+      const digits = s.replace(/^-/, '').replace(/e.*$/, '').replace('.', '').replace(/^0+/, '').replace(/0+$/, '').length
+      if (digits > 1 && x !== 0) {
+        // no decimal with one digit fewer reads back to x
+        expect(Math.fround(Number(x.toPrecision(digits - 1)))).not.toBe(x)
+      }
+    }), { numRuns: 2000 })
+  })
+  it('float64 printing is the shortest round-trip form', () => {
+    fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (x) => {
+      expect(Number(formatFloat64(x))).toBe(x === 0 ? 0 : x)
+    }), { numRuns: 2000 })
+  })
+})
+
+describe('round trip: a response tensor posted back decodes to the same values', () => {
+  const value = fc.oneof(
+    { weight: 8, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e300, max: 1e300 }) },
+    { weight: 1, arbitrary: fc.constantFrom(NaN, Infinity, -Infinity) }
+  )
+  it('for every shape, dtype and encoding', () => {
+    fc.assert(fc.property(
+      fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 4 }), fc.constantFrom<DType>('float32', 'float64'),
+      fc.constantFrom(...ENCODINGS), fc.array(value, { minLength: 81, maxLength: 81 }),
+      (shape, dtype, encoding, pool) => {
+        const n = shape.reduce((p, d) => p * d, 1)
+        const data = castTo(Float64Array.from({ length: n }, (_, i) => pool[i]), dtype)
+        const wire = JSON.parse(encodeTensor(shape, dtype, data, encoding))
+        const back = decodeTensor(wire, 'result', LIMITS)
+        expect(back.shape).toEqual(shape)
+        expect(back.dtype).toBe(dtype)
+        // JSON may print -0 as 0 (the contract allows it); base64 and every other value come back bit for bit
+        const want = encoding === 'base64' ? Array.from(data) : Array.from(data, v => (v === 0 ? 0 : v))
+        expect(Array.from(back.data)).toEqual(want)
+      }
+    ), { numRuns: 500 })
+  })
+})
