@@ -89,11 +89,16 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500
     if (status >= 400 && status < 500) {
+      let message = err.message
+      if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+        const type = String(request.headers['content-type'] ?? 'none').slice(0, 100)
+        message = `unsupported content-type ${JSON.stringify(type)}: send the body as application/json`
+      }
       return reply.code(status).send({
         statusCode: status,
         code: err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST'),
         error: STATUS_TEXT[status] ?? 'Bad Request',
-        message: err.message
+        message
       })
     }
     request.log.error({ err }, 'request failed')

@@ -105,7 +105,7 @@ function fillNested (v: unknown, shape: number[], out: FloatArray | Uint8Array, 
       if (!Array.isArray(child)) {
         throw invalidTensor(`${at} is ${describe(child)}, but ${name} has shape ${formatShape(shape)} (read from its first elements): the nested arrays are ragged`)
       }
-      throw invalidTensor(`${at} has ${child.length} elements, expected ${shape[depth + 1]}: ${name} is ragged (its first elements give shape ${formatShape(shape)})`)
+      throw invalidTensor(`${at} has length ${child.length}, expected ${shape[depth + 1]}: ${name} is ragged (its first elements give shape ${formatShape(shape)})`)
     }
     depth++
     stack[depth] = child
