@@ -6,10 +6,12 @@
 import { randomUUID } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import underPressure from '@fastify/under-pressure'
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import { type Config, defaultConfig } from './config.js'
 import { isApiError } from './errors.js'
 import type { Limits } from './kernels/types.js'
+import metricsPlugin from './plugins/metrics.js'
 import poolPlugin from './plugins/pool.js'
 import serviceRoutes from './routes/service.js'
 import attention from './routes/v1/attention.js'
@@ -27,7 +29,16 @@ declare module 'fastify' {
     /** False while starting and while draining: /ready answers 503. */
     accepting: boolean
   }
+  interface FastifyRequest {
+    /** Operand shapes, for the request's log line (never the data). */
+    shapes?: Record<string, number[]>
+    /** The error code answered, for the request's log line. */
+    errorCode?: string
+  }
 }
+
+/** Routes that answer even under pressure: probes, metrics and the docs. */
+const ALWAYS_ANSWER = /^\/(health|ready|metrics|openapi\.json|docs)(\/|$)/
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
@@ -46,8 +57,11 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
   const app = Fastify({
     logger: {
       level: config.logLevel,
-      redact: ['req.body', 'res.body', 'body']
+      // request bodies are never logged; should one ever reach a log call, its tensors are cut out
+      redact: { paths: ['body', 'req.body', 'request.body', 'payload', '*.data'], censor: '[redacted]' }
     },
+    // one line per request, written in onResponse below (with the shapes, never the data)
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     requestIdHeader: false,
     genReqId: (req) => {
@@ -77,8 +91,23 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
     reply.header('x-request-id', request.id)
   })
 
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url
+    const line = {
+      method: request.method,
+      route: route ?? request.url.split('?')[0].slice(0, 200),
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+      shapes: request.shapes,
+      code: request.errorCode
+    }
+    if (route !== undefined && ALWAYS_ANSWER.test(route) && reply.statusCode < 400) request.log.debug(line, 'request')
+    else request.log.info(line, 'request')
+  })
+
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (isApiError(err)) {
+      request.errorCode = err.code
       if (err.code === 'OVERLOADED') reply.header('retry-after', '1')
       return reply.code(err.statusCode).send({
         statusCode: err.statusCode,
@@ -94,13 +123,15 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
         const type = String(request.headers['content-type'] ?? 'none').slice(0, 100)
         message = `unsupported content-type ${JSON.stringify(type)}: send the body as application/json`
       }
+      request.errorCode = err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST')
       return reply.code(status).send({
         statusCode: status,
-        code: err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST'),
+        code: request.errorCode,
         error: STATUS_TEXT[status] ?? 'Bad Request',
         message
       })
     }
+    request.errorCode = 'INTERNAL'
     request.log.error({ err }, 'request failed')
     return reply.code(500).send({
       statusCode: 500,
@@ -124,6 +155,25 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
     routePrefix: '/docs',
     uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true },
     staticCSP: true
+  })
+  await app.register(metricsPlugin)
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    maxRssBytes: config.maxRssBytes,
+    pressureHandler: (request, reply, type) => {
+      if (ALWAYS_ANSWER.test(request.url)) return // probes and metrics answer under pressure
+      const reason = type === 'rssBytes' ? 'rss' : 'event_loop_delay'
+      app.metrics.shed.inc({ reason })
+      request.errorCode = 'OVERLOADED'
+      reply.code(503).header('retry-after', '1')
+      // a returned body is sent by under-pressure, and the route's handler does not run
+      return {
+        statusCode: 503,
+        code: 'OVERLOADED',
+        error: STATUS_TEXT[503],
+        message: `the service is under pressure (${reason === 'rss' ? 'memory' : 'event-loop delay'} over its limit); retry shortly`
+      } as unknown as undefined
+    }
   })
   await app.register(poolPlugin, { config })
   await app.register(serviceRoutes)

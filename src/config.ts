@@ -20,6 +20,16 @@ export interface Config {
   maxElements: number
   /** Largest work of one request in floating-point operations, 2 x multiply-adds (413). */
   maxFlops: number
+  /** How long a drain (SIGTERM/SIGINT) may take before the process exits anyway. */
+  shutdownGraceMs: number
+  /** Shed new work with 503 while the main thread's event-loop delay is above this (0: off). */
+  maxEventLoopDelayMs: number
+  /** Shed new work with 503 while the process's resident memory is above this (0: off). */
+  maxRssBytes: number
+  /** V8 heap limit of each worker thread, in MiB (typed arrays live outside it and are bounded by MAX_ELEMENTS). */
+  workerHeapMb: number
+  /** The worker module (tests only; not read from the environment). */
+  workerFile?: string
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -35,7 +45,11 @@ export function defaultConfig (): Config {
     taskTimeoutMs: 30000,
     bodyLimitBytes: 64 * 1024 * 1024,
     maxElements: 16777216,
-    maxFlops: 2e11
+    maxFlops: 2e11,
+    shutdownGraceMs: 10000,
+    maxEventLoopDelayMs: 0,
+    maxRssBytes: 0,
+    workerHeapMb: 512
   }
 }
 
@@ -48,7 +62,11 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'taskTimeoutMs', name: 'TASK_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, integer: true },
   { key: 'bodyLimitBytes', name: 'BODY_LIMIT_BYTES', min: 1, max: 2 ** 31 - 1, integer: true },
   { key: 'maxElements', name: 'MAX_ELEMENTS', min: 1, max: 2 ** 31 - 1, integer: true },
-  { key: 'maxFlops', name: 'MAX_FLOPS', min: 1, max: 1e18, integer: false }
+  { key: 'maxFlops', name: 'MAX_FLOPS', min: 1, max: 1e18, integer: false },
+  { key: 'shutdownGraceMs', name: 'SHUTDOWN_GRACE_MS', min: 0, max: 2 ** 31 - 1, integer: true },
+  { key: 'maxEventLoopDelayMs', name: 'MAX_EVENT_LOOP_DELAY_MS', min: 0, max: 2 ** 31 - 1, integer: true },
+  { key: 'maxRssBytes', name: 'MAX_RSS_BYTES', min: 0, max: 2 ** 53 - 1, integer: true },
+  { key: 'workerHeapMb', name: 'WORKER_HEAP_MB', min: 16, max: 65536, integer: true }
 ]
 
 /** Reads the configuration from the environment; throws on a malformed value. */

@@ -2,7 +2,7 @@ import { Type, type Static } from 'typebox'
 import { attentionInfo } from '../../kernels/attention.js'
 import { product } from '../../kernels/shape.js'
 import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype, decodeMask, decodeTensor } from '../../tensor/decode.js'
+import { castTo, computeDtype } from '../../tensor/decode.js'
 import { buffersOf, operationRoute } from './operation.js'
 
 const Body = Type.Object({
@@ -33,11 +33,12 @@ export default operationRoute<Static<typeof Body>>({
     causal: true,
     returnWeights: true
   },
-  prepare (body, limits) {
-    const query = decodeTensor(body.query, 'query', limits)
-    const key = decodeTensor(body.key, 'key', limits)
-    const value = decodeTensor(body.value, 'value', limits)
-    const mask = body.mask === undefined ? null : decodeMask(body.mask, 'mask', limits)
+  prepare (body, decode) {
+    const { limits } = decode
+    const query = decode.tensor(body.query, 'query')
+    const key = decode.tensor(body.key, 'key')
+    const value = decode.tensor(body.value, 'value')
+    const mask = body.mask === undefined ? null : decode.mask(body.mask, 'mask')
     const info = attentionInfo(query.shape, key.shape, value.shape, mask?.shape ?? null, mask?.kind ?? null, {
       causal: body.causal,
       scale: body.scale,

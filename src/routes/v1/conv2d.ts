@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { conv2dInfo } from '../../kernels/conv2d.js'
 import { commonFields, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype, decodeTensor } from '../../tensor/decode.js'
+import { castTo, computeDtype } from '../../tensor/decode.js'
 import { buffersOf, operationRoute } from './operation.js'
 
 const IntOrPair = (description: string) => Type.Union([
@@ -39,10 +39,11 @@ export default operationRoute<Static<typeof Body>>({
     stride: 1,
     padding: 'valid'
   },
-  prepare (body, limits) {
-    const input = decodeTensor(body.input, 'input', limits)
-    const kernel = decodeTensor(body.kernel, 'kernel', limits)
-    const bias = body.bias === undefined ? null : decodeTensor(body.bias, 'bias', limits)
+  prepare (body, decode) {
+    const { limits } = decode
+    const input = decode.tensor(body.input, 'input')
+    const kernel = decode.tensor(body.kernel, 'kernel')
+    const bias = body.bias === undefined ? null : decode.tensor(body.bias, 'bias')
     const info = conv2dInfo(input.shape, kernel.shape, bias?.shape ?? null, {
       stride: body.stride,
       padding: body.padding,

@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { linearInfo } from '../../kernels/linear.js'
 import { commonFields, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype, decodeTensor } from '../../tensor/decode.js'
+import { castTo, computeDtype } from '../../tensor/decode.js'
 import { buffersOf, operationRoute } from './operation.js'
 
 const Body = Type.Object({
@@ -22,10 +22,11 @@ export default operationRoute<Static<typeof Body>>({
     'x·Φ(x) with the error function) and softmax over the last axis; a softmax row that is all -Infinity gives zeros.',
   body: Body,
   example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu' },
-  prepare (body, limits) {
-    const input = decodeTensor(body.input, 'input', limits)
-    const weights = decodeTensor(body.weights, 'weights', limits)
-    const bias = body.bias === undefined ? null : decodeTensor(body.bias, 'bias', limits)
+  prepare (body, decode) {
+    const { limits } = decode
+    const input = decode.tensor(body.input, 'input')
+    const weights = decode.tensor(body.weights, 'weights')
+    const bias = body.bias === undefined ? null : decode.tensor(body.bias, 'bias')
     const info = linearInfo(input.shape, weights.shape, bias?.shape ?? null, body.activation ?? 'none', limits)
     const dtype = computeDtype(bias === null ? [input, weights] : [input, weights, bias], body.dtype)
     const id = castTo(input.data, dtype)

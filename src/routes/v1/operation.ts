@@ -7,6 +7,7 @@ import type { TSchema } from 'typebox'
 import { Type } from 'typebox'
 import type { DType, FloatArray, Limits } from '../../kernels/types.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
+import { type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../../tensor/decode.js'
 import { encodeTensor, type Encoding } from '../../tensor/encode.js'
 
 /** A task ready for the pool: its worker export, its payload and the buffers it moves. */
@@ -25,7 +26,30 @@ export interface OperationSpec<Body> {
   example: Body
   /** Extra fields of the 200 reply beyond `result` (attention's weights). */
   extraReply?: Record<string, TSchema>
-  prepare: (body: Body, limits: Limits) => Prepared
+  prepare: (body: Body, decode: Decoder) => Prepared
+}
+
+/** Decodes a request's operands against the limits, noting each operand's shape for the log line. */
+export interface Decoder {
+  limits: Limits
+  tensor: (value: unknown, name: string) => DecodedTensor
+  mask: (value: unknown, name: string) => DecodedMask
+}
+
+function decoderFor (limits: Limits, shapes: Record<string, number[]>): Decoder {
+  return {
+    limits,
+    tensor (value, name) {
+      const t = decodeTensor(value, name, limits)
+      shapes[name] = t.shape
+      return t
+    },
+    mask (value, name) {
+      const m = decodeMask(value, name, limits)
+      shapes[name] = m.shape
+      return m
+    }
+  }
 }
 
 /** The distinct buffers behind the given arrays (an operand may be reused; a buffer moves once). */
@@ -60,7 +84,9 @@ export function operationRoute<Body extends { encoding?: Encoding, dtype?: DType
       }
     }, async (request, reply) => {
       const body = request.body as Body
-      const prepared = spec.prepare(body, app.limits)
+      const shapes: Record<string, number[]> = {}
+      request.shapes = shapes
+      const prepared = spec.prepare(body, decoderFor(app.limits, shapes))
       const dtype = prepared.task.dtype
       const buffer = await app.compute(spec.name, prepared.task, prepared.transfer, reply) as FloatArray
       const encoding = body.encoding ?? 'nested'
