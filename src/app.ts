@@ -91,6 +91,11 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
     reply.header('x-request-id', request.id)
   })
 
+  // while draining, every answer closes its connection, so no keep-alive client holds the close
+  app.addHook('onSend', async (request, reply) => {
+    if (!app.accepting) reply.header('connection', 'close')
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url
     const line = {

@@ -1,39 +1,50 @@
 /**
- * The process: configuration, the app, listen, and a graceful close on SIGTERM/SIGINT
- * (readiness turns 503, in-flight requests finish, the pool closes; a second signal exits at once).
+ * The process: configuration, the app, listen, and a graceful drain on SIGTERM or SIGINT:
+ * /ready turns 503, the listener closes (new connections are refused), idle keep-alive
+ * connections are closed, in-flight requests finish, the pool closes, and the process exits 0.
+ * Past SHUTDOWN_GRACE_MS, or on a second signal, it exits at once with 1.
  */
+import { pathToFileURL } from 'node:url'
+import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { loadConfig } from './config.js'
+import { type Config, loadConfig } from './config.js'
+
+/** Starts the service with a configuration and installs the drain on signals. */
+export async function start (config: Config): Promise<FastifyInstance> {
+  const app = await buildApp(config)
+  closeWithGrace({
+    delay: config.shutdownGraceMs,
+    logger: false,
+    onSecondSignal: (signal) => app.log.warn({ signal }, 'second signal: exiting now'),
+    onTimeout: (delay) => app.log.error({ delay }, 'drain took longer than SHUTDOWN_GRACE_MS: exiting now')
+  }, async ({ signal, err }) => {
+    if (err !== undefined) app.log.error({ err }, 'closing after an unexpected error')
+    else app.log.info({ signal }, 'draining')
+    app.accepting = false
+    app.server.closeIdleConnections()
+    await app.close()
+    app.log.info('drained')
+  })
+  await app.listen({ port: config.port, host: config.host })
+  return app
+}
 
 async function main (): Promise<void> {
-  let config
+  let config: Config
   try {
     config = loadConfig()
   } catch (err) {
     process.stderr.write(`configuration error: ${(err as Error).message}\n`)
     process.exit(1)
   }
-  const app = await buildApp(config)
-  let closing = false
-  const shutdown = (signal: string): void => {
-    if (closing) {
-      app.log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    }
-    closing = true
-    app.log.info({ signal }, 'draining')
-    app.server.closeIdleConnections()
-    app.close().then(() => process.exit(0), (err: unknown) => {
-      app.log.error({ err }, 'error while closing')
-      process.exit(1)
-    })
-  }
-  process.on('SIGTERM', () => shutdown('SIGTERM'))
-  process.on('SIGINT', () => shutdown('SIGINT'))
-  await app.listen({ port: config.port, host: config.host })
+  await start(config)
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`failed to start: ${(err as Error).stack ?? String(err)}\n`)
-  process.exit(1)
-})
+// run when started as the program (node dist/server.js), not when imported
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`failed to start: ${(err as Error).message}\n`)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,175 @@
+/**
+ * Behaviour over real sockets on 127.0.0.1: load shedding, deadlines, the body limit and the
+ * drain on SIGTERM. Long tasks come from test/support/slow-worker.mjs (every task busy for 1 s,
+ * then the real kernel), so the timings do not depend on the kernels' speed.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import type { FastifyInstance } from 'fastify'
+import { afterEach, describe, expect, it } from 'vitest'
+import { buildApp } from '../../src/app.js'
+import type { Config } from '../../src/config.js'
+
+const SLOW_WORKER = new URL('../support/slow-worker.mjs', import.meta.url).href
+const MATMUL = JSON.stringify({ a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] })
+const EXPECTED = { result: { shape: [2, 2], dtype: 'float64', data: [[19, 22], [43, 50]] } }
+
+let app: FastifyInstance | undefined
+afterEach(async () => {
+  await app?.close()
+  app = undefined
+})
+
+async function listen (overrides: Partial<Config>): Promise<string> {
+  app = await buildApp({ logLevel: 'silent', ...overrides })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  return `http://127.0.0.1:${port}`
+}
+
+async function post (base: string, path: string, body: string) {
+  const t0 = performance.now()
+  const res = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+  const text = await res.text()
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: text, ms: performance.now() - t0 }
+}
+
+describe('over real sockets', () => {
+  it('WORKERS=2 MAX_QUEUE=2, 10 concurrent long tasks: exactly 4 succeed, 6 get 503 with Retry-After at once', async () => {
+    const base = await listen({ workers: 2, maxQueue: 2, workerFile: SLOW_WORKER })
+    const results = await Promise.all(Array.from({ length: 10 }, async () => await post(base, '/v1/matmul', MATMUL)))
+    const ok = results.filter(r => r.status === 200)
+    const shed = results.filter(r => r.status === 503)
+    expect(ok).toHaveLength(4)
+    expect(shed).toHaveLength(6)
+    for (const r of ok) expect(JSON.parse(r.body)).toEqual(EXPECTED)
+    for (const r of shed) {
+      expect(r.retryAfter).toBe('1')
+      expect(JSON.parse(r.body)).toMatchObject({ statusCode: 503, code: 'OVERLOADED' })
+      expect(r.ms).toBeLessThan(1000) // refused without waiting for a worker (the tasks take 1 s)
+    }
+  })
+
+  it('a long task against a 300 ms deadline gets 504 near 300 ms, and the next request succeeds', async () => {
+    const base = await listen({ workers: 1, taskTimeoutMs: 300, workerFile: SLOW_WORKER })
+    await post(base, '/health', '') // warm the connection path
+    const r = await post(base, '/v1/matmul', MATMUL)
+    expect(r.status).toBe(504)
+    expect(JSON.parse(r.body)).toMatchObject({ statusCode: 504, code: 'TIMEOUT' })
+    expect(r.ms).toBeGreaterThanOrEqual(300 - 5)
+    expect(r.ms).toBeLessThanOrEqual(300 + 150)
+    await app!.close()
+    // a pool with a real worker and the same deadline computes the next request
+    const base2 = await listen({ workers: 1, taskTimeoutMs: 300 })
+    const next = await post(base2, '/v1/matmul', MATMUL)
+    expect(next.status).toBe(200)
+    expect(JSON.parse(next.body)).toEqual(EXPECTED)
+  })
+
+  it('after a timeout the same pool replaces its worker and computes correctly', async () => {
+    process.env.SLOW_WORKER_MS = '1000'
+    const base = await listen({ workers: 1, taskTimeoutMs: 2000, workerFile: SLOW_WORKER })
+    const first = await post(base, '/v1/matmul', MATMUL) // 1 s of work, within 2 s
+    expect(first.status).toBe(200)
+    await app!.close()
+    const base2 = await listen({ workers: 1, taskTimeoutMs: 200, workerFile: SLOW_WORKER })
+    expect((await post(base2, '/v1/matmul', MATMUL)).status).toBe(504)
+    expect((await post(base2, '/v1/matmul', MATMUL)).status).toBe(504) // the replacement worker answers (too late again)
+    expect(app!.pool.threads.length).toBe(1)
+  })
+
+  it('a body 1 byte under the limit gets 200, 1 byte over gets 413', async () => {
+    const limit = 2000
+    const base = await listen({ workers: 1, bodyLimitBytes: limit })
+    const pad = (n: number) => JSON.stringify({ a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] }).replace('{', '{' + ' '.repeat(n))
+    const base0 = pad(0).length
+    const under = pad(limit - 1 - base0)
+    const over = pad(limit + 1 - base0)
+    expect(Buffer.byteLength(under)).toBe(limit - 1)
+    expect(Buffer.byteLength(over)).toBe(limit + 1)
+    const r1 = await post(base, '/v1/matmul', under)
+    expect(r1.status).toBe(200)
+    expect(JSON.parse(r1.body)).toEqual(EXPECTED)
+    const r2 = await post(base, '/v1/matmul', over)
+    expect(r2.status).toBe(413)
+    expect(JSON.parse(r2.body)).toMatchObject({ statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
+  })
+
+  it('RSS over MAX_RSS_BYTES sheds operations with 503 OVERLOADED, while /health still answers', async () => {
+    const base = await listen({ workers: 1, maxRssBytes: 1 })
+    await new Promise(resolve => setTimeout(resolve, 1200)) // under-pressure samples memory every second
+    const r = await post(base, '/v1/matmul', MATMUL)
+    expect(r.status).toBe(503)
+    expect(r.retryAfter).toBe('1')
+    expect(JSON.parse(r.body)).toMatchObject({ code: 'OVERLOADED' })
+    expect((await fetch(base + '/health')).status).toBe(200)
+  })
+
+  it('a client that disconnects has its running task stopped (the worker is freed at once)', async () => {
+    process.env.SLOW_WORKER_MS = '1000'
+    const base = await listen({ workers: 1, workerFile: SLOW_WORKER })
+    const controller = new AbortController()
+    const pending = fetch(base + '/v1/matmul', { method: 'POST', headers: { 'content-type': 'application/json' }, body: MATMUL, signal: controller.signal })
+      .catch(() => 'aborted')
+    await new Promise(resolve => setTimeout(resolve, 150))
+    const busy = async () => /tensor_pool_busy_workers (\d+)/.exec(await (await fetch(base + '/metrics')).text())?.[1]
+    expect(await busy()).toBe('1')
+    controller.abort()
+    expect(await pending).toBe('aborted')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(await busy()).toBe('0') // 850 ms before the task would have ended
+    const after = await post(base, '/v1/matmul', MATMUL)
+    expect(after.status).toBe(200)
+  })
+})
+
+describe('drain on SIGTERM (the real server process)', () => {
+  let child: ChildProcess | undefined
+  afterEach(() => { child?.kill('SIGKILL') })
+
+  async function startServer (env: Record<string, string>): Promise<{ base: string, exited: Promise<number | null> }> {
+    child = spawn(process.execPath, ['--import', 'tsx', 'test/support/serve.ts'], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', WORKERS: '1', ...env },
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
+    const exited = new Promise<number | null>(resolve => child!.once('exit', code => resolve(code)))
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = ''
+      child!.stdout!.on('data', (d: Buffer) => {
+        out += d.toString()
+        const m = /listening (\d+)/.exec(out)
+        if (m !== null) resolve(Number(m[1]))
+      })
+      child!.once('exit', () => reject(new Error(`server exited early: ${out}`)))
+    })
+    return { base: `http://127.0.0.1:${port}`, exited }
+  }
+
+  it('SIGTERM during a long request: that request gets 200, /ready turns 503 or refuses, the process exits 0', async () => {
+    const { base, exited } = await startServer({ SLOW_WORKER_MS: '1500', SHUTDOWN_GRACE_MS: '10000' })
+    expect((await fetch(base + '/ready')).status).toBe(200)
+    const inflight = post(base, '/v1/matmul', MATMUL)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    child!.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    // draining: new connections are refused (or, on a kept-alive one, answered 503)
+    const ready = await fetch(base + '/ready').then(r => r.status, () => 'refused')
+    expect([503, 'refused']).toContain(ready)
+    const r = await inflight
+    expect(r.status).toBe(200)
+    expect(JSON.parse(r.body)).toEqual(EXPECTED)
+    expect(await exited).toBe(0)
+  })
+
+  it('a second signal exits at once', async () => {
+    const { base, exited } = await startServer({ SLOW_WORKER_MS: '5000', SHUTDOWN_GRACE_MS: '20000' })
+    const inflight = post(base, '/v1/matmul', MATMUL).catch(() => 'cut')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const t0 = performance.now()
+    child!.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    child!.kill('SIGTERM')
+    expect(await exited).toBe(1)
+    expect(performance.now() - t0).toBeLessThan(2000)
+    await inflight
+  })
+})
