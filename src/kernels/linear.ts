@@ -38,7 +38,7 @@ export function linearInfo (inputShape: number[], weightsShape: number[], biasSh
     )
   }
   if (biasShape !== null && !(biasShape.length === 1 && biasShape[0] === outFeatures)) {
-    throw shapeMismatch(`bias must have shape [${outFeatures}] (weights' dimension 1, the outputs); got bias ${formatShape(biasShape)}`)
+    throw shapeMismatch(`bias ${formatShape(biasShape)} does not go with weights ${formatShape(weightsShape)}: bias must have shape [${outFeatures}] (weights' dimension 1, the outputs)`)
   }
   const outShape = [...inputShape.slice(0, -1), outFeatures]
   const outElements = elementCount(outShape, 'the result', limits)

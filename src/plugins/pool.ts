@@ -1,10 +1,11 @@
 /**
  * The kernel pool: a piscina pool of worker threads (WORKERS), one task per worker.
  * `app.compute(name, task, transferList, reply)`:
- * - admits a task only while fewer than WORKERS + MAX_QUEUE are in flight, else 503 OVERLOADED
- *   (counted here, synchronously: piscina ignores maxQueue for tasks that carry a signal);
- * - stops it after TASK_TIMEOUT_MS (504 TIMEOUT) or when the client goes away — piscina
- *   terminates a worker whose task is aborted and starts a new one;
+ * - runs it when a worker is free, lets it wait while fewer than MAX_QUEUE wait, else refuses it
+ *   with 503 OVERLOADED (counted here, synchronously: piscina ignores maxQueue for tasks that
+ *   carry a signal);
+ * - stops it TASK_TIMEOUT_MS after it reached its worker (504 TIMEOUT), or when the client goes
+ *   away — piscina terminates a worker whose task is aborted and starts a new one;
  * - turns a worker's failure (a throw, a crash, running out of memory) into a generic 500;
  * - resolves with the result moved back from the worker.
  */
@@ -40,31 +41,77 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     resourceLimits: { maxOldGenerationSizeMb: config.workerHeapMb }
   })
   pool.on('error', (err: unknown) => app.log.error({ err }, 'worker thread failed'))
-  let inFlight = 0
-  const capacity = config.workers + config.maxQueue
-  app.metrics.poolState = () => ({
-    queued: pool.queueSize,
-    busy: Math.min(inFlight, config.workers),
-    workers: pool.threads.length
+  // Admission is counted here: a task runs when a started worker is free, else waits in this
+  // FIFO (at most MAX_QUEUE), else is refused. So piscina never queues, its maxQueue (ignored
+  // for tasks with a signal) does not matter, and TASK_TIMEOUT_MS starts when the task reaches
+  // a worker — not while it waits, nor while a replacement worker starts up.
+  let ready = 0
+  let running = 0
+  const waiting: Array<{ go: () => void }> = []
+  app.metrics.poolState = () => ({ queued: waiting.length, busy: running, workers: ready })
+  pool.on('workerCreate', () => { // emitted once a worker can take tasks
+    ready++
+    dispatch()
   })
+  pool.on('workerDestroy', () => { ready-- })
 
-  async function compute (name: string, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
-    if (inFlight >= capacity) {
+  function dispatch (): void {
+    while (running < ready && waiting.length > 0) {
+      running++
+      waiting.shift()?.go()
+    }
+  }
+
+  /** Resolves when the caller may run a task on a worker; rejects if aborted while waiting. */
+  async function acquire (signal: AbortSignal): Promise<void> {
+    if (running < ready && waiting.length === 0) {
+      running++
+      return
+    }
+    if (waiting.length >= config.maxQueue) {
       app.metrics.shed.inc({ reason: 'queue' })
       throw new ApiError('OVERLOADED', `the service is at capacity (${config.workers} workers busy, ${config.maxQueue} tasks waiting); retry shortly`)
     }
+    await new Promise<void>((resolve, reject) => {
+      const entry = { go: resolve }
+      waiting.push(entry)
+      signal.addEventListener('abort', () => {
+        const i = waiting.indexOf(entry)
+        if (i >= 0) {
+          waiting.splice(i, 1)
+          reject(signal.reason)
+        }
+      }, { once: true })
+    })
+  }
+
+  /** Frees the worker for the next waiting task. */
+  function release (): void {
+    running--
+    dispatch()
+  }
+
+  async function compute (name: string, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
+    // the client went away before its answer: stop its waiting or running task
+    const gone = new AbortController()
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) gone.abort()
+    }
+    reply.raw.once('close', onClose)
+    try {
+      await acquire(gone.signal)
+    } catch (err) {
+      reply.raw.off('close', onClose)
+      throw err
+    }
     const controller = new AbortController()
+    const abort = (): void => controller.abort()
+    gone.signal.addEventListener('abort', abort, { once: true })
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true
       controller.abort()
     }, config.taskTimeoutMs)
-    // the client went away before its answer: stop its queued or running task
-    const onClose = (): void => {
-      if (!reply.raw.writableFinished) controller.abort()
-    }
-    reply.raw.once('close', onClose)
-    inFlight++
     const started = process.hrtime.bigint()
     try {
       const result = await pool.run(task, { name, transferList, signal: controller.signal })
@@ -78,11 +125,18 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       if (!controller.signal.aborted) app.metrics.failed.inc({ op: name })
       throw err
     } finally {
-      inFlight--
       clearTimeout(timer)
+      gone.signal.removeEventListener('abort', abort)
       reply.raw.off('close', onClose)
+      release()
     }
   }
+
+  // the app is ready once every worker has loaded its module: a first task's deadline then
+  // measures its computation, not the worker's start-up
+  app.addHook('onReady', async () => {
+    await Promise.all(Array.from({ length: config.workers }, async () => await pool.run(null, { name: 'ping' })))
+  })
 
   app.decorate('pool', pool)
   app.decorate('compute', compute)

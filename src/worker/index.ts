@@ -49,3 +49,8 @@ export function attention ({ dtype, query, key, value, mask, info }: AttentionTa
   attentionKernel(all.subarray(0, outN), weights, query, key, value, mask, info)
   return move(all)
 }
+
+/** Answers once the worker has loaded: the pool waits for this before the app is ready. */
+export function ping (): string {
+  return 'pong'
+}

@@ -17,5 +17,6 @@ export function conv2d () {
   for (;;) hoard.push(new Array(1e6).fill({ leak: hoard.length }))
 }
 
+export const ping = real.ping
 export const linear = real.linear
 export const attention = real.attention
