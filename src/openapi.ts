@@ -6,8 +6,14 @@ export const openapiInfo = {
     description: 'Tensor operations over HTTP with NumPy and PyTorch semantics: matmul, dot, linear, conv2d and attention. ' +
       'Tensors are nested arrays, {shape, data, dtype} objects with flat or nested data, or base64 little-endian bytes. ' +
       'The strings "NaN", "Infinity" and "-Infinity" stand for those values.',
-    version: '1.0.0'
+    version: '1.0.0',
+    contact: { name: 'Tensor service maintainers' }
   },
+  servers: [{
+    url: '/',
+    description: 'Production or local: the instance serving this document (Swagger UI sends requests to it)',
+    'x-internal': false
+  }],
   tags: [
     { name: 'operations', description: 'Tensor operations' },
     { name: 'service', description: 'Health, readiness and the API document' }

@@ -2,17 +2,25 @@
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 
-const Status = Type.Object({ status: Type.String() }, { additionalProperties: false })
+const Status = Type.Object({ status: Type.String({ maxLength: 32, pattern: '^[a-z]+$' }) }, { additionalProperties: false })
 
 export default async function serviceRoutes (app: FastifyInstance): Promise<void> {
   app.get('/health', {
-    schema: { tags: ['service'], summary: 'Liveness: 200 while the process lives', response: { 200: Status } }
+    schema: {
+      tags: ['service'],
+      operationId: 'health',
+      summary: 'Liveness: 200 while the process lives',
+      description: 'Answers 200 {"status":"ok"} as long as the process runs, also while it drains.',
+      response: { 200: Status }
+    }
   }, async () => ({ status: 'ok' }))
 
   app.get('/ready', {
     schema: {
       tags: ['service'],
+      operationId: 'ready',
       summary: 'Readiness: 200 when the service can take work, 503 while starting or draining',
+      description: 'Answers 200 {"status":"ready"} once every worker has started, and 503 {"status":"unavailable"} from the start of a drain.',
       response: { 200: Status, 503: Status }
     }
   }, async (request, reply) => {

@@ -5,6 +5,15 @@
 import { Type } from 'typebox'
 import { MAX_RANK } from '../kernels/shape.js'
 
+/** Bounds that keep every schema finite (the body limit is the tighter bound in practice). */
+export const MAX_WIRE_ITEMS = 2 ** 28
+export const MAX_BASE64_LENGTH = 2 ** 30
+export const BASE64_PATTERN = '^[A-Za-z0-9+/]*={0,2}$'
+/** Options are JSON integers in the int32 range; their meaningful range is checked by each operation (INVALID_ARGUMENT). */
+export const Int32 = (options: Record<string, unknown> = {}) =>
+  Type.Integer({ format: 'int32', minimum: -2147483648, maximum: 2147483647, ...options })
+const Dimension = Type.Integer({ format: 'int64', minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+
 export const DTypeSchema = Type.Enum(['float32', 'float64'], {
   description: 'Element type. A request-level dtype overrides the promotion rule (float32 only when every tensor operand is float32).'
 })
@@ -18,13 +27,13 @@ export const NonFiniteSchema = Type.Enum(['NaN', 'Infinity', '-Infinity'], {
 })
 
 export const TensorObjectSchema = Type.Object({
-  shape: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), {
+  shape: Type.Optional(Type.Array(Dimension, {
     maxItems: MAX_RANK,
     description: `Dimensions, each an integer >= 0; rank at most ${MAX_RANK}. Required with base64 data.`
   })),
   data: Type.Union([
-    Type.Array(Type.Unknown(), { description: 'Flat row-major values (with shape), or nested arrays.' }),
-    Type.String({ description: 'Base64 (RFC 4648, padded) of the little-endian values.' }),
+    Type.Array(Type.Unknown(), { maxItems: MAX_WIRE_ITEMS, description: 'Flat row-major values (with shape), or nested arrays.' }),
+    Type.String({ maxLength: MAX_BASE64_LENGTH, pattern: BASE64_PATTERN, description: 'Base64 (RFC 4648, padded) of the little-endian values; also "NaN", "Infinity" or "-Infinity" for rank 0.' }),
     Type.Number({ description: 'The value of a rank-0 tensor.' }),
     Type.Boolean({ description: 'The value of a rank-0 boolean mask.' })
   ]),
@@ -34,7 +43,7 @@ export const TensorObjectSchema = Type.Object({
 export const TensorSchema = Type.Union([
   Type.Number({ description: 'A rank-0 tensor.' }),
   NonFiniteSchema,
-  Type.Array(Type.Unknown(), { description: 'Nested arrays: rank = nesting depth; must be rectangular.' }),
+  Type.Array(Type.Unknown(), { maxItems: MAX_WIRE_ITEMS, description: 'Nested arrays: rank = nesting depth; must be rectangular.' }),
   TensorObjectSchema
 ], {
   description: 'A tensor: a number, nested arrays (e.g. [[1,2],[3,4]]), or {shape, data, dtype} with data flat, nested or base64. ' +
@@ -45,28 +54,28 @@ export const MaskSchema = Type.Union([
   Type.Boolean(),
   Type.Number(),
   NonFiniteSchema,
-  Type.Array(Type.Unknown(), { description: 'Nested arrays of booleans (true = may attend) or of numbers added to the scores.' }),
+  Type.Array(Type.Unknown(), { maxItems: MAX_WIRE_ITEMS, description: 'Nested arrays of booleans (true = may attend) or of numbers added to the scores.' }),
   TensorObjectSchema
 ], {
   description: 'Attention mask broadcastable to [..., Lq, Lk]: booleans (true = may attend) or numbers added to the scores.'
 })
 
 export const ResultTensorSchema = Type.Object({
-  shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: MAX_RANK }),
+  shape: Type.Array(Dimension, { maxItems: MAX_RANK }),
   dtype: DTypeSchema,
   data: Type.Union([
-    Type.Array(Type.Unknown()),
-    Type.String(),
+    Type.Array(Type.Unknown(), { maxItems: MAX_WIRE_ITEMS }),
+    Type.String({ maxLength: MAX_BASE64_LENGTH, pattern: BASE64_PATTERN }),
     Type.Number(),
     NonFiniteSchema
   ], { description: 'Nested arrays (default), a flat array or a base64 string, following the request\'s encoding.' })
 }, { additionalProperties: false, title: 'ResultTensor' })
 
 export const ErrorSchema = Type.Object({
-  statusCode: Type.Integer(),
-  code: Type.String({ description: 'e.g. INVALID_TENSOR, SHAPE_MISMATCH, INVALID_ARGUMENT, TOO_LARGE, OVERLOADED, TIMEOUT, FST_ERR_VALIDATION' }),
-  error: Type.String(),
-  message: Type.String()
+  statusCode: Type.Integer({ format: 'int32', minimum: 400, maximum: 599 }),
+  code: Type.String({ maxLength: 64, pattern: '^[A-Z0-9_]+$', description: 'e.g. INVALID_TENSOR, SHAPE_MISMATCH, INVALID_ARGUMENT, TOO_LARGE, OVERLOADED, TIMEOUT, FST_ERR_VALIDATION' }),
+  error: Type.String({ maxLength: 64, description: 'The HTTP status text' }),
+  message: Type.String({ maxLength: 4096, description: 'What is wrong, naming the field, operand or limit at fault' })
 }, { additionalProperties: false, title: 'Error' })
 
 /** The fields every operation takes besides its tensors. */

@@ -1,12 +1,12 @@
 import { Type, type Static } from 'typebox'
 import { conv2dInfo } from '../../kernels/conv2d.js'
-import { commonFields, TensorSchema } from '../../schemas/tensor.js'
+import { commonFields, Int32, TensorSchema } from '../../schemas/tensor.js'
 import { castTo, computeDtype } from '../../tensor/decode.js'
 import { buffersOf, operationRoute } from './operation.js'
 
 const IntOrPair = (description: string) => Type.Union([
-  Type.Integer(),
-  Type.Array(Type.Integer(), { minItems: 2, maxItems: 2 })
+  Int32(),
+  Type.Array(Int32(), { minItems: 2, maxItems: 2 })
 ], { description })
 
 const Body = Type.Object({
@@ -16,11 +16,11 @@ const Body = Type.Object({
   stride: Type.Optional(IntOrPair('Stride, an integer >= 1 or [sh, sw]; default 1')),
   padding: Type.Optional(Type.Union([
     Type.Enum(['valid', 'same']),
-    Type.Integer(),
-    Type.Array(Type.Integer(), { minItems: 2, maxItems: 2 })
+    Int32(),
+    Type.Array(Int32(), { minItems: 2, maxItems: 2 })
   ], { description: '"valid" (default, no padding), "same" (stride 1; PyTorch placement: the extra row/column of an even kernel goes bottom/right), an integer >= 0, or [ph, pw]' })),
   dilation: Type.Optional(IntOrPair('Dilation, an integer >= 1 or [dh, dw]; default 1')),
-  groups: Type.Optional(Type.Integer({ description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
+  groups: Type.Optional(Int32({ description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
   layout: Type.Optional(Type.Enum(['NCHW', 'NHWC'], { description: 'NCHW (default, PyTorch) or NHWC (TensorFlow)' })),
   ...commonFields
 }, { additionalProperties: false })

@@ -77,6 +77,7 @@ export function operationRoute<Body extends { encoding?: Encoding, dtype?: DType
     app.post(`/v1/${spec.name}`, {
       schema: {
         tags: ['operations'],
+        operationId: spec.name,
         summary: spec.summary,
         description: spec.description,
         body: { ...spec.body, examples: [spec.example] },
