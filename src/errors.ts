@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'OVERLOADED'
   | 'TIMEOUT'
   | 'INTERNAL'
+  /** The client closed its connection before its answer; nobody receives this (nginx's 499). */
+  | 'CANCELLED'
 
 export const STATUS: Record<ErrorCode, number> = {
   INVALID_TENSOR: 400,
@@ -20,7 +22,8 @@ export const STATUS: Record<ErrorCode, number> = {
   NOT_FOUND: 404,
   OVERLOADED: 503,
   TIMEOUT: 504,
-  INTERNAL: 500
+  INTERNAL: 500,
+  CANCELLED: 499
 }
 
 export class ApiError extends Error {

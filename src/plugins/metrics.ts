@@ -92,8 +92,7 @@ async function metricsPlugin (app: FastifyInstance): Promise<void> {
   })
 
   app.get('/metrics', {
-    schema: { tags: ['service'], summary: 'Prometheus metrics (text exposition format)', hide: true },
-    logLevel: 'debug'
+    schema: { tags: ['service'], summary: 'Prometheus metrics (text exposition format)', hide: true }
   }, async (request, reply) => {
     reply.type(registry.contentType)
     return await registry.metrics()

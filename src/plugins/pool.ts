@@ -27,6 +27,8 @@ const WORKER_FILE = import.meta.url.endsWith('.ts')
   ? new URL('../worker/source-entry.mjs', import.meta.url).href
   : new URL('../worker/index.js', import.meta.url).href
 
+const cancelled = (): ApiError => new ApiError('CANCELLED', 'the client closed the connection; its task was stopped')
+
 export interface PoolOptions {
   config: Config
 }
@@ -102,6 +104,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       await acquire(gone.signal)
     } catch (err) {
       reply.raw.off('close', onClose)
+      if (gone.signal.aborted) throw cancelled()
       throw err
     }
     const controller = new AbortController()
@@ -122,6 +125,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
         app.metrics.timedOut.inc({ op: name })
         throw new ApiError('TIMEOUT', `the computation ran past its time limit of ${config.taskTimeoutMs} ms and was stopped`)
       }
+      if (gone.signal.aborted) throw cancelled()
       if (!controller.signal.aborted) app.metrics.failed.inc({ op: name })
       throw err
     } finally {
