@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+#
+# The tensor service's image: a build stage compiles TypeScript with the dev dependencies, and
+# the runtime stage holds only the production dependencies and the compiled dist/.
+# `test/deploy/container.test.ts` (npm run test:container) replays both stages without an engine.
+#
+#   docker build -t tensor-service:1.0.0 .
+#   docker run --rm -p 3000:3000 tensor-service:1.0.0
+
+# ---- build: npm ci with dev dependencies (tsc), then npm run build -> dist/
+FROM node:22-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: no dependency needs an install script to compile, and some dev dependencies'
+# scripts only report usage over the network
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# ---- runtime: production dependencies and dist/ only
+FROM node:22-slim AS runtime
+# tini as PID 1: it forwards SIGTERM to node (which drains: /ready turns 503, in-flight requests
+# finish, the worker pool closes) and reaps zombies
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends tini \
+  && rm -rf /var/lib/apt/lists/*
+ENV HOST=0.0.0.0 NODE_ENV=production PORT=3000
+WORKDIR /app
+# the files stay owned by root: the service (user node) can read them but not change them
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+  && npm cache clean --force
+COPY --from=build /app/dist ./dist
+USER node
+EXPOSE 3000
+# no curl in the image: node's own fetch asks /health on the port the service listens on
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+# node directly, not npm start: npm's prestart would run tsc, a dev dependency that is not here,
+# and npm does not pass signals on reliably
+CMD ["node", "dist/server.js"]

@@ -1,0 +1,117 @@
+/**
+ * Swagger UI in a real browser: Debian's headless Chromium (driven by playwright-core, never a
+ * downloaded browser) opens /docs of the app listening on loopback, finds every operation, and
+ * for each one expands it, turns on "Try it out", presses "Execute" and reads a 200 response
+ * with a "result" on the page, as a person would. Every request the page makes is recorded:
+ * none may leave the service's own origin (requests elsewhere are also blocked, so a failure
+ * here never sends traffic off the machine). The page is saved to /tmp/swagger.png, the first
+ * operation's live response to /tmp/swagger-response.png.
+ *
+ * Skipped only when /usr/bin/chromium is missing outside CI; in CI (.ci/run installs it) it runs.
+ */
+import type { FastifyInstance } from 'fastify'
+import { type Browser, chromium, type Locator, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildApp } from '../../src/app.js'
+import { skipWithout } from './helpers.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const skip = skipWithout(CHROMIUM)
+const OPERATIONS = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention']
+const SCREENSHOT = '/tmp/swagger.png'
+const RESPONSE_SHOT = '/tmp/swagger-response.png'
+
+const title = 'Swagger UI at /docs in headless Chromium' +
+  (skip ? ` - SKIPPED: no ${CHROMIUM} on this machine (apt-get install -y chromium); in CI it always runs` : '')
+
+describe.skipIf(skip)(title, () => {
+  let app: FastifyInstance
+  let browser: Browser
+  let page: Page
+  let origin = ''
+  const requested: string[] = []
+  const pageErrors: string[] = []
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const address = app.server.address()
+    if (address === null || typeof address === 'string') throw new Error('no TCP address')
+    origin = `http://127.0.0.1:${address.port}`
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-quic']
+    })
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
+    // nothing leaves the machine: a request for another origin is recorded and refused
+    await context.route('**/*', async (route) => {
+      const url = route.request().url()
+      if (url.startsWith(origin + '/') || url.startsWith('data:') || url.startsWith('blob:')) await route.continue()
+      else await route.abort('blockedbyclient')
+    })
+    page = await context.newPage()
+    page.on('request', (req) => requested.push(req.url()))
+    page.on('pageerror', (err) => pageErrors.push(err.message))
+  }, 60_000)
+
+  afterAll(async () => {
+    await browser?.close()
+    await app?.close()
+  })
+
+  it('lists every operation', async () => {
+    await page.goto(`${origin}/docs`, { waitUntil: 'load' })
+    await page.locator('.swagger-ui .opblock').first().waitFor({ timeout: 20_000 })
+    for (const path of OPERATIONS) {
+      await expect(operation(page, path).count(), path).resolves.toBe(1)
+    }
+    await expect(page.locator('.swagger-ui .info .title').innerText()).resolves.toMatch(/Tensor service/)
+  }, 60_000)
+
+  it('runs each operation\'s example: expand, Try it out, Execute, 200 with a result', async () => {
+    for (const path of OPERATIONS) {
+      const op = operation(page, path)
+      await op.locator('.opblock-summary').first().click()
+      const body = op.locator('.opblock-body')
+      await body.waitFor({ timeout: 10_000 })
+      // "Try it out": the app's uiConfig turns it on from the start (the button then reads
+      // "Cancel"), so switch it off and press "Try it out" as a person would
+      const tryOut = op.locator('button.try-out__btn')
+      await tryOut.waitFor({ timeout: 10_000 })
+      if ((await tryOut.innerText()).trim() === 'Cancel') await tryOut.click()
+      await expect(tryOut.innerText()).resolves.toBe('Try it out')
+      await expect(op.locator('button.execute').count()).resolves.toBe(0)
+      await tryOut.click()
+      await expect(tryOut.innerText()).resolves.toBe('Cancel')
+      // the example body is in the editor
+      await expect(op.locator('textarea.body-param__text').inputValue()).resolves.toMatch(/\S/)
+      await op.locator('button.execute').click()
+      const status = op.locator('.live-responses-table .response .response-col_status').first()
+      await status.waitFor({ timeout: 20_000 })
+      await expect(status.innerText(), path).resolves.toMatch(/^\s*200/)
+      const shown = await op.locator('.live-responses-table .response-col_description .microlight, .live-responses-table .response-col_description pre').first().innerText()
+      expect(shown, path).toContain('"result"')
+      if (path === OPERATIONS[0]) await op.locator('.live-responses-table').screenshot({ path: RESPONSE_SHOT })
+    }
+    // the top of the page: title, the operations, the first one opened
+    await page.evaluate('window.scrollTo(0, 0)')
+    await page.screenshot({ path: SCREENSHOT })
+  }, 120_000)
+
+  it('made requests only to the service', () => {
+    expect(requested.length).toBeGreaterThan(0)
+    const foreign = requested.filter((url) => !(url.startsWith(origin + '/') || url.startsWith('data:') || url.startsWith('blob:')))
+    expect(foreign).toEqual([])
+    // the Execute presses went to the service
+    for (const path of OPERATIONS) expect(requested).toContain(`${origin}${path}`)
+    expect(pageErrors).toEqual([])
+  })
+})
+
+/** The operation block of POST `path`. */
+function operation (page: Page, path: string): Locator {
+  return page.locator('.swagger-ui .opblock.opblock-post').filter({
+    has: page.locator(`.opblock-summary-path[data-path="${path}"]`)
+  })
+}
