@@ -20,7 +20,7 @@ export interface Config {
   maxElements: number
   /** Largest work of one request in floating-point operations, 2 x multiply-adds (413). */
   maxFlops: number
-  /** How long a drain (SIGTERM/SIGINT) may take before the process exits anyway. */
+  /** How long a drain (SIGTERM/SIGINT) may take before the process exits anyway (default: TASK_TIMEOUT_MS's default + 5 s). */
   shutdownGraceMs: number
   /** Shed new work with 503 while the main thread's event-loop delay is above this (0: off). */
   maxEventLoopDelayMs: number
@@ -46,7 +46,7 @@ export function defaultConfig (): Config {
     bodyLimitBytes: 64 * 1024 * 1024,
     maxElements: 16777216,
     maxFlops: 2e11,
-    shutdownGraceMs: 10000,
+    shutdownGraceMs: 35000,
     maxEventLoopDelayMs: 0,
     maxRssBytes: 0,
     workerHeapMb: 512

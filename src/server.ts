@@ -4,7 +4,8 @@
  * connections are closed, in-flight requests finish, the pool closes, and the process exits 0.
  * Past SHUTDOWN_GRACE_MS, or on a second signal, it exits at once with 1.
  */
-import { pathToFileURL } from 'node:url'
+import { realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
@@ -41,8 +42,8 @@ async function main (): Promise<void> {
   await start(config)
 }
 
-// run when started as the program (node dist/server.js), not when imported
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// run when started as the program (node dist/server.js, also through a symlink), not when imported
+if (process.argv[1] !== undefined && realpathSync(fileURLToPath(import.meta.url)) === realpathSync(process.argv[1])) {
   main().catch((err: unknown) => {
     process.stderr.write(`failed to start: ${(err as Error).message}\n`)
     process.exit(1)

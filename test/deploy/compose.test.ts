@@ -49,7 +49,14 @@ describe('docker-compose.yml', () => {
       // HOST is 0.0.0.0 in a container; WORKERS follows the CPU limit rather than the host's cores
       if (name === 'HOST') expect(value).toBe('0.0.0.0')
       else if (name === 'WORKERS') expect(Number(defaultOf(value))).toBe(Number(api.deploy.resources.limits.cpus))
-      else expect(defaultOf(value), name).toBe(documented.get(name))
+      // pressure shedding, off by default, is switched on here: memory below the container's limit
+      else if (name === 'MAX_EVENT_LOOP_DELAY_MS') expect(Number(defaultOf(value))).toBeGreaterThan(0)
+      else if (name === 'MAX_RSS_BYTES') {
+        const limit = /^(\d+)g$/.exec(api.deploy.resources.limits.memory)
+        expect(limit).not.toBeNull()
+        expect(Number(defaultOf(value))).toBeGreaterThan(0)
+        expect(Number(defaultOf(value))).toBeLessThan(Number(limit![1]) * 2 ** 30)
+      } else expect(defaultOf(value), name).toBe(documented.get(name))
     }
   })
 

@@ -178,8 +178,14 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     expect([...documented.keys()]).toEqual(expect.arrayContaining(['PORT', 'HOST', 'LOG_LEVEL', 'WORKERS', 'MAX_QUEUE', 'TASK_TIMEOUT_MS', 'BODY_LIMIT_BYTES', 'MAX_ELEMENTS', 'MAX_FLOPS']))
     for (const e of container.env) {
       expect(documented.has(e.name), `${e.name} is not in the README's table`).toBe(true)
-      // a literal value equals the README's default (WORKERS follows the CPU limit instead)
-      if (e.value !== undefined && e.name !== 'HOST') expect(e.value, e.name).toBe(documented.get(e.name))
+      // a literal value equals the README's default (WORKERS follows the CPU limit instead), but for
+      // pressure shedding, off by default and switched on here: memory below the container's limit
+      if (e.name === 'MAX_EVENT_LOOP_DELAY_MS') expect(Number(e.value)).toBeGreaterThan(0)
+      else if (e.name === 'MAX_RSS_BYTES') {
+        expect(container.resources.limits.memory).toBe('2Gi')
+        expect(Number(e.value)).toBeGreaterThan(0)
+        expect(Number(e.value)).toBeLessThan(2 * 2 ** 30)
+      } else if (e.value !== undefined && e.name !== 'HOST') expect(e.value, e.name).toBe(documented.get(e.name))
     }
     expect(container.env.find((e: any) => e.name === 'HOST')?.value).toBe('0.0.0.0')
     const workers = container.env.find((e: any) => e.name === 'WORKERS')
