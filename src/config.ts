@@ -28,9 +28,21 @@ export interface Config {
   maxRssBytes: number
   /** V8 heap limit of each worker thread, in MiB (typed arrays live outside it and are bounded by MAX_ELEMENTS). */
   workerHeapMb: number
+  /** Work (2 x multiply-adds) up to which a computation runs inline on the main thread (0: never). */
+  inlineMaxFlops: number
+  /** Work from which one matmul is split across idle workers (0: never). */
+  splitMinFlops: number
   /** The worker module (tests only; not read from the environment). */
   workerFile?: string
 }
+
+/**
+ * Below this much work a worker's round trip costs more than computing on the main thread
+ * (measured by bench/crossover.ts; see bench/README.md).
+ */
+export const INLINE_MAX_FLOPS = 200_000
+/** From this much work, one matmul is shared among idle workers (bench/crossover.ts). */
+export const SPLIT_MIN_FLOPS = 20_000_000
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
@@ -49,7 +61,9 @@ export function defaultConfig (): Config {
     shutdownGraceMs: 35000,
     maxEventLoopDelayMs: 0,
     maxRssBytes: 0,
-    workerHeapMb: 512
+    workerHeapMb: 512,
+    inlineMaxFlops: INLINE_MAX_FLOPS,
+    splitMinFlops: SPLIT_MIN_FLOPS
   }
 }
 
@@ -66,7 +80,9 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'shutdownGraceMs', name: 'SHUTDOWN_GRACE_MS', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'maxEventLoopDelayMs', name: 'MAX_EVENT_LOOP_DELAY_MS', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'maxRssBytes', name: 'MAX_RSS_BYTES', min: 0, max: 2 ** 53 - 1, integer: true },
-  { key: 'workerHeapMb', name: 'WORKER_HEAP_MB', min: 16, max: 65536, integer: true }
+  { key: 'workerHeapMb', name: 'WORKER_HEAP_MB', min: 16, max: 65536, integer: true },
+  { key: 'inlineMaxFlops', name: 'INLINE_MAX_FLOPS', min: 0, max: 1e12, integer: false },
+  { key: 'splitMinFlops', name: 'SPLIT_MIN_FLOPS', min: 0, max: 1e18, integer: false }
 ]
 
 /** Reads the configuration from the environment; throws on a malformed value. */

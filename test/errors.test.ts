@@ -513,7 +513,7 @@ describe('404 NOT_FOUND and 415 FST_ERR_CTP_INVALID_MEDIA_TYPE', () => {
 
 describe('503 OVERLOADED', () => {
   it('six concurrent slow requests with 1 worker and a queue of 1: exactly 2 answer 200, 4 answer 503 with Retry-After', async () => {
-    const busy = await make({ workers: 1, maxQueue: 1, workerFile: SLOW_WORKER })
+    const busy = await make({ workers: 1, maxQueue: 1, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     try {
       // each takes 1 s in the slow worker, far longer than admitting all six
       const replies = await Promise.all(Array.from({ length: 6 }, () => post(busy, '/v1/matmul', MATMUL_SMALL)))
@@ -535,7 +535,7 @@ describe('503 OVERLOADED', () => {
   })
 
   it('with no queue (maxQueue 0) one slow request in flight refuses another', async () => {
-    const busy = await make({ workers: 1, maxQueue: 0, workerFile: SLOW_WORKER })
+    const busy = await make({ workers: 1, maxQueue: 0, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     try {
       const first = post(busy, '/v1/matmul', MATMUL_SMALL)
       await waitFor(() => busy.pool.idleThreads === 0, 5000, 'the first request to reach the worker')
@@ -552,7 +552,7 @@ describe('503 OVERLOADED', () => {
 
 describe('504 TIMEOUT', () => {
   it('a computation past TASK_TIMEOUT_MS is stopped with 504; its worker is replaced and the app answers again', async () => {
-    const slow = await make({ workers: 1, taskTimeoutMs: 100, workerFile: SLOW_WORKER })
+    const slow = await make({ workers: 1, taskTimeoutMs: 100, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     try {
       const start = Date.now()
       const res = await post(slow, '/v1/matmul', MATMUL_SMALL) // 1 s in the slow worker
@@ -574,7 +574,7 @@ describe('504 TIMEOUT', () => {
     // Contract: TASK_TIMEOUT_MS is the "longest one computation may run in its worker".
     // A runs past the limit and is stopped; B (a dot of 3 numbers) waited behind it and then
     // runs in microseconds on the replacement worker, so B must answer 200, not 504.
-    const app2 = await make({ workers: 1, maxQueue: 1, taskTimeoutMs: 300, workerFile: SLOW_WORKER })
+    const app2 = await make({ workers: 1, maxQueue: 1, taskTimeoutMs: 300, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     try {
       const a = post(app2, '/v1/matmul', MATMUL_SMALL) // 1 s in the slow worker
       await waitFor(() => app2.pool.idleThreads === 0, 5000, 'the slow request to reach the worker')

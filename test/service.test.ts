@@ -80,7 +80,7 @@ describe('health and readiness', () => {
     // Once close() begins, Fastify refuses inject() and the listener takes no new connections,
     // so /ready's 503 during a drain cannot be fetched here; what /ready reads (app.accepting)
     // is checked instead, with the request in flight completing normally.
-    const draining = await buildApp({ logLevel: 'silent', workers: 1, workerFile: new URL('./support/slow-worker.mjs', import.meta.url).href })
+    const draining = await buildApp({ logLevel: 'silent', workers: 1, inlineMaxFlops: 0, workerFile: new URL('./support/slow-worker.mjs', import.meta.url).href })
     await draining.ready()
     let closed = false
     try {

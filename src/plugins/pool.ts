@@ -14,10 +14,14 @@ import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
+import type { FloatArray } from '../kernels/types.js'
+import { type MatmulTask, TASKS, type TaskName } from '../worker/tasks.js'
+
+interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    compute: (name: string, task: object, transferList: ArrayBuffer[], reply: FastifyReply) => Promise<unknown>
+    compute: (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply) => Promise<unknown>
     pool: Piscina
   }
 }
@@ -93,7 +97,45 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     dispatch()
   }
 
-  async function compute (name: string, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
+  /** Tiny work on the main thread: cheaper than a worker's round trip. */
+  function runInline (name: TaskName, task: object): unknown {
+    const started = process.hrtime.bigint()
+    const result = (TASKS[name] as (t: object) => unknown)(task)
+    app.metrics.computeDuration.observe({ op: name }, Number(process.hrtime.bigint() - started) / 1e9)
+    return result
+  }
+
+  /**
+   * A large matmul over shared memory, its rows shared among `parts` workers: returns the jobs
+   * and the shared result they fill.
+   */
+  function splitMatmul (task: MatmulTask, parts: number): { jobs: Job[], result: FloatArray } {
+    const { a, b, info } = task
+    const Ctor = task.dtype === 'float32' ? Float32Array : Float64Array
+    // (TypeScript's typed-array constructors take SharedArrayBuffer, but not through a union)
+    const sharedArray = (length: number): FloatArray =>
+      new Ctor(new SharedArrayBuffer(length * Ctor.BYTES_PER_ELEMENT) as unknown as ArrayBuffer)
+    const shared = (src: FloatArray): FloatArray => {
+      const view = sharedArray(src.length)
+      view.set(src)
+      return view
+    }
+    const sa = shared(a)
+    const sb = shared(b)
+    const out = sharedArray(info.outElements)
+    const rows = info.B * info.m
+    const jobs: Job[] = []
+    for (let p = 0; p < parts; p++) {
+      const start = Math.floor(rows * p / parts)
+      const end = Math.floor(rows * (p + 1) / parts)
+      jobs.push({ name: 'matmulRows', task: { a: sa, b: sb, out, info, start, end }, transferList: [] })
+    }
+    return { jobs, result: out }
+  }
+
+  async function compute (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
+    const flops = (task as { info: { flops: number } }).info.flops
+    if (flops <= config.inlineMaxFlops) return runInline(name, task)
     // the client went away before its answer: stop its waiting or running task
     const gone = new AbortController()
     const onClose = (): void => {
@@ -107,6 +149,21 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       if (gone.signal.aborted) throw cancelled()
       throw err
     }
+    let slots = 1
+    let jobs: Job[] = [{ name, task, transferList }]
+    let shared: FloatArray | null = null
+    if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0) {
+      // both (all) cores on one request, only with workers idle and nobody waiting
+      const info = (task as MatmulTask).info
+      const extra = Math.min(ready - running, info.B * info.m - 1)
+      if (extra > 0) {
+        running += extra
+        slots += extra
+        const split = splitMatmul(task as MatmulTask, slots)
+        jobs = split.jobs
+        shared = split.result
+      }
+    }
     const controller = new AbortController()
     const abort = (): void => controller.abort()
     gone.signal.addEventListener('abort', abort, { once: true })
@@ -117,9 +174,10 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     }, config.taskTimeoutMs)
     const started = process.hrtime.bigint()
     try {
-      const result = await pool.run(task, { name, transferList, signal: controller.signal })
+      const results = await Promise.all(jobs.map(async (j) =>
+        await pool.run(j.task, { name: j.name, transferList: j.transferList, signal: controller.signal })))
       app.metrics.computeDuration.observe({ op: name }, Number(process.hrtime.bigint() - started) / 1e9)
-      return result
+      return shared ?? results[0]
     } catch (err) {
       if (timedOut) {
         app.metrics.timedOut.inc({ op: name })
@@ -127,12 +185,13 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       }
       if (gone.signal.aborted) throw cancelled()
       if (!controller.signal.aborted) app.metrics.failed.inc({ op: name })
+      controller.abort() // a failed share stops the others
       throw err
     } finally {
       clearTimeout(timer)
       gone.signal.removeEventListener('abort', abort)
       reply.raw.off('close', onClose)
-      release()
+      for (let i = 0; i < slots; i++) release()
     }
   }
 

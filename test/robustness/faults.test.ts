@@ -12,7 +12,7 @@ const FAULTY_WORKER = new URL('../support/faulty-worker.mjs', import.meta.url).h
 describe('worker faults', () => {
   let app: FastifyInstance
   beforeAll(async () => {
-    app = await buildApp({ logLevel: 'silent', workers: 1, workerHeapMb: 32, workerFile: FAULTY_WORKER })
+    app = await buildApp({ logLevel: 'silent', workers: 1, workerHeapMb: 32, inlineMaxFlops: 0, workerFile: FAULTY_WORKER })
     await app.ready()
   })
   afterAll(async () => { await app.close() })

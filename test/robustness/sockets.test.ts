@@ -35,7 +35,7 @@ async function post (base: string, path: string, body: string) {
 
 describe('over real sockets', () => {
   it('WORKERS=2 MAX_QUEUE=2, 10 concurrent long tasks: exactly 4 succeed, 6 get 503 with Retry-After at once', async () => {
-    const base = await listen({ workers: 2, maxQueue: 2, workerFile: SLOW_WORKER })
+    const base = await listen({ workers: 2, maxQueue: 2, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     const results = await Promise.all(Array.from({ length: 10 }, async () => await post(base, '/v1/matmul', MATMUL)))
     const ok = results.filter(r => r.status === 200)
     const shed = results.filter(r => r.status === 503)
@@ -50,7 +50,7 @@ describe('over real sockets', () => {
   })
 
   it('a long task against a 300 ms deadline gets 504 near 300 ms, and the next request succeeds', async () => {
-    const base = await listen({ workers: 1, taskTimeoutMs: 300, workerFile: SLOW_WORKER })
+    const base = await listen({ workers: 1, taskTimeoutMs: 300, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     await post(base, '/health', '') // warm the connection path
     const r = await post(base, '/v1/matmul', MATMUL)
     expect(r.status).toBe(504)
@@ -67,11 +67,11 @@ describe('over real sockets', () => {
 
   it('after a timeout the same pool replaces its worker and computes correctly', async () => {
     process.env.SLOW_WORKER_MS = '1000'
-    const base = await listen({ workers: 1, taskTimeoutMs: 2000, workerFile: SLOW_WORKER })
+    const base = await listen({ workers: 1, taskTimeoutMs: 2000, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     const first = await post(base, '/v1/matmul', MATMUL) // 1 s of work, within 2 s
     expect(first.status).toBe(200)
     await app!.close()
-    const base2 = await listen({ workers: 1, taskTimeoutMs: 200, workerFile: SLOW_WORKER })
+    const base2 = await listen({ workers: 1, taskTimeoutMs: 200, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     expect((await post(base2, '/v1/matmul', MATMUL)).status).toBe(504)
     expect((await post(base2, '/v1/matmul', MATMUL)).status).toBe(504) // the replacement worker answers (too late again)
     expect(app!.pool.threads.length).toBe(1)
@@ -106,7 +106,7 @@ describe('over real sockets', () => {
 
   it('a client that disconnects has its running task stopped (the worker is freed at once)', async () => {
     process.env.SLOW_WORKER_MS = '1000'
-    const base = await listen({ workers: 1, workerFile: SLOW_WORKER })
+    const base = await listen({ workers: 1, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
     const controller = new AbortController()
     const pending = fetch(base + '/v1/matmul', { method: 'POST', headers: { 'content-type': 'application/json' }, body: MATMUL, signal: controller.signal })
       .catch(() => 'aborted')

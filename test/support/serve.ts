@@ -6,5 +6,5 @@
 import { loadConfig } from '../../src/config.js'
 import { start } from '../../src/server.js'
 
-const app = await start({ ...loadConfig(), workerFile: new URL('./slow-worker.mjs', import.meta.url).href })
+const app = await start({ ...loadConfig(), inlineMaxFlops: 0, workerFile: new URL('./slow-worker.mjs', import.meta.url).href })
 process.stdout.write(`listening ${(app.server.address() as { port: number }).port}\n`)

@@ -1,4 +1,4 @@
-// A worker whose operations (all but dot) first keep its thread busy for SLOW_WORKER_MS
+// With the pool's inlining off (inlineMaxFlops: 0): a worker whose operations (all but dot) first keep its thread busy for SLOW_WORKER_MS
 // (default 1000), then compute the real result: long tasks of a known length for the
 // load-shedding, deadline and drain tests, whatever the speed of the real kernels.
 // dot stays fast, as the short task that follows a long one.

@@ -9,6 +9,7 @@ import type { DType, FloatArray, Limits } from '../../kernels/types.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../../tensor/decode.js'
 import { encodeTensor, type Encoding } from '../../tensor/encode.js'
+import type { TaskName } from '../../worker/tasks.js'
 
 /** A task ready for the pool: its worker export, its payload and the buffers it moves. */
 export interface Prepared {
@@ -19,7 +20,7 @@ export interface Prepared {
 }
 
 export interface OperationSpec<Body> {
-  name: string
+  name: TaskName
   summary: string
   description: string
   body: TSchema
