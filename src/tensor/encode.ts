@@ -97,3 +97,20 @@ export function encodeTensor (shape: readonly number[], dtype: DType, data: Floa
   parts.push('}')
   return parts.join('')
 }
+
+/** Where each result tensor sits in the one buffer an operation returns, and how to write them. */
+export interface ReplySpec {
+  encoding: Encoding
+  outputs: Array<{ field: string, shape: number[], length: number }>
+}
+
+/** The JSON text of a reply `{"result": ..., ...}`, its tensors cut in order from one buffer. */
+export function encodeReply (buffer: FloatArray, dtype: DType, spec: ReplySpec): string {
+  let offset = 0
+  const fields = spec.outputs.map(o => {
+    const data = buffer.subarray(offset, offset + o.length)
+    offset += o.length
+    return `"${o.field}":${encodeTensor(o.shape, dtype, data, spec.encoding)}`
+  })
+  return `{${fields.join(',')}}`
+}

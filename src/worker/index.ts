@@ -1,29 +1,44 @@
 /**
  * The worker entry: one export per operation (src/worker/tasks.ts). Each receives its decoded
  * operands (moved in, not copied) and the shape information checked on the main thread, and
- * moves its result back.
+ * moves back the reply's JSON bytes, or, without a reply spec, its result.
  */
 import { move } from 'piscina'
+import type { DType, FloatArray } from '../kernels/types.js'
+import { encodeReply, type ReplySpec } from '../tensor/encode.js'
 import * as tasks from './tasks.js'
 
-export function matmul (task: tasks.MatmulTask): unknown {
-  return move(tasks.matmul(task))
+const utf8 = new TextEncoder()
+
+/**
+ * With a reply spec, the reply's JSON as UTF-8 bytes, encoded here (off the main thread) and
+ * moved back in a buffer of their own; else the result itself, moved.
+ */
+function answer (result: FloatArray, task: { dtype: DType, reply?: ReplySpec }): unknown {
+  if (task.reply === undefined) return move(result)
+  return move(utf8.encode(encodeReply(result, task.dtype, task.reply)))
 }
 
-export function dot (task: tasks.DotTask): unknown {
-  return move(tasks.dot(task))
+type WithReply<T> = T & { reply?: ReplySpec }
+
+export function matmul (task: WithReply<tasks.MatmulTask>): unknown {
+  return answer(tasks.matmul(task), task)
 }
 
-export function linear (task: tasks.LinearTask): unknown {
-  return move(tasks.linear(task))
+export function dot (task: WithReply<tasks.DotTask>): unknown {
+  return answer(tasks.dot(task), task)
 }
 
-export function conv2d (task: tasks.Conv2dTask): unknown {
-  return move(tasks.conv2d(task))
+export function linear (task: WithReply<tasks.LinearTask>): unknown {
+  return answer(tasks.linear(task), task)
 }
 
-export function attention (task: tasks.AttentionTask): unknown {
-  return move(tasks.attention(task))
+export function conv2d (task: WithReply<tasks.Conv2dTask>): unknown {
+  return answer(tasks.conv2d(task), task)
+}
+
+export function attention (task: WithReply<tasks.AttentionTask>): unknown {
+  return answer(tasks.attention(task), task)
 }
 
 /** A share of one large matmul, written into shared memory: nothing to move back. */

@@ -2,13 +2,14 @@
  * What every operation route shares: its schema (body, a 200 reply and the error replies, all
  * in the OpenAPI document), decode -> shape checks -> one pool call -> encode.
  */
+import { Buffer } from 'node:buffer'
 import type { FastifyInstance } from 'fastify'
 import type { TSchema } from 'typebox'
 import { Type } from 'typebox'
 import type { DType, FloatArray, Limits } from '../../kernels/types.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../../tensor/decode.js'
-import { encodeTensor, type Encoding } from '../../tensor/encode.js'
+import { type Encoding, encodeReply, type ReplySpec } from '../../tensor/encode.js'
 import type { TaskName } from '../../worker/tasks.js'
 
 /** A task ready for the pool: its worker export, its payload and the buffers it moves. */
@@ -89,17 +90,15 @@ export function operationRoute<Body extends { encoding?: Encoding, dtype?: DType
       const shapes: Record<string, number[]> = {}
       request.shapes = shapes
       const prepared = spec.prepare(body, decoderFor(app.limits, shapes))
-      const dtype = prepared.task.dtype
-      const buffer = await app.compute(spec.name, prepared.task, prepared.transfer, reply) as FloatArray
-      const encoding = body.encoding ?? 'nested'
-      let offset = 0
-      const fields = prepared.outputs.map(o => {
-        const data = buffer.subarray(offset, offset + o.length)
-        offset += o.length
-        return `"${o.field}":${encodeTensor(o.shape, dtype, data, encoding)}`
-      })
+      const replySpec: ReplySpec = { encoding: body.encoding ?? 'nested', outputs: prepared.outputs }
+      // a worker answers with the reply's JSON bytes (the encoding shares the pool's cores); inline
+      // and split computations give the result buffer, encoded here
+      const result = await app.compute(spec.name, { ...prepared.task, reply: replySpec }, prepared.transfer, reply)
+      const text = result instanceof Uint8Array
+        ? Buffer.from(result.buffer, result.byteOffset, result.byteLength)
+        : encodeReply(result as FloatArray, prepared.task.dtype, replySpec)
       reply.type('application/json; charset=utf-8')
-      return `{${fields.join(',')}}`
+      return text
     })
   }
 }
