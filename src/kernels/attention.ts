@@ -23,6 +23,7 @@
 import { invalidArgument, shapeMismatch, tooLarge } from '../errors.js'
 import { broadcastOffsets, broadcastShapes, checkFlops, elementCount, formatShape, product } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { begin, computesInF32, end } from './wasm/runtime.js'
 
 export interface AttentionParams { causal?: boolean; scale?: number; returnWeights?: boolean }
 export type MaskKind = 'bool' | 'additive'
@@ -206,8 +207,11 @@ export function attentionInfo (
 
 /**
  * Computes attention into `out` (`info.outShape`) and, when non-null, the softmax weights into
- * `weights` (`info.weightsShape`). Every element of both is written. Dot products, the softmax
- * and the weighted sums are accumulated in doubles and stored into the arrays' own type.
+ * `weights` (`info.weightsShape`). Every element of both is written. On the WebAssembly SIMD
+ * kernels: per batch, scores = query·keyᵀ (GEMM), scaled, masked and softmaxed row by row in
+ * place, then output = weights·value (GEMM; a row-by-row sum that skips zero weights when the
+ * value block holds a NaN or an infinity). float32 computes in float32 (see computesInF32),
+ * float64 in float64.
  */
 export function attention (
   out: FloatArray,
@@ -220,67 +224,45 @@ export function attention (
 ): void {
   if (out.length === 0 && (weights === null || weights.length === 0)) return
   const { B, Lq, Lk, E, Ev, scale, causal, qOffsets, kOffsets, vOffsets, maskOffsets, maskRowStride, maskColStride } = info
-  const boolMask = mask !== null && info.maskKind === 'bool' ? mask : null
-  const addMask = mask !== null && info.maskKind === 'additive' ? mask : null
-  const scores = new Float64Array(Lk)
-  const acc = new Float64Array(Ev)
-
-  for (let b = 0; b < B; b++) {
-    const qBase = qOffsets[b]
-    const kBase = kOffsets[b]
-    const vBase = vOffsets[b]
-    const mBase = maskOffsets === null ? 0 : maskOffsets[b]
-    for (let i = 0; i < Lq; i++) {
-      const row = b * Lq + i
-      const oRow = row * Ev
-      const wRow = row * Lk
-      const qRow = qBase + i * E
-      const mRow = mBase + i * maskRowStride
-      const visible = causal && i + 1 < Lk ? i + 1 : Lk
-
-      // Scores of this query row; removed keys are -Infinity without computing their dot product.
-      let max = -Infinity
-      let nan = false
-      for (let j = 0; j < Lk; j++) {
-        let s: number
-        if (j >= visible || (boolMask !== null && boolMask[mRow + j * maskColStride] === 0)) {
-          s = -Infinity
-        } else {
-          const kRow = kBase + j * E
-          let dot = 0
-          for (let e = 0; e < E; e++) dot += query[qRow + e] * key[kRow + e]
-          s = dot * scale
-          if (addMask !== null) s += addMask[mRow + j * maskColStride]
-        }
-        scores[j] = s
-        if (s > max) max = s
-        else if (s !== s) nan = true // eslint-disable-line no-self-compare
-      }
-
-      if (max === -Infinity && !nan) {
-        // Attends to no key (all removed or -Infinity, or Lk = 0): zeros, never NaN.
-        for (let c = 0; c < Ev; c++) out[oRow + c] = 0
-        if (weights !== null) for (let j = 0; j < Lk; j++) weights[wRow + j] = 0
-        continue
-      }
-
-      // Stable softmax; a NaN or +Infinity score makes the sum, hence the whole row, NaN.
-      let sum = 0
-      for (let j = 0; j < Lk; j++) {
-        const x = Math.exp(scores[j] - max)
-        scores[j] = x
-        sum += x
-      }
-
-      acc.fill(0)
-      for (let j = 0; j < Lk; j++) {
-        const w = scores[j] / sum
-        if (weights !== null) weights[wRow + j] = w
-        if (w === 0) continue
-        const vRow = vBase + j * Ev
-        for (let c = 0; c < Ev; c++) acc[c] += w * value[vRow + c]
-      }
-      for (let c = 0; c < Ev; c++) out[oRow + c] = acc[c]
+  // float32 runs in float32 unless the problem is small (F32_MIN_MACS) or the scale itself is
+  // outside float32's normal range (it would round to 0, a subnormal or ∞ there): then in float64,
+  // as the reference does, rounded at the end
+  const f32Scale = scale === 0 || (Math.abs(Math.fround(scale)) >= 2 ** -126 && Number.isFinite(Math.fround(scale)))
+  const single = f32Scale && computesInF32(out, B * Lq * Lk * (E + Ev))
+  const es = single ? 4 : 8
+  const maskKind = mask === null || maskOffsets === null ? 0 : info.maskKind === 'bool' ? 1 : 2
+  const keepWeights = weights !== null && weights.length > 0
+  const ws = begin()
+  try {
+    const work = ws.allocWork()
+    const pq = ws.alloc(query.length, es)
+    const pk = ws.alloc(key.length, es)
+    const pv = ws.alloc(value.length, es)
+    const pm = maskKind === 0 || mask === null ? 0 : ws.alloc(mask.length, maskKind === 1 ? 1 : es)
+    const offs = ws.alloc(4 * B, 4)
+    const ps = ws.alloc((keepWeights ? B : 1) * Lq * Lk, es)
+    const po = ws.alloc(B * Lq * Ev, es)
+    ws.commit()
+    ws.view(single, pq, query.length).set(query)
+    ws.view(single, pk, key.length).set(key)
+    ws.view(single, pv, value.length).set(value)
+    if (mask !== null && maskKind === 1) {
+      const m = ws.u8(pm, mask.length)
+      if (mask instanceof Uint8Array) m.set(mask)
+      else for (let i = 0; i < mask.length; i++) m[i] = mask[i] === 0 ? 0 : 1 // nonzero (NaN too) may attend
     }
+    if (mask !== null && maskKind === 2) ws.view(single, pm, mask.length).set(mask)
+    const tables = ws.i32(offs, 4 * B)
+    tables.set(qOffsets, 0)
+    tables.set(kOffsets, B)
+    tables.set(vOffsets, 2 * B)
+    if (maskOffsets !== null) tables.set(maskOffsets, 3 * B)
+    const fn = single ? ws.x.attentionF32 : ws.x.attentionF64
+    fn(B, Lq, Lk, E, Ev, pq, offs, pk, offs + 4 * B, pv, offs + 8 * B, scale, causal ? 1 : 0,
+      maskKind, pm, offs + 12 * B, maskRowStride, maskColStride, ps, keepWeights ? Lq * Lk : 0, po, work)
+    if (out.length > 0) out.set(ws.view(single, po, out.length))
+    if (weights !== null && keepWeights) weights.set(ws.view(single, ps, weights.length))
+  } finally {
+    end()
   }
 }

@@ -2,6 +2,7 @@
 import { shapeMismatch } from '../errors.js'
 import { checkFlops, elementCount, formatShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { begin, end } from './wasm/runtime.js'
 
 export interface DotInfo {
   length: number
@@ -28,9 +29,28 @@ export function dotInfo (aShape: number[], bShape: number[], limits: Limits): Do
   return { length, outShape: [], outElements: 1, flops: 2 * length }
 }
 
+/**
+ * Σ a[i]·b[i] on the WebAssembly SIMD kernel: every product is formed exactly in double precision
+ * (also for float32 data) and summed in doubles, then stored into out's type.
+ */
 export function dot (out: FloatArray, a: FloatArray, b: FloatArray, info: DotInfo): FloatArray {
-  let s = 0
-  for (let i = 0; i < info.length; i++) s += a[i] * b[i]
-  out[0] = s
+  const n = info.length
+  if (n === 0) {
+    out[0] = 0
+    return out
+  }
+  const single = a instanceof Float32Array && b instanceof Float32Array
+  const es = single ? 4 : 8
+  const ws = begin()
+  try {
+    const pa = ws.alloc(n, es)
+    const pb = ws.alloc(n, es)
+    ws.commit()
+    ws.view(single, pa, n).set(a.subarray(0, n))
+    ws.view(single, pb, n).set(b.subarray(0, n))
+    out[0] = single ? ws.x.dotF32(n, pa, pb) : ws.x.dotF64(n, pa, pb)
+  } finally {
+    end()
+  }
   return out
 }

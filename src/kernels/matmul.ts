@@ -6,6 +6,7 @@
 import { shapeMismatch } from '../errors.js'
 import { broadcastOffsets, broadcastShapes, checkFlops, elementCount, formatShape, product } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { begin, computesInF32, end } from './wasm/runtime.js'
 
 export interface MatmulInfo {
   /** Broadcast batch dimensions. */
@@ -63,8 +64,10 @@ export function matmulInfo (aShape: number[], bShape: number[], limits: Limits, 
 }
 
 /**
- * out[oOff + i*n + j] = sum_p a[aOff + i*k + p] * b[bOff + p*n + j], for one [m,k]·[k,n] block.
- * i-p-j order: the inner loop runs along contiguous rows of b and out.
+ * out[oOff + i*n + j] = sum_p a[aOff + i*k + p] * b[bOff + p*n + j], for one [m,k]·[k,n] block,
+ * on the WebAssembly SIMD GEMM: float32 output accumulates in float32 (in float64 below
+ * F32_MIN_MACS multiply-adds), float64 in float64; operands of the other float type are converted
+ * on the way in.
  */
 export function gemm (
   out: FloatArray, oOff: number,
@@ -72,24 +75,72 @@ export function gemm (
   b: FloatArray, bOff: number,
   m: number, k: number, n: number
 ): void {
-  const row = new Float64Array(n)
-  for (let i = 0; i < m; i++) {
-    row.fill(0)
-    const ai = aOff + i * k
-    for (let p = 0; p < k; p++) {
-      const av = a[ai + p]
-      const bp = bOff + p * n
-      for (let j = 0; j < n; j++) row[j] += av * b[bp + j]
-    }
-    const oi = oOff + i * n
-    for (let j = 0; j < n; j++) out[oi + j] = row[j]
+  if (m === 0 || n === 0) return
+  if (k === 0) {
+    out.fill(0, oOff, oOff + m * n)
+    return
+  }
+  const single = computesInF32(out, m * k * n)
+  const es = single ? 4 : 8
+  const ws = begin()
+  try {
+    const work = ws.allocWork()
+    const pa = ws.alloc(m * k, es)
+    const pb = ws.alloc(k * n, es)
+    const pc = ws.alloc(m * n, es)
+    ws.commit()
+    ws.view(single, pa, m * k).set(a.subarray(aOff, aOff + m * k))
+    ws.view(single, pb, k * n).set(b.subarray(bOff, bOff + k * n))
+    const fn = single ? ws.x.gemmF32 : ws.x.gemmF64
+    fn(m, n, k, pa, k, 1, pb, n, 1, pc, n, 0, work)
+    out.set(ws.view(single, pc, m * n), oOff)
+  } finally {
+    end()
   }
 }
 
-/** Fills out (info.outElements long) with matmul(a, b). */
+/** True when a[t] are consecutive [m,k] blocks and every b[t] is the same [k,n] block. */
+function stacksIntoOne (info: MatmulInfo): boolean {
+  const { B, m, k, aOffsets, bOffsets } = info
+  for (let t = 0; t < B; t++) {
+    if (aOffsets[t] !== aOffsets[0] + t * m * k || bOffsets[t] !== bOffsets[0]) return false
+  }
+  return true
+}
+
+/**
+ * Fills out (info.outElements long) with matmul(a, b). A batch whose b is shared (broadcast) and
+ * whose a blocks are consecutive is one [B·m,k]·[k,n] product; otherwise the module loops over
+ * the batch itself, from operands copied in once.
+ */
 export function matmul (out: FloatArray, a: FloatArray, b: FloatArray, info: MatmulInfo): FloatArray {
   const { B, m, k, n, aOffsets, bOffsets } = info
-  const blk = m * n
-  for (let t = 0; t < B; t++) gemm(out, t * blk, a, aOffsets[t], b, bOffsets[t], m, k, n)
+  if (info.outElements === 0) return out
+  if (k === 0) return out.fill(0)
+  if (B === 1 || stacksIntoOne(info)) {
+    gemm(out, 0, a, aOffsets[0], b, bOffsets[0], B * m, k, n)
+    return out
+  }
+  const single = computesInF32(out, B * m * k * n)
+  const es = single ? 4 : 8
+  const ws = begin()
+  try {
+    const work = ws.allocWork()
+    const pa = ws.alloc(a.length, es)
+    const pb = ws.alloc(b.length, es)
+    const po = ws.alloc(B, 4)
+    const pbo = ws.alloc(B, 4)
+    const pc = ws.alloc(info.outElements, es)
+    ws.commit()
+    ws.view(single, pa, a.length).set(a)
+    ws.view(single, pb, b.length).set(b)
+    ws.i32(po, B).set(aOffsets)
+    ws.i32(pbo, B).set(bOffsets)
+    const fn = single ? ws.x.gemmBatchF32 : ws.x.gemmBatchF64
+    fn(B, m, n, k, pa, po, pb, pbo, pc, work)
+    out.set(ws.view(single, pc, info.outElements))
+  } finally {
+    end()
+  }
   return out
 }
