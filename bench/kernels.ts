@@ -14,7 +14,9 @@
  * computed, the result copied out into a fresh typed array. tfjs is timed from tensors already
  * on its backend to the result read back with dataSync().
  *
- * TODO(lead): a "whole pool" column (both cores), timing the pool's split matmul path.
+ * "whole pool" times the service's split path for one matmul (src/worker/tasks.ts splitMatmul):
+ * operands copied into shared memory, the rows shared among all the cores' worker threads, the
+ * result read from shared memory — what one large request gets from an otherwise idle pool.
  */
 import { cpus, loadavg } from 'node:os'
 import * as tf from '@tensorflow/tfjs-core'
@@ -26,6 +28,8 @@ import { attentionReference } from '../src/kernels/reference/attention.js'
 import { conv2dReference } from '../src/kernels/reference/conv2d.js'
 import { matmulReference } from '../src/kernels/reference/matmul.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../src/kernels/types.js'
+import { splitMatmul } from '../src/worker/tasks.js'
+import { Piscina } from 'piscina'
 
 const LIMITS: Limits = { maxElements: 1 << 26, maxFlops: 1e13 }
 const RUNS = 5
@@ -116,7 +120,7 @@ function timeReference (flops: number, fn: () => ArrayLike<number>): number | nu
   return ms
 }
 
-interface Row { name: string, flops: number, ref: number | null, fast: number, tfjs: number | null }
+interface Row { name: string, flops: number, ref: number | null, fast: number, tfjs: number | null, pool?: () => Promise<number> }
 const rows: Row[] = []
 
 function matmulRow (name: string, dtype: DType, batch: number, m: number, k: number, n: number): void {
@@ -127,8 +131,9 @@ function matmulRow (name: string, dtype: DType, batch: number, m: number, k: num
   const b = random(dtype, batch * k * n, 2)
   const ref = timeReference(info.flops, () => matmulReference(allocate(dtype, info.outElements), a, b, info))
   const run = (): FloatArray => matmul(allocate(dtype, info.outElements), a, b, info)
+  const pool = async (): Promise<number> => await timePool(dtype, a, b, info)
   if (dtype === 'float64') {
-    rows.push({ name, flops: info.flops, ref, fast: timeFastAndTf(run, null)[0], tfjs: null })
+    rows.push({ name, flops: info.flops, ref, fast: timeFastAndTf(run, null)[0], tfjs: null, pool })
     return
   }
   const ta = tf.tensor(a as Float32Array, aShape, 'float32')
@@ -136,7 +141,32 @@ function matmulRow (name: string, dtype: DType, batch: number, m: number, k: num
   const [fast, tfjs] = timeFastAndTf(run, tfRun(() => tf.matMul(ta, tb)))
   ta.dispose()
   tb.dispose()
-  rows.push({ name, flops: info.flops, ref, fast, tfjs })
+  rows.push({ name, flops: info.flops, ref, fast, tfjs, pool })
+}
+
+const workerPool = new Piscina({
+  filename: new URL('../src/worker/source-entry.mjs', import.meta.url).href,
+  minThreads: cpus().length,
+  maxThreads: cpus().length
+})
+
+/** Median ms of one matmul split over every worker thread, as the pool does for a large request. */
+async function timePool (dtype: DType, a: FloatArray, b: FloatArray, info: ReturnType<typeof matmulInfo>): Promise<number> {
+  const once = async (): Promise<number> => {
+    const t0 = performance.now()
+    const { tasks, out } = splitMatmul({ dtype, a, b, info }, workerPool.threads.length)
+    await Promise.all(tasks.map(async t => await workerPool.run(t, { name: 'matmulRows' })))
+    const ms = performance.now() - t0
+    use(out)
+    return ms
+  }
+  // warm-up: every thread's module tiers up from Liftoff to TurboFan (the first large call in a
+  // fresh thread runs several times slower)
+  const warmUntil = performance.now() + 2000
+  for (let i = 0; i < 5 || performance.now() < warmUntil; i++) await once()
+  const times: number[] = []
+  for (let i = 0; i < RUNS; i++) times.push(await once())
+  return median(times)
 }
 
 function conv2dRow (name: string, layout: 'NCHW' | 'NHWC'): void {
@@ -200,11 +230,16 @@ conv2dRow('conv2d 1x224x224x3 * 3x3x3x16 pad 1 NHWC float32', 'NHWC')
 attentionRow('attention 8x(128x64) Lq=Lk=128 float32', 8, 128, 64)
 
 const gf = (flops: number, ms: number | null): string => ms === null ? '—' : (flops / ms / 1e6).toFixed(2)
-const header = ['kernel', 'reference TS', 'new (1 thread)', 'tfjs-wasm', 'new/tfjs']
+const poolMs = new Map<Row, number>()
+for (const r of rows) if (r.pool !== undefined) poolMs.set(r, await r.pool())
+await workerPool.close()
+const header = ['kernel', 'reference TS', 'new (1 thread)', `whole pool (${cpus().length} threads)`, 'pool/1 thread', 'tfjs-wasm', 'new/tfjs']
 const table = rows.map(r => [
   r.name,
   gf(r.flops, r.ref),
   gf(r.flops, r.fast),
+  gf(r.flops, poolMs.get(r) ?? null),
+  poolMs.has(r) ? (r.fast / poolMs.get(r)!).toFixed(2) + 'x' : '—',
   gf(r.flops, r.tfjs),
   r.tfjs === null ? '—' : (r.tfjs / r.fast).toFixed(2) + 'x'
 ])
@@ -216,4 +251,4 @@ console.log(`GFLOP/s, median of ${RUNS}-41 runs (new and tfjs alternating, as ma
 console.log(line(header))
 console.log('|' + widths.map((w, i) => i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':').join('|') + '|')
 for (const t of table) console.log(line(t))
-console.log(`(checksum ${checksum.toPrecision(6)}; tfjs-wasm has no float64; its conv2d rows both run NHWC; "whole pool" column: to be added by the lead)`)
+console.log(`(checksum ${checksum.toPrecision(6)}; tfjs-wasm has no float64; its conv2d rows both run NHWC; "whole pool": one matmul split by rows over shared memory among the worker threads, copies into shared memory included)`)

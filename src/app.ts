@@ -74,7 +74,10 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
         coerceTypes: false,
         removeAdditional: false,
         allErrors: false,
-        useDefaults: false
+        useDefaults: false,
+        // maxLength by String.length: counting code points walks every character of a base64
+        // tensor (megabytes) for nothing, since the decoder checks the exact byte length
+        unicode: false
       }
     },
     return503OnClosing: true,

@@ -15,7 +15,7 @@ import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
 import type { FloatArray } from '../kernels/types.js'
-import { type MatmulTask, TASKS, type TaskName } from '../worker/tasks.js'
+import { type MatmulTask, splitMatmul, TASKS, type TaskName } from '../worker/tasks.js'
 
 interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 
@@ -105,34 +105,6 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     return result
   }
 
-  /**
-   * A large matmul over shared memory, its rows shared among `parts` workers: returns the jobs
-   * and the shared result they fill.
-   */
-  function splitMatmul (task: MatmulTask, parts: number): { jobs: Job[], result: FloatArray } {
-    const { a, b, info } = task
-    const Ctor = task.dtype === 'float32' ? Float32Array : Float64Array
-    // (TypeScript's typed-array constructors take SharedArrayBuffer, but not through a union)
-    const sharedArray = (length: number): FloatArray =>
-      new Ctor(new SharedArrayBuffer(length * Ctor.BYTES_PER_ELEMENT) as unknown as ArrayBuffer)
-    const shared = (src: FloatArray): FloatArray => {
-      const view = sharedArray(src.length)
-      view.set(src)
-      return view
-    }
-    const sa = shared(a)
-    const sb = shared(b)
-    const out = sharedArray(info.outElements)
-    const rows = info.B * info.m
-    const jobs: Job[] = []
-    for (let p = 0; p < parts; p++) {
-      const start = Math.floor(rows * p / parts)
-      const end = Math.floor(rows * (p + 1) / parts)
-      jobs.push({ name: 'matmulRows', task: { a: sa, b: sb, out, info, start, end }, transferList: [] })
-    }
-    return { jobs, result: out }
-  }
-
   async function compute (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
     const flops = (task as { info: { flops: number } }).info.flops
     if (flops <= config.inlineMaxFlops) return runInline(name, task)
@@ -160,8 +132,8 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
         running += extra
         slots += extra
         const split = splitMatmul(task as MatmulTask, slots)
-        jobs = split.jobs
-        shared = split.result
+        jobs = split.tasks.map(t => ({ name: 'matmulRows', task: t, transferList: [] }))
+        shared = split.out
       }
     }
     const controller = new AbortController()

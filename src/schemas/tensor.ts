@@ -8,7 +8,6 @@ import { MAX_RANK } from '../kernels/shape.js'
 /** Bounds that keep every schema finite (the body limit is the tighter bound in practice). */
 export const MAX_WIRE_ITEMS = 2 ** 28
 export const MAX_BASE64_LENGTH = 2 ** 30
-export const BASE64_PATTERN = '^[A-Za-z0-9+/]*={0,2}$'
 /** Options are JSON integers in the int32 range; their meaningful range is checked by each operation (INVALID_ARGUMENT). */
 export const Int32 = (options: Record<string, unknown> = {}) =>
   Type.Integer({ format: 'int32', minimum: -2147483648, maximum: 2147483647, ...options })
@@ -33,7 +32,7 @@ export const TensorObjectSchema = Type.Object({
   })),
   data: Type.Union([
     Type.Array(Type.Unknown(), { maxItems: MAX_WIRE_ITEMS, description: 'Flat row-major values (with shape), or nested arrays.' }),
-    Type.String({ maxLength: MAX_BASE64_LENGTH, pattern: BASE64_PATTERN, description: 'Base64 (RFC 4648, padded) of the little-endian values; also "NaN", "Infinity" or "-Infinity" for rank 0.' }),
+    Type.String({ maxLength: MAX_BASE64_LENGTH, description: 'Base64 (RFC 4648 standard alphabet, padded, no whitespace) of the little-endian values; also "NaN", "Infinity" or "-Infinity" for rank 0.' }),
     Type.Number({ description: 'The value of a rank-0 tensor.' }),
     Type.Boolean({ description: 'The value of a rank-0 boolean mask.' })
   ]),
@@ -65,7 +64,7 @@ export const ResultTensorSchema = Type.Object({
   dtype: DTypeSchema,
   data: Type.Union([
     Type.Array(Type.Unknown(), { maxItems: MAX_WIRE_ITEMS }),
-    Type.String({ maxLength: MAX_BASE64_LENGTH, pattern: BASE64_PATTERN }),
+    Type.String({ maxLength: MAX_BASE64_LENGTH, description: 'Base64 data' }),
     Type.Number(),
     NonFiniteSchema
   ], { description: 'Nested arrays (default), a flat array or a base64 string, following the request\'s encoding.' })

@@ -67,5 +67,31 @@ export function matmulRows ({ a, b, out, info, start, end }: MatmulRowsTask): nu
   return end - start
 }
 
+/**
+ * One matmul over shared memory, its rows cut into `parts` contiguous shares: the operands are
+ * copied into SharedArrayBuffers once, and every share writes its rows of the shared result.
+ */
+export function splitMatmul (task: MatmulTask, parts: number): { tasks: MatmulRowsTask[], out: FloatArray } {
+  const { a, b, info } = task
+  const Ctor = task.dtype === 'float32' ? Float32Array : Float64Array
+  // (TypeScript's typed-array constructors take SharedArrayBuffer, but not through a union)
+  const sharedArray = (length: number): FloatArray =>
+    new Ctor(new SharedArrayBuffer(length * Ctor.BYTES_PER_ELEMENT) as unknown as ArrayBuffer)
+  const shared = (src: FloatArray): FloatArray => {
+    const view = sharedArray(src.length)
+    view.set(src)
+    return view
+  }
+  const sa = shared(a)
+  const sb = shared(b)
+  const out = sharedArray(info.outElements)
+  const rows = info.B * info.m
+  const tasks: MatmulRowsTask[] = []
+  for (let p = 0; p < parts; p++) {
+    tasks.push({ a: sa, b: sb, out, info, start: Math.floor(rows * p / parts), end: Math.floor(rows * (p + 1) / parts) })
+  }
+  return { tasks, out }
+}
+
 export const TASKS = { matmul, dot, linear, conv2d, attention } as const
 export type TaskName = keyof typeof TASKS
