@@ -76,8 +76,14 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
         allErrors: false,
         useDefaults: false,
         // maxLength by String.length: counting code points walks every character of a base64
-        // tensor (megabytes) for nothing, since the decoder checks the exact byte length
-        unicode: false
+        // tensor (megabytes) for nothing, since the decoder checks the exact byte length.
+        // (Ajv still honours the option but warns it is deprecated; that one warning is dropped.)
+        unicode: false,
+        logger: {
+          log: (...args: unknown[]) => console.log(...args),
+          warn: (...args: unknown[]) => { if (!String(args[0]).includes('option unicode')) console.warn(...args) },
+          error: (...args: unknown[]) => console.error(...args)
+        }
       }
     },
     return503OnClosing: true,
