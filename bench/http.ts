@@ -6,11 +6,10 @@
  *   npm run build && npm run bench:http          # 10 s per case
  *   BENCH_SECONDS=30 npm run bench:http
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
+import { startService } from './serve.js'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 
@@ -34,24 +33,7 @@ const CASES = [
   { name: 'matmul 512x512 base64 f32', body: { a: base64f32(512, 1), b: base64f32(512, 2), encoding: 'base64' }, peer: 3.0, target: 20 }
 ]
 
-async function freePort (): Promise<number> {
-  const srv = createServer().listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const { port } = srv.address() as { port: number }
-  srv.close()
-  return port
-}
-
-const port = await freePort()
-const base = `http://127.0.0.1:${port}`
-const server = spawn(process.execPath, ['dist/server.js'], {
-  env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-  stdio: ['ignore', 'inherit', 'inherit']
-})
-for (let i = 0; !(await fetch(`${base}/ready`).then(r => r.ok, () => false)); i++) {
-  if (i > 100) throw new Error('the service did not become ready')
-  await new Promise(resolve => setTimeout(resolve, 100))
-}
+const { base, server } = await startService()
 
 const rows: string[] = []
 for (const c of CASES) {

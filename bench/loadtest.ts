@@ -8,10 +8,9 @@
  *   npm run loadtest                     # 300 s soak
  *   SOAK_SECONDS=60 npm run loadtest     # the CI version
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import autocannon from 'autocannon'
+import { startService } from './serve.js'
 
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 300)
 const PROBE_SECONDS = 5
@@ -22,27 +21,8 @@ function matrix (n: number): number[][] {
 }
 const BODY = JSON.stringify({ a: matrix(64), b: matrix(64) })
 
-async function freePort (): Promise<number> {
-  const srv = createServer().listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const { port } = srv.address() as { port: number }
-  srv.close()
-  return port
-}
-
-const port = await freePort()
-const base = `http://127.0.0.1:${port}`
-const server = spawn(process.execPath, ['dist/server.js'], {
-  // event-loop shedding on (it is off by default): the burst must be refused early, not left to time out
-  env: { MAX_EVENT_LOOP_DELAY_MS: '200', ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-  stdio: ['ignore', 'inherit', 'inherit']
-})
-for (let i = 0; ; i++) {
-  const up = await fetch(`${base}/ready`).then(r => r.ok, () => false)
-  if (up) break
-  if (i > 100) throw new Error('the service did not become ready')
-  await new Promise(resolve => setTimeout(resolve, 100))
-}
+// event-loop shedding on (it is off by default): the burst must be refused early, not left to time out
+const { base, server } = await startService({ MAX_EVENT_LOOP_DELAY_MS: '200' })
 
 async function rss (): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text()

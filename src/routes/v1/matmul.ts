@@ -1,8 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { matmulInfo } from '../../kernels/matmul.js'
 import { commonFields, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype } from '../../tensor/decode.js'
-import { buffersOf, operationRoute } from './operation.js'
+import { binaryPrepare, operationRoute } from './operation.js'
 
 const Body = Type.Object({
   a: TensorSchema,
@@ -18,18 +17,5 @@ export default operationRoute<Static<typeof Body>>({
     '[k,1], and the added dimension is removed from the result ([k]·[k] gives a rank-0 result). Rank-0 operands are refused.',
   body: Body,
   example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
-  prepare (body, decode) {
-    const { limits } = decode
-    const a = decode.tensor(body.a, 'a')
-    const b = decode.tensor(body.b, 'b')
-    const info = matmulInfo(a.shape, b.shape, limits)
-    const dtype = computeDtype([a, b], body.dtype)
-    const ad = castTo(a.data, dtype)
-    const bd = castTo(b.data, dtype)
-    return {
-      task: { dtype, a: ad, b: bd, info },
-      transfer: buffersOf(ad, bd),
-      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
-    }
-  }
+  prepare: binaryPrepare(matmulInfo)
 })

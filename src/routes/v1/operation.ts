@@ -8,7 +8,7 @@ import type { TSchema } from 'typebox'
 import { Type } from 'typebox'
 import type { DType, FloatArray, Limits } from '../../kernels/types.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
-import { type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../../tensor/decode.js'
+import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../../tensor/decode.js'
 import { type Encoding, encodeReply, type ReplySpec } from '../../tensor/encode.js'
 import type { TaskName } from '../../worker/tasks.js'
 
@@ -100,5 +100,23 @@ export function operationRoute<Body extends { encoding?: Encoding, dtype?: DType
       reply.type('application/json; charset=utf-8')
       return text
     })
+  }
+}
+
+/** The prepare step of an operation on two tensors `a` and `b` (matmul, dot), given its shape check. */
+export function binaryPrepare (check: (aShape: number[], bShape: number[], limits: Limits) => { outShape: number[], outElements: number }) {
+  return (body: { a: unknown, b: unknown, dtype?: DType }, decode: Decoder): Prepared => {
+    const a = decode.tensor(body.a, 'a')
+    const b = decode.tensor(body.b, 'b')
+    const info = check(a.shape, b.shape, decode.limits)
+    const dtype = computeDtype([a, b], body.dtype)
+    const ad = castTo(a.data, dtype)
+    const bd = castTo(b.data, dtype)
+    const task = { dtype, a: ad, b: bd, info }
+    return {
+      task,
+      transfer: buffersOf(ad, bd),
+      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
   }
 }

@@ -1,0 +1,27 @@
+/** Starts the compiled service (dist/, `npm run build` first) on a free loopback port for a benchmark. */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+
+async function freePort (): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const { port } = srv.address() as { port: number }
+  srv.close()
+  return port
+}
+
+/** Spawns `node dist/server.js` with the given environment and resolves once /ready answers 200. */
+export async function startService (env: Record<string, string> = {}): Promise<{ base: string, server: ChildProcess }> {
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const server = spawn(process.execPath, ['dist/server.js'], {
+    env: { ...env, ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit']
+  })
+  for (let i = 0; !(await fetch(`${base}/ready`).then(r => r.ok, () => false)); i++) {
+    if (i > 100) throw new Error('the service did not become ready')
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return { base, server }
+}
