@@ -53,10 +53,21 @@ async function run (name: string, seconds: number, connections: number, overallR
 const rssBoot = await rss()
 const probe = await run('capacity', PROBE_SECONDS, 8)
 const capacity = probe.requests.average
-await run('warm-up 70%', WARMUP_SECONDS, 16, capacity * 0.7)
-const rssStart = await rss()
-await run('soak 70%', SOAK_SECONDS, 16, capacity * 0.7)
-const rssEnd = await rss()
+/** Runs a phase while sampling the server's RSS every 2 s; resolves with the highest sample. */
+async function peakRss (phase: Promise<unknown>): Promise<number> {
+  const state = { peak: await rss(), done: false }
+  phase.then(() => { state.done = true }, () => { state.done = true })
+  while (!state.done) {
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    state.peak = Math.max(state.peak, await rss())
+  }
+  await phase
+  return state.peak
+}
+// drift = the soak's peak against the warm-up's peak: a leak raises it, garbage collection's ups
+// and downs do not
+const rssStart = await peakRss(run('warm-up 70%', WARMUP_SECONDS, 16, capacity * 0.7))
+const rssEnd = await peakRss(run('soak 70%', SOAK_SECONDS, 16, capacity * 0.7))
 await run('burst 3x', BURST_SECONDS, 256, capacity * 3)
 
 server.kill('SIGTERM')
@@ -77,7 +88,7 @@ for (const { name, result } of phases) {
   console.log(`| ${name} | ${offered} | ${result.requests.total} | ${count('200')} | ${count('503')} | ${other} | ${result.errors} | ${result.timeouts} | ${result.latency.p50} | ${result.latency.p99} |`)
 }
 const growth = (rssEnd - rssStart) / rssStart
-console.log(`RSS: ${mb(rssBoot)} MiB at start; during the soak (after ${WARMUP_SECONDS} s of warm-up): ${mb(rssStart)} MiB -> ${mb(rssEnd)} MiB (${(growth * 100).toFixed(1)}%)`)
+console.log(`RSS: ${mb(rssBoot)} MiB at start; peak ${mb(rssStart)} MiB during the ${WARMUP_SECONDS} s warm-up, peak ${mb(rssEnd)} MiB during the ${SOAK_SECONDS} s soak (${(growth * 100).toFixed(1)}%)`)
 console.log(`server exit code after SIGTERM: ${exitCode}`)
 
 const failures: string[] = []

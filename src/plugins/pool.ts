@@ -176,7 +176,8 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   app.decorate('pool', pool)
   app.decorate('compute', compute)
   app.addHook('onClose', async () => {
-    await pool.close()
+    // onClose runs once the requests in flight have been answered: nothing of value is left running
+    await pool.close({ force: true })
   })
 }
 
