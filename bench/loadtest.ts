@@ -7,8 +7,8 @@
  * Exits 1 on any status other than 200/503, on connection errors, or on RSS growth over 10%
  * during the soak. Traffic goes to 127.0.0.1 only, bounded in time.
  *
- *   npm run loadtest                                      # 60 s warm-up, 300 s soak
- *   WARMUP_SECONDS=60 SOAK_SECONDS=60 npm run loadtest    # the CI version
+ *   npm run loadtest                                      # 90 s warm-up, 300 s soak
+ *   WARMUP_SECONDS=90 SOAK_SECONDS=60 npm run loadtest    # the CI version
  */
 import { once } from 'node:events'
 import autocannon from 'autocannon'
@@ -16,7 +16,7 @@ import { startService } from './serve.js'
 
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 300)
 /** At the same rate before the soak: V8's heaps and the allocator grow to their working size (measured: 40-60 s). */
-const WARMUP_SECONDS = Number(process.env.WARMUP_SECONDS ?? 60)
+const WARMUP_SECONDS = Number(process.env.WARMUP_SECONDS ?? 90)
 const PROBE_SECONDS = 5
 const BURST_SECONDS = 10
 
@@ -53,21 +53,26 @@ async function run (name: string, seconds: number, connections: number, overallR
 const rssBoot = await rss()
 const probe = await run('capacity', PROBE_SECONDS, 8)
 const capacity = probe.requests.average
-/** Runs a phase while sampling the server's RSS every 2 s; resolves with the highest sample. */
-async function peakRss (phase: Promise<unknown>): Promise<number> {
-  const state = { peak: await rss(), done: false }
+/**
+ * Runs a phase while sampling the server's RSS every 2 s; resolves with the mean of the samples
+ * taken in the phase's second half (the level it holds, not one garbage collection's high or low).
+ */
+async function heldRss (phase: Promise<unknown>): Promise<number> {
+  const samples: number[] = []
+  const state = { done: false }
   phase.then(() => { state.done = true }, () => { state.done = true })
   while (!state.done) {
     await new Promise(resolve => setTimeout(resolve, 2000))
-    state.peak = Math.max(state.peak, await rss())
+    samples.push(await rss())
   }
   await phase
-  return state.peak
+  const tail = samples.slice(Math.floor(samples.length / 2))
+  return tail.reduce((s, x) => s + x, 0) / tail.length
 }
-// drift = the soak's peak against the warm-up's peak: a leak raises it, garbage collection's ups
-// and downs do not
-const rssStart = await peakRss(run('warm-up 70%', WARMUP_SECONDS, 16, capacity * 0.7))
-const rssEnd = await peakRss(run('soak 70%', SOAK_SECONDS, 16, capacity * 0.7))
+// drift = the level RSS holds late in the soak against the level late in the warm-up: a leak
+// raises it; garbage collection's swings (±10% from one sample to the next) average out
+const rssStart = await heldRss(run('warm-up 70%', WARMUP_SECONDS, 16, capacity * 0.7))
+const rssEnd = await heldRss(run('soak 70%', SOAK_SECONDS, 16, capacity * 0.7))
 await run('burst 3x', BURST_SECONDS, 256, capacity * 3)
 
 server.kill('SIGTERM')
@@ -88,7 +93,7 @@ for (const { name, result } of phases) {
   console.log(`| ${name} | ${offered} | ${result.requests.total} | ${count('200')} | ${count('503')} | ${other} | ${result.errors} | ${result.timeouts} | ${result.latency.p50} | ${result.latency.p99} |`)
 }
 const growth = (rssEnd - rssStart) / rssStart
-console.log(`RSS: ${mb(rssBoot)} MiB at start; peak ${mb(rssStart)} MiB during the ${WARMUP_SECONDS} s warm-up, peak ${mb(rssEnd)} MiB during the ${SOAK_SECONDS} s soak (${(growth * 100).toFixed(1)}%)`)
+console.log(`RSS: ${mb(rssBoot)} MiB at start; held ${mb(rssStart)} MiB late in the ${WARMUP_SECONDS} s warm-up, ${mb(rssEnd)} MiB late in the ${SOAK_SECONDS} s soak (${(growth * 100).toFixed(1)}%; means of 2 s samples over each phase's second half)`)
 console.log(`server exit code after SIGTERM: ${exitCode}`)
 
 const failures: string[] = []
