@@ -22,6 +22,8 @@ interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 declare module 'fastify' {
   interface FastifyInstance {
     compute: (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply) => Promise<unknown>
+    /** True while every worker is busy and the queue is full: new work would be refused. */
+    poolFull: () => boolean
     pool: Piscina
   }
 }
@@ -30,6 +32,10 @@ declare module 'fastify' {
 const WORKER_FILE = import.meta.url.endsWith('.ts')
   ? new URL('../worker/source-entry.mjs', import.meta.url).href
   : new URL('../worker/index.js', import.meta.url).href
+
+/** 503 OVERLOADED: every worker busy and the queue full. */
+export const overloaded = (config: Config): ApiError =>
+  new ApiError('OVERLOADED', `the service is at capacity (${config.workers} workers busy, ${config.maxQueue} tasks waiting); retry shortly`)
 
 const cancelled = (): ApiError => new ApiError('CANCELLED', 'the client closed the connection; its task was stopped')
 
@@ -76,7 +82,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     }
     if (waiting.length >= config.maxQueue) {
       app.metrics.shed.inc({ reason: 'queue' })
-      throw new ApiError('OVERLOADED', `the service is at capacity (${config.workers} workers busy, ${config.maxQueue} tasks waiting); retry shortly`)
+      throw overloaded(config)
     }
     await new Promise<void>((resolve, reject) => {
       const entry = { go: resolve }
@@ -174,6 +180,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   })
 
   app.decorate('pool', pool)
+  app.decorate('poolFull', () => running >= ready && waiting.length >= config.maxQueue)
   app.decorate('compute', compute)
   app.addHook('onClose', async () => {
     // onClose runs once the requests in flight have been answered: nothing of value is left running

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import type { TSchema } from 'typebox'
 import { Type } from 'typebox'
 import type { DType, FloatArray, Limits } from '../../kernels/types.js'
+import { overloaded } from '../../plugins/pool.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../../tensor/decode.js'
 import { type Encoding, encodeReply, type ReplySpec } from '../../tensor/encode.js'
@@ -84,6 +85,14 @@ export function operationRoute<Body extends { encoding?: Encoding, dtype?: DType
         description: spec.description,
         body: { ...spec.body, examples: [spec.example] },
         response: { 200: reply200, ...errorReplies }
+      },
+      // at capacity, refuse before the body is even parsed: under overload, refusing must stay
+      // cheaper than the work (the admission in app.compute still decides for admitted requests)
+      onRequest: async () => {
+        if (app.poolFull()) {
+          app.metrics.shed.inc({ reason: 'queue' })
+          throw overloaded(app.config)
+        }
       }
     }, async (request, reply) => {
       const body = request.body as Body
