@@ -49,8 +49,13 @@ export function linearInfo (inputShape: number[], weightsShape: number[], biasSh
 }
 
 export function linear (out: FloatArray, input: FloatArray, weights: FloatArray, bias: FloatArray | null, info: LinearInfo): FloatArray {
-  const { rows, inFeatures, outFeatures } = info
-  gemm(out, 0, input, 0, weights, 0, rows, inFeatures, outFeatures)
+  gemm(out, 0, input, 0, weights, 0, info.rows, info.inFeatures, info.outFeatures)
+  return biasAndActivation(out, bias, info)
+}
+
+/** The rest of a linear layer once out holds input·weights: + bias, then the activation, in place. */
+export function biasAndActivation (out: FloatArray, bias: FloatArray | null, info: LinearInfo): FloatArray {
+  const { rows, outFeatures } = info
   if (bias !== null) {
     for (let r = 0; r < rows; r++) {
       const o = r * outFeatures
