@@ -14,12 +14,9 @@ import type { Limits } from './kernels/types.js'
 import metricsPlugin from './plugins/metrics.js'
 import poolPlugin from './plugins/pool.js'
 import serviceRoutes from './routes/service.js'
-import attention from './routes/v1/attention.js'
-import conv2d from './routes/v1/conv2d.js'
-import dot from './routes/v1/dot.js'
-import linear from './routes/v1/linear.js'
-import matmul from './routes/v1/matmul.js'
+import operationRoutes from './routes/v1/operations.js'
 import { openapiInfo } from './openapi.js'
+import { AJV_OPTIONS } from './schemas/ajv.js'
 import { formatSchemaErrors } from './schemas/validation.js'
 
 declare module 'fastify' {
@@ -69,23 +66,7 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    ajv: {
-      customOptions: {
-        coerceTypes: false,
-        removeAdditional: false,
-        allErrors: false,
-        useDefaults: false,
-        // maxLength by String.length: counting code points walks every character of a base64
-        // tensor (megabytes) for nothing, since the decoder checks the exact byte length.
-        // (Ajv still honours the option but warns it is deprecated; that one warning is dropped.)
-        unicode: false,
-        logger: {
-          log: (...args: unknown[]) => console.log(...args),
-          warn: (...args: unknown[]) => { if (!String(args[0]).includes('option unicode')) console.warn(...args) },
-          error: (...args: unknown[]) => console.error(...args)
-        }
-      }
-    },
+    ajv: { customOptions: { ...AJV_OPTIONS } },
     return503OnClosing: true,
     schemaErrorFormatter: (errors, dataVar) => new Error(formatSchemaErrors(errors, dataVar))
   })
@@ -192,11 +173,7 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
   })
   await app.register(poolPlugin, { config })
   await app.register(serviceRoutes)
-  await app.register(matmul)
-  await app.register(dot)
-  await app.register(linear)
-  await app.register(conv2d)
-  await app.register(attention)
+  await app.register(operationRoutes)
 
   app.addHook('onReady', async () => {
     app.accepting = true

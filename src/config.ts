@@ -32,6 +32,8 @@ export interface Config {
   inlineMaxFlops: number
   /** Work from which one matmul is split across idle workers (0: never). */
   splitMinFlops: number
+  /** Bodies of this many bytes or more are parsed, validated and decoded in a worker, not on the main thread (0: never). */
+  workerParseMinBytes: number
   /** The worker module (tests only; not read from the environment). */
   workerFile?: string
 }
@@ -43,6 +45,12 @@ export interface Config {
 export const INLINE_MAX_FLOPS = 200_000
 /** From this much work, one matmul is shared among idle workers (bench/crossover.ts). */
 export const SPLIT_MIN_FLOPS = 20_000_000
+
+/**
+ * From this body size, parsing the JSON on the main thread costs more of its time than handing
+ * the bytes to a worker (bench/http.ts; see bench/README.md).
+ */
+export const WORKER_PARSE_MIN_BYTES = 32 * 1024
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
@@ -63,7 +71,8 @@ export function defaultConfig (): Config {
     maxRssBytes: 0,
     workerHeapMb: 512,
     inlineMaxFlops: INLINE_MAX_FLOPS,
-    splitMinFlops: SPLIT_MIN_FLOPS
+    splitMinFlops: SPLIT_MIN_FLOPS,
+    workerParseMinBytes: WORKER_PARSE_MIN_BYTES
   }
 }
 
@@ -82,7 +91,8 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'maxRssBytes', name: 'MAX_RSS_BYTES', min: 0, max: 2 ** 53 - 1, integer: true },
   { key: 'workerHeapMb', name: 'WORKER_HEAP_MB', min: 16, max: 65536, integer: true },
   { key: 'inlineMaxFlops', name: 'INLINE_MAX_FLOPS', min: 0, max: 1e12, integer: false },
-  { key: 'splitMinFlops', name: 'SPLIT_MIN_FLOPS', min: 0, max: 1e18, integer: false }
+  { key: 'splitMinFlops', name: 'SPLIT_MIN_FLOPS', min: 0, max: 1e18, integer: false },
+  { key: 'workerParseMinBytes', name: 'WORKER_PARSE_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true }
 ]
 
 /** Reads the configuration from the environment; throws on a malformed value. */

@@ -8,6 +8,8 @@
  *   away — piscina terminates a worker whose task is aborted and starts a new one;
  * - turns a worker's failure (a throw, a crash, running out of memory) into a generic 500;
  * - resolves with the result moved back from the worker.
+ * `app.computeRequest(task, reply)` does the same for a whole request given as its raw body
+ * (parsed, validated, computed and encoded in one worker: src/worker/request.ts).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
@@ -15,6 +17,7 @@ import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
 import type { FloatArray } from '../kernels/types.js'
+import type { RequestOutcome, RequestTask } from '../worker/request.js'
 import { type MatmulTask, splitMatmul, TASKS, type TaskName } from '../worker/tasks.js'
 
 interface Job { name: string, task: object, transferList: ArrayBuffer[] }
@@ -22,6 +25,8 @@ interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 declare module 'fastify' {
   interface FastifyInstance {
     compute: (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply) => Promise<unknown>
+    /** A whole request from its raw body, in a worker (src/worker/request.ts). */
+    computeRequest: (task: RequestTask, reply: FastifyReply) => Promise<RequestOutcome>
     /** True while every worker is busy and the queue is full: new work would be refused. */
     poolFull: () => boolean
     pool: Piscina
@@ -114,6 +119,34 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   async function compute (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
     const flops = (task as { info: { flops: number } }).info.flops
     if (flops <= config.inlineMaxFlops) return runInline(name, task)
+    return await onPool(name, reply, (idle) => {
+      if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0) {
+        // both (all) cores on one request, only with workers idle and nobody waiting
+        const info = (task as MatmulTask).info
+        const extra = Math.min(idle, info.B * info.m - 1)
+        if (extra > 0) {
+          const split = splitMatmul(task as MatmulTask, extra + 1)
+          return { jobs: split.tasks.map(t => ({ name: 'matmulRows', task: t, transferList: [] })), shared: split.out }
+        }
+      }
+      return { jobs: [{ name, task, transferList }], shared: null }
+    })
+  }
+
+  async function computeRequest (task: RequestTask, reply: FastifyReply): Promise<RequestOutcome> {
+    const transferList = [task.body.buffer as ArrayBuffer]
+    return await onPool(task.op, reply, (idle) => {
+      // a matmul big enough to split comes back prepared only if there are workers to split it over
+      const splitMinFlops = idle > 0 && waiting.length === 0 ? task.splitMinFlops : 0
+      return { jobs: [{ name: 'request', task: { ...task, splitMinFlops }, transferList }], shared: null }
+    }) as RequestOutcome
+  }
+
+  /**
+   * Runs the planned jobs on the pool once admitted: the plan is made after admission, knowing
+   * how many other workers are idle, and takes one worker per job.
+   */
+  async function onPool (op: TaskName, reply: FastifyReply, plan: (idle: number) => { jobs: Job[], shared: FloatArray | null }): Promise<unknown> {
     // the client went away before its answer: stop its waiting or running task
     const gone = new AbortController()
     const onClose = (): void => {
@@ -127,21 +160,9 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       if (gone.signal.aborted) throw cancelled()
       throw err
     }
-    let slots = 1
-    let jobs: Job[] = [{ name, task, transferList }]
-    let shared: FloatArray | null = null
-    if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0) {
-      // both (all) cores on one request, only with workers idle and nobody waiting
-      const info = (task as MatmulTask).info
-      const extra = Math.min(ready - running, info.B * info.m - 1)
-      if (extra > 0) {
-        running += extra
-        slots += extra
-        const split = splitMatmul(task as MatmulTask, slots)
-        jobs = split.tasks.map(t => ({ name: 'matmulRows', task: t, transferList: [] }))
-        shared = split.out
-      }
-    }
+    const { jobs, shared } = plan(ready - running)
+    const slots = jobs.length
+    running += slots - 1
     const controller = new AbortController()
     const abort = (): void => controller.abort()
     gone.signal.addEventListener('abort', abort, { once: true })
@@ -154,15 +175,15 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     try {
       const results = await Promise.all(jobs.map(async (j) =>
         await pool.run(j.task, { name: j.name, transferList: j.transferList, signal: controller.signal })))
-      app.metrics.computeDuration.observe({ op: name }, Number(process.hrtime.bigint() - started) / 1e9)
+      app.metrics.computeDuration.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9)
       return shared ?? results[0]
     } catch (err) {
       if (timedOut) {
-        app.metrics.timedOut.inc({ op: name })
+        app.metrics.timedOut.inc({ op })
         throw new ApiError('TIMEOUT', `the computation ran past its time limit of ${config.taskTimeoutMs} ms and was stopped`)
       }
       if (gone.signal.aborted) throw cancelled()
-      if (!controller.signal.aborted) app.metrics.failed.inc({ op: name })
+      if (!controller.signal.aborted) app.metrics.failed.inc({ op })
       controller.abort() // a failed share stops the others
       throw err
     } finally {
@@ -182,6 +203,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   app.decorate('pool', pool)
   app.decorate('poolFull', () => running >= ready && waiting.length >= config.maxQueue)
   app.decorate('compute', compute)
+  app.decorate('computeRequest', computeRequest)
   app.addHook('onClose', async () => {
     // onClose runs once the requests in flight have been answered: nothing of value is left running
     await pool.close({ force: true })

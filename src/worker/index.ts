@@ -3,9 +3,10 @@
  * operands (moved in, not copied) and the shape information checked on the main thread, and
  * moves back the reply's JSON bytes, or, without a reply spec, its result.
  */
-import { move } from 'piscina'
+import { move, transferableSymbol, valueSymbol } from 'piscina'
 import type { DType, FloatArray } from '../kernels/types.js'
 import { encodeReply, type ReplySpec } from '../tensor/encode.js'
+import { handleRequest, type RequestTask } from './request.js'
 import * as tasks from './tasks.js'
 
 const utf8 = new TextEncoder()
@@ -39,6 +40,12 @@ export function conv2d (task: WithReply<tasks.Conv2dTask>): unknown {
 
 export function attention (task: WithReply<tasks.AttentionTask>): unknown {
   return answer(tasks.attention(task), task)
+}
+
+/** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
+export function request (task: RequestTask): unknown {
+  const { outcome, transfer } = handleRequest(task)
+  return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return outcome } })
 }
 
 /** A share of one large matmul, written into shared memory: nothing to move back. */

@@ -8,74 +8,9 @@ import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
+import { hostileBody as body } from '../helpers/hostile.js'
 
 const RUNS = 5000
-const ROUTES = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
-const FIELDS: Record<typeof ROUTES[number], string[]> = {
-  matmul: ['a', 'b'],
-  dot: ['a', 'b'],
-  linear: ['input', 'weights', 'bias'],
-  conv2d: ['input', 'kernel', 'bias'],
-  attention: ['query', 'key', 'value', 'mask']
-}
-const OPTIONS = ['encoding', 'dtype', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights']
-
-const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)
-const hostileString = fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', '', '__proto__', 'AAAA', 'AA=A', 'A', '====', 'AAAA\n', '3', 'true', 'null', '\u0000', 'é'.repeat(50))
-const leaf = fc.oneof(extremeNumber, hostileString, fc.boolean(), fc.constant(null), fc.double(), fc.integer())
-
-/** Nested arrays, rectangular or not, up to a depth past the rank cap. */
-const nested: fc.Arbitrary<unknown> = fc.letrec(tie => ({
-  node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, fc.array(tie('node'), { maxLength: 4 }))
-})).node
-const deep = fc.integer({ min: 7, max: 40 }).map(depth => {
-  let v: unknown = 1
-  for (let i = 0; i < depth; i++) v = [v]
-  return v
-})
-const rect = fc.tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 4 }), fc.double({ min: -10, max: 10, noNaN: true }))
-  .map(([r, c, x]) => Array.from({ length: r }, () => Array.from({ length: c }, () => x)))
-const shape = fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), extremeNumber, fc.constantFrom(2 ** 40, 1e300, -3)), { maxLength: 10 })
-const objectTensor = fc.record({
-  shape,
-  data: fc.oneof(fc.array(leaf, { maxLength: 12 }), fc.base64String({ maxLength: 64 }), hostileString, nested),
-  dtype: fc.oneof(fc.constantFrom('float32', 'float64', 'int8', 'FLOAT32'), leaf)
-}, { requiredKeys: [] })
-const tensor = fc.oneof(rect, nested, deep, objectTensor, leaf, fc.dictionary(fc.string({ maxLength: 8 }), leaf, { maxKeys: 3 }))
-const option = fc.oneof(leaf, fc.constantFrom('same', 'valid', 'NCHW', 'NHWC', 'relu', 'gelu', 'base64', 'flat'), fc.array(extremeNumber, { maxLength: 3 }))
-
-/** A valid body per route, which random options may still spoil. */
-const VALID: Record<typeof ROUTES[number], object> = {
-  matmul: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
-  dot: { a: [1, 'NaN', 3], b: [4, 5, 6] },
-  linear: { input: [[1, 2, 3]], weights: [[1, 0], [0, 1], [1, 1]], bias: [0.5, -0.5] },
-  conv2d: { input: [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], kernel: [[[[1, 0], [0, -1]]]] },
-  attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] }
-}
-
-/** A body as JSON text: mostly the route's own shape with hostile parts, some plain junk. */
-const body = fc.constantFrom(...ROUTES).chain(route => fc.oneof(
-  {
-    weight: 1,
-    arbitrary: fc.subarray(OPTIONS, { maxLength: 2 }).chain(opts => fc.array(option, { minLength: 2, maxLength: 2 }).map(values => {
-      const b: Record<string, unknown> = { ...VALID[route] }
-      opts.forEach((o, i) => { b[o] = values[i] })
-      return { route, text: JSON.stringify(b) }
-    }))
-  },
-  {
-    weight: 6,
-    arbitrary: fc.tuple(fc.subarray(FIELDS[route]), fc.array(tensor, { minLength: 4, maxLength: 4 }), fc.subarray(OPTIONS, { maxLength: 4 }), fc.array(option, { minLength: 4, maxLength: 4 }), fc.boolean())
-      .map(([fields, tensors, opts, values, proto]) => {
-        const parts = fields.map((f, i) => `${JSON.stringify(f)}:${JSON.stringify(tensors[i])}`)
-        opts.forEach((o, i) => parts.push(`${JSON.stringify(o)}:${JSON.stringify(values[i])}`))
-        if (proto) parts.push('"__proto__":{"polluted":1}', '"constructor":{"prototype":{"polluted":1}}')
-        return { route, text: `{${parts.join(',')}}` }
-      })
-  },
-  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }).map(v => ({ route, text: JSON.stringify(v) ?? 'null' })) },
-  { weight: 1, arbitrary: fc.string({ maxLength: 40 }).map(s => ({ route, text: `{"a":${s}` })) }
-))
 
 describe('fuzzing every route', () => {
   let app: FastifyInstance

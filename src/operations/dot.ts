@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox'
-import { dotInfo } from '../../kernels/dot.js'
-import { commonFields, TensorSchema } from '../../schemas/tensor.js'
-import { binaryPrepare, operationRoute } from './operation.js'
+import { dotInfo } from '../kernels/dot.js'
+import { commonFields, TensorSchema } from '../schemas/tensor.js'
+import { binaryPrepare, defineOperation } from './spec.js'
 
 const Body = Type.Object({
   a: TensorSchema,
@@ -9,7 +9,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default operationRoute<Static<typeof Body>>({
+export default defineOperation<Static<typeof Body>>({
   name: 'dot',
   summary: 'Dot product of two same-shaped tensors',
   description: 'The rank-0 sum of a*b over two tensors of the same shape (any rank): the vector dot product, and for ' +

@@ -1,8 +1,8 @@
 import { Type, type Static } from 'typebox'
-import { linearInfo } from '../../kernels/linear.js'
-import { commonFields, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype } from '../../tensor/decode.js'
-import { buffersOf, operationRoute } from './operation.js'
+import { linearInfo } from '../kernels/linear.js'
+import { commonFields, TensorSchema } from '../schemas/tensor.js'
+import { castTo, computeDtype } from '../tensor/decode.js'
+import { buffersOf, defineOperation } from './spec.js'
 
 const Body = Type.Object({
   input: TensorSchema,
@@ -14,7 +14,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default operationRoute<Static<typeof Body>>({
+export default defineOperation<Static<typeof Body>>({
   name: 'linear',
   summary: 'A layer of neurons: activation(input·weights + bias)',
   description: 'activation(input·weights + bias). input [..., in], weights [in, out], optional bias [out]; the result is ' +

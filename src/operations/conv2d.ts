@@ -1,8 +1,8 @@
 import { Type, type Static } from 'typebox'
-import { conv2dInfo } from '../../kernels/conv2d.js'
-import { commonFields, Int32, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype } from '../../tensor/decode.js'
-import { buffersOf, operationRoute } from './operation.js'
+import { conv2dInfo } from '../kernels/conv2d.js'
+import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
+import { castTo, computeDtype } from '../tensor/decode.js'
+import { buffersOf, defineOperation } from './spec.js'
 
 const IntOrPair = (description: string) => Type.Union([
   Int32(),
@@ -25,7 +25,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default operationRoute<Static<typeof Body>>({
+export default defineOperation<Static<typeof Body>>({
   name: 'conv2d',
   summary: 'Multi-channel 2-D convolution, torch.nn.functional.conv2d semantics',
   description: 'torch.nn.functional.conv2d: cross-correlation (no kernel flip). NCHW: input [N,C,H,W] or [C,H,W], kernel ' +

@@ -1,9 +1,9 @@
 import { Type, type Static } from 'typebox'
-import { attentionInfo } from '../../kernels/attention.js'
-import { product } from '../../kernels/shape.js'
-import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../../schemas/tensor.js'
-import { castTo, computeDtype } from '../../tensor/decode.js'
-import { buffersOf, operationRoute } from './operation.js'
+import { attentionInfo } from '../kernels/attention.js'
+import { product } from '../kernels/shape.js'
+import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
+import { castTo, computeDtype } from '../tensor/decode.js'
+import { buffersOf, defineOperation } from './spec.js'
 
 const Body = Type.Object({
   query: TensorSchema,
@@ -16,7 +16,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default operationRoute<Static<typeof Body>>({
+export default defineOperation<Static<typeof Body>>({
   name: 'attention',
   summary: 'Scaled dot-product attention: softmax(Q·Kᵀ·scale + mask)·V',
   description: 'softmax(query·keyᵀ·scale + mask)·value over the last axis. query [..., Lq, E], key [..., Lk, E], value ' +

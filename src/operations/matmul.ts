@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox'
-import { matmulInfo } from '../../kernels/matmul.js'
-import { commonFields, TensorSchema } from '../../schemas/tensor.js'
-import { binaryPrepare, operationRoute } from './operation.js'
+import { matmulInfo } from '../kernels/matmul.js'
+import { commonFields, TensorSchema } from '../schemas/tensor.js'
+import { binaryPrepare, defineOperation } from './spec.js'
 
 const Body = Type.Object({
   a: TensorSchema,
@@ -9,7 +9,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default operationRoute<Static<typeof Body>>({
+export default defineOperation<Static<typeof Body>>({
   name: 'matmul',
   summary: 'Matrix product, numpy.matmul semantics',
   description: 'numpy.matmul(a, b). 2-D: [m,k]·[k,n] → [m,n]. N-D: the last two dimensions multiply and the ' +

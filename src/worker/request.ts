@@ -1,0 +1,80 @@
+/**
+ * A whole request body handled in a worker: parse the JSON, validate it against the operation's
+ * body schema (the same TypeBox schema and Ajv options as on the main thread), decode and check
+ * the operands, compute, and encode the reply. Large bodies take this path (WORKER_PARSE_MIN_BYTES)
+ * so that the JSON work of big tensors, not only the kernels, is shared among the pool's threads.
+ *
+ * Failures come back as outcomes, not throws (a thrown error loses its fields on the way back):
+ * the main thread raises the same errors as its own parser, validator and decoder would.
+ */
+import { Buffer } from 'node:buffer'
+import sjson from 'secure-json-parse'
+import { isApiError } from '../errors.js'
+import type { FloatArray, Limits } from '../kernels/types.js'
+import { OPERATIONS, type OperationName } from '../operations/index.js'
+import { bodySchema, type CommonBody, decoderFor, type Prepared } from '../operations/spec.js'
+import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
+import type { SchemaError } from '../schemas/validation.js'
+import { encodeReply, type ReplySpec } from '../tensor/encode.js'
+import { TASKS } from './tasks.js'
+
+export interface RequestTask {
+  op: OperationName
+  /** The raw body: UTF-8 JSON. */
+  body: Uint8Array
+  limits: Limits
+  /** A matmul with at least this much work goes back prepared, for the pool to split (0: never). */
+  splitMinFlops: number
+}
+
+export type RequestOutcome =
+  | { kind: 'reply', json: Uint8Array, shapes: Record<string, number[]> }
+  /** Decoded and checked, to be computed by the pool (a matmul large enough to split). */
+  | { kind: 'prepared', prepared: Prepared, reply: ReplySpec, shapes: Record<string, number[]> }
+  | { kind: 'invalid-json' }
+  | { kind: 'schema', errors: SchemaError[] }
+  | { kind: 'api', code: string, message: string, shapes: Record<string, number[]> }
+
+// Fastify's own JSON parser settings: __proto__ and constructor.prototype keys are errors
+const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
+const utf8 = new TextEncoder()
+const validators = new Map<OperationName, BodyValidator>()
+
+function validatorOf (op: OperationName): BodyValidator {
+  let v = validators.get(op)
+  if (v === undefined) {
+    v = compileBodyValidator(bodySchema(OPERATIONS[op]))
+    validators.set(op, v)
+  }
+  return v
+}
+
+/** The outcome, and the buffers that move back with it. */
+export function handleRequest ({ op, body, limits, splitMinFlops }: RequestTask): { outcome: RequestOutcome, transfer: ArrayBuffer[] } {
+  let parsed: unknown
+  try {
+    parsed = sjson.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'), PARSE_OPTIONS)
+  } catch {
+    return { outcome: { kind: 'invalid-json' }, transfer: [] }
+  }
+  const validate = validatorOf(op)
+  if (!validate(parsed)) return { outcome: { kind: 'schema', errors: validate.errors ?? [] }, transfer: [] }
+
+  const spec = OPERATIONS[op]
+  const data = parsed as CommonBody
+  const shapes: Record<string, number[]> = {}
+  let prepared: Prepared
+  try {
+    prepared = spec.prepare(data, decoderFor(limits, shapes))
+  } catch (err) {
+    if (isApiError(err)) return { outcome: { kind: 'api', code: err.code, message: err.message, shapes }, transfer: [] }
+    throw err
+  }
+  const reply: ReplySpec = { encoding: data.encoding ?? 'nested', outputs: prepared.outputs }
+  if (op === 'matmul' && splitMinFlops > 0 && prepared.task.info.flops >= splitMinFlops) {
+    return { outcome: { kind: 'prepared', prepared, reply, shapes }, transfer: prepared.transfer }
+  }
+  const result = (TASKS[op] as (t: object) => FloatArray)(prepared.task)
+  const json = utf8.encode(encodeReply(result, prepared.task.dtype, reply))
+  return { outcome: { kind: 'reply', json, shapes }, transfer: [json.buffer as ArrayBuffer] }
+}
