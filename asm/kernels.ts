@@ -967,3 +967,7 @@ export function dotF64 (n: i32, a: usize, b: usize): f64 {
   }
   return s
 }
+
+// ---- JSON text ----
+
+export { formatRowsF64 } from './format'

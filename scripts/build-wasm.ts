@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import asc from 'assemblyscript/asc'
+import { renderTables, TABLES_TARGET } from './ryu-tables.js'
 
 export const SOURCE = 'asm/kernels.ts'
 export const TARGET = 'src/kernels/wasm/kernels.ts'
@@ -45,6 +46,7 @@ export function renderModule (wasm: Uint8Array): string {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  writeFileSync(new URL(`../${TABLES_TARGET}`, import.meta.url), renderTables())
   const wasm = await compileKernels()
   writeFileSync(new URL(`../${TARGET}`, import.meta.url), renderModule(wasm))
   console.log(`${TARGET}: ${wasm.length} bytes of WebAssembly from ${SOURCE}`)

@@ -7,6 +7,10 @@
  */
 import { Buffer } from 'node:buffer'
 import type { DType, FloatArray } from '../kernels/types.js'
+import { begin, end } from '../kernels/wasm/runtime.js'
+
+/** Most bytes the WebAssembly printer writes for one float64 and its comma ("-0.0000012345678901234567,"). */
+const F64_TEXT_BYTES = 26
 
 export const ENCODINGS = ['nested', 'flat', 'base64'] as const
 export type Encoding = typeof ENCODINGS[number]
@@ -20,22 +24,100 @@ export function formatFloat64 (x: number): string {
   return String(x) // -0 prints as 0; exponents as 1e+21, valid JSON
 }
 
-/** The shortest decimal that parses back (rounded to float32) to the same float32 value. */
+const f32 = new Float32Array(1)
+const f32Bits = new Uint32Array(f32.buffer)
+
+/** True for ±2^k: the one float32 whose neighbours are not equally far on both sides. */
+function isPowerOfTwo32 (x: number): boolean {
+  f32[0] = x
+  return (f32Bits[0] & 0x7fffff) === 0
+}
+
+/** Whether x's nearest decimal of p significant digits reads back (rounded to float32) to x. */
+function roundTrips32 (x: number, p: number): boolean {
+  return Math.fround(Number(x.toPrecision(p))) === x
+}
+
+/**
+ * The shortest decimal that parses back (rounded to float32) to the same float32 value: of the
+ * p = 1..9 digit decimals nearest to x, the first that reads back.
+ * For x not a power of two, the values that read back to x lie in an interval centred on x, and
+ * the nearest decimal of p+1 digits is never farther from x than that of p digits; so once some
+ * p reads back, every larger p does, and a binary search finds the first (3 or 4 conversions
+ * instead of up to 9). At a power of two the interval is lopsided and the digits are tried in order.
+ */
 export function formatFloat32 (x: number): string {
   if (!Number.isFinite(x)) return nonFinite(x)
   if (x === 0) return '0'
-  for (let p = 1; p < 9; p++) {
-    const s = x.toPrecision(p)
-    const y = Number(s)
-    if (Math.fround(y) === x) return String(y)
+  let p = 1
+  if (isPowerOfTwo32(x)) {
+    while (p < 9 && !roundTrips32(x, p)) p++
+  } else {
+    let hi = 9
+    while (p < hi) {
+      const mid = (p + hi) >> 1
+      if (roundTrips32(x, mid)) hi = mid
+      else p = mid + 1
+    }
   }
-  return String(Number(x.toPrecision(9)))
+  return String(Number(x.toPrecision(p)))
 }
 
-function appendNested (parts: string[], data: FloatArray, shape: readonly number[], fmt: (x: number) => string): void {
+/** Values per call of the WebAssembly printer (2 MiB of float64 in, at most 6.25 MiB of text out). */
+const WASM_CHUNK = 1 << 18
+
+/**
+ * The JSON text of each row of `inner` float64 values (rows · inner = data.length), printed by the
+ * WebAssembly Ryu printer (asm/format.ts) a chunk of rows at a time: the same text as String(x),
+ * about four times faster and without a string per value.
+ */
+function rowTextsF64 (data: Float64Array, inner: number): string[] {
+  const rows = data.length / inner
+  const texts = new Array<string>(rows)
+  const per = Math.max(1, Math.floor(WASM_CHUNK / inner))
+  const ws = begin()
+  try {
+    const src = ws.alloc(per * inner, 8)
+    const dst = ws.alloc(per * inner * F64_TEXT_BYTES, 1)
+    const ends = ws.alloc(per, 4)
+    ws.commit()
+    for (let r0 = 0; r0 < rows; r0 += per) {
+      const n = Math.min(per, rows - r0)
+      ws.f64(src, n * inner).set(data.subarray(r0 * inner, (r0 + n) * inner))
+      const bytes = ws.x.formatRowsF64(src, n, inner, dst, ends)
+      const text = Buffer.from(ws.x.memory.buffer, dst, bytes).toString('latin1')
+      const e = ws.i32(ends, n)
+      let start = 0
+      for (let r = 0; r < n; r++) {
+        texts[r0 + r] = text.slice(start, e[r])
+        start = e[r]
+      }
+    }
+  } finally {
+    end()
+  }
+  return texts
+}
+
+/** The JSON text of each row of `inner` values (inner >= 1), values separated by commas. */
+function rowTexts (data: FloatArray, dtype: DType, inner: number): string[] {
+  if (dtype === 'float64' && inner <= WASM_CHUNK) return rowTextsF64(data as Float64Array, inner)
+  const fmt = dtype === 'float32' ? formatFloat32 : formatFloat64
+  const rows = data.length / inner
+  const texts = new Array<string>(rows)
+  const row = new Array<string>(inner)
+  for (let r = 0; r < rows; r++) {
+    const o = r * inner
+    for (let j = 0; j < inner; j++) row[j] = fmt(data[o + j])
+    texts[r] = row.join(',')
+  }
+  return texts
+}
+
+function appendNested (parts: string[], data: FloatArray, shape: readonly number[], dtype: DType): void {
   const rank = shape.length
   if (rank === 0) {
-    parts.push(fmt(data[0]))
+    parts.push(dtype === 'float32' ? formatFloat32(data[0]) : formatFloat64(data[0]))
     return
   }
   const inner = shape[rank - 1]
@@ -46,13 +128,11 @@ function appendNested (parts: string[], data: FloatArray, shape: readonly number
     parts.push(emptyNested(shape))
     return
   }
+  const texts = rowTexts(data, dtype, inner)
   const idx = new Array<number>(outer.length).fill(0)
   parts.push('['.repeat(rank))
-  const row = new Array<string>(inner)
   for (let r = 0; r < rows; r++) {
-    const o = r * inner
-    for (let j = 0; j < inner; j++) row[j] = fmt(data[o + j])
-    parts.push(row.join(','))
+    parts.push(texts[r])
     // close the dimensions that just finished, open the next ones
     let closed = 1
     let a = outer.length - 1
@@ -82,17 +162,16 @@ function emptyNested (shape: readonly number[]): string {
 /** JSON text of one result tensor in the object form. */
 export function encodeTensor (shape: readonly number[], dtype: DType, data: FloatArray, encoding: Encoding = 'nested'): string {
   const head = `{"shape":[${shape.join(',')}],"dtype":"${dtype}","data":`
-  const fmt = dtype === 'float32' ? formatFloat32 : formatFloat64
   if (encoding === 'base64') {
     return head + '"' + Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') + '"}'
   }
   const parts: string[] = [head]
   if (encoding === 'flat') {
-    const vals = new Array<string>(data.length)
-    for (let i = 0; i < data.length; i++) vals[i] = fmt(data[i])
-    parts.push('[' + vals.join(',') + ']')
+    // rows of the last dimension (or one row), joined: the same commas as value by value
+    const inner = shape.length > 0 && shape[shape.length - 1] > 0 ? shape[shape.length - 1] : Math.max(1, data.length)
+    parts.push('[' + (data.length === 0 ? '' : rowTexts(data, dtype, inner).join(',')) + ']')
   } else {
-    appendNested(parts, data, shape, fmt)
+    appendNested(parts, data, shape, dtype)
   }
   parts.push('}')
   return parts.join('')

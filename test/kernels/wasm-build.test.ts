@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { compileKernels, renderModule, TARGET } from '../../scripts/build-wasm.js'
+import { renderTables, TABLES_TARGET } from '../../scripts/ryu-tables.js'
 
 describe('wasm build', () => {
   it(`rebuilding asm/kernels.ts reproduces ${TARGET}`, async () => {
@@ -13,4 +14,8 @@ describe('wasm build', () => {
     const rebuilt = renderModule(await compileKernels())
     expect(rebuilt === committed, 'src/kernels/wasm/kernels.ts is stale: run `npm run build:wasm`').toBe(true)
   }, 60000)
+  it(`regenerating the tables reproduces ${TABLES_TARGET}`, () => {
+    const committed = readFileSync(new URL(`../../${TABLES_TARGET}`, import.meta.url), 'utf8')
+    expect(renderTables() === committed, `${TABLES_TARGET} is stale: run \`npm run build:wasm\``).toBe(true)
+  })
 })

@@ -134,6 +134,63 @@ describe('encoding', () => {
       }
     }), { numRuns: 2000 })
   })
+  it('float32 printing equals the first of p = 1..9 digits that reads back, tried in order, for any float32 bits', () => {
+    // the plain definition, as a reference for the binary search
+    const byScan = (x: number): string => {
+      for (let p = 1; p < 9; p++) {
+        const y = Number(x.toPrecision(p))
+        if (Math.fround(y) === x) return String(y)
+      }
+      return String(Number(x.toPrecision(9)))
+    }
+    const bits = new Uint32Array(1)
+    const view = new Float32Array(bits.buffer)
+    const special: number[] = []
+    for (let e = 0; e < 255; e++) {
+      for (const m of [0, 1, 2, 0x7fffff, 0x7ffffe, 0x400000]) { // powers of two, their neighbours, subnormals
+        bits[0] = (e << 23) | m
+        special.push(view[0], -view[0])
+      }
+    }
+    for (const x of special) if (x !== 0) expect(formatFloat32(x), String(x)).toBe(byScan(x))
+    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), (b) => {
+      bits[0] = b
+      const x = view[0]
+      if (Number.isFinite(x) && x !== 0) expect(formatFloat32(x)).toBe(byScan(x))
+    }), { numRuns: 20000 })
+  })
+  it('float64 results print exactly as String(x), for any float64 bits (the WebAssembly printer)', () => {
+    const js = (x: number): string => formatFloat64(x) // String(x), non-finite values quoted
+    const expectSameText = (values: Float64Array, label: string): void => {
+      // (one string: on a difference, the diff shows the value)
+      const got = encodeTensor([values.length], 'float64', values, 'flat')
+      const want = `{"shape":[${values.length}],"dtype":"float64","data":[${Array.from(values, js).join(',')}]}`
+      expect(got, label).toBe(want)
+    }
+    // random bit patterns (every exponent, subnormals, NaN payloads, infinities)
+    const bits = new BigUint64Array(100000)
+    let state = 0x9e3779b97f4a7c15n
+    for (let i = 0; i < bits.length; i++) {
+      state ^= state << 13n; state &= (1n << 64n) - 1n
+      state ^= state >> 7n
+      state ^= state << 17n; state &= (1n << 64n) - 1n
+      bits[i] = state
+    }
+    expectSameText(new Float64Array(bits.buffer), 'random bits')
+    // short decimals, integers, powers of two and of ten, float32 values, the notation boundaries
+    const nice: number[] = [0, -0, 5e-324, -5e-324, 2.2250738585072014e-308, 2.225073858507201e-308, Number.MAX_VALUE,
+      1e21, 1e21 - 65536, 123456789012345680000, 1e-7, 1e-6, 1e-6 * (1 - 2 ** -52), 1.5e-7, 0.1, 0.30000000000000004,
+      2 ** 53 + 2, 2 ** 53, 1e22, 1e23, 5e-7, -1e-5 / 3, 1e-5 / 7]
+    for (let e = -1074; e <= 1023; e++) nice.push(2 ** e, -(2 ** e))
+    for (let e = -330; e <= 310; e++) nice.push(Number(`1e${e}`), Number(`7.3e${e}`))
+    for (let i = 0; i < 20000; i++) {
+      nice.push(i / 100, Math.fround(i / 7), i * 1e15 + 1, (i - 10000) / 3)
+    }
+    expectSameText(Float64Array.from(nice), 'chosen values')
+    fc.assert(fc.property(fc.array(fc.double(), { maxLength: 300 }), (xs) => {
+      expectSameText(Float64Array.from(xs), 'fast-check doubles')
+    }), { numRuns: 300 })
+  })
   it('float64 printing is the shortest round-trip form', () => {
     fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (x) => {
       expect(Number(formatFloat64(x))).toBe(x === 0 ? 0 : x)

@@ -31,6 +31,8 @@ export interface KernelExports {
   attentionF64: AttentionFn
   dotF32: (n: number, a: Ptr, b: Ptr) => number
   dotF64: (n: number, a: Ptr, b: Ptr) => number
+  /** rows x inner float64 at src as JSON text at dst (rows back to back, row r ending at ends[r]); returns the bytes. */
+  formatRowsF64: (src: Ptr, rows: number, inner: number, dst: Ptr, ends: Ptr) => number
 }
 
 /** C (= or += when acc = 1) A·B: A m x k with element strides (rsa, csa), B k x n (rsb, csb), C row stride ldc. */
