@@ -4,7 +4,7 @@
 // strings "NaN", "Infinity", "-Infinity" and -0 as 0. The digits come from Ryu (Ulf Adams,
 // "Ryū: fast float-to-string conversion", PLDI 2018), transcribed from its reference d2s.c.
 
-import { POW5_INV_SPLIT, POW5_SPLIT } from './ryu-tables'
+import { POW5_INV_SPLIT, POW5_SPLIT } from './number-tables'
 
 const POW5_INV_BITCOUNT: i32 = 125
 const POW5_BITCOUNT: i32 = 125

@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import asc from 'assemblyscript/asc'
-import { renderTables, TABLES_TARGET } from './ryu-tables.js'
+import { renderTables, TABLES_TARGET } from './number-tables.js'
 
 export const SOURCE = 'asm/kernels.ts'
 export const TARGET = 'src/kernels/wasm/kernels.ts'

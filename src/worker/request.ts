@@ -1,5 +1,5 @@
 /**
- * A whole request body handled in a worker: parse the JSON, validate it against the operation's
+ * A whole request body handled in a worker: parse the JSON (src/tensor/json.ts), validate it against the operation's
  * body schema (the same TypeBox schema and Ajv options as on the main thread), decode and check
  * the operands, compute, and encode the reply. Large bodies take this path (WORKER_PARSE_MIN_BYTES)
  * so that the JSON work of big tensors, not only the kernels, is shared among the pool's threads.
@@ -7,8 +7,6 @@
  * Failures come back as outcomes, not throws (a thrown error loses its fields on the way back):
  * the main thread raises the same errors as its own parser, validator and decoder would.
  */
-import { Buffer } from 'node:buffer'
-import sjson from 'secure-json-parse'
 import { isApiError } from '../errors.js'
 import type { FloatArray, Limits } from '../kernels/types.js'
 import { OPERATIONS, type OperationName } from '../operations/index.js'
@@ -16,6 +14,7 @@ import { bodySchema, type CommonBody, decoderFor, type Prepared } from '../opera
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
 import { encodeReply, type ReplySpec } from '../tensor/encode.js'
+import { parseJsonBytes } from '../tensor/json.js'
 import { TASKS } from './tasks.js'
 
 export interface RequestTask {
@@ -35,8 +34,6 @@ export type RequestOutcome =
   | { kind: 'schema', errors: SchemaError[] }
   | { kind: 'api', code: string, message: string, shapes: Record<string, number[]> }
 
-// Fastify's own JSON parser settings: __proto__ and constructor.prototype keys are errors
-const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
 const utf8 = new TextEncoder()
 const validators = new Map<OperationName, BodyValidator>()
 
@@ -53,7 +50,7 @@ function validatorOf (op: OperationName): BodyValidator {
 export function handleRequest ({ op, body, limits, splitMinFlops }: RequestTask): { outcome: RequestOutcome, transfer: ArrayBuffer[] } {
   let parsed: unknown
   try {
-    parsed = sjson.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'), PARSE_OPTIONS)
+    parsed = parseJsonBytes(body)
   } catch {
     return { outcome: { kind: 'invalid-json' }, transfer: [] }
   }

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { compileKernels, renderModule, TARGET } from '../../scripts/build-wasm.js'
-import { renderTables, TABLES_TARGET } from '../../scripts/ryu-tables.js'
+import { renderTables, TABLES_TARGET } from '../../scripts/number-tables.js'
 
 describe('wasm build', () => {
   it(`rebuilding asm/kernels.ts reproduces ${TARGET}`, async () => {

@@ -33,6 +33,8 @@ export interface KernelExports {
   dotF64: (n: number, a: Ptr, b: Ptr) => number
   /** rows x inner float64 at src as JSON text at dst (rows back to back, row r ending at ends[r]); returns the bytes. */
   formatRowsF64: (src: Ptr, rows: number, inner: number, dst: Ptr, ends: Ptr) => number
+  /** The rows of numbers of a JSON text: values to `values`, (start, end, first value, count) i32 quadruples to `rows`; returns the rows. */
+  scanRows: (text: Ptr, len: number, values: Ptr, maxValues: number, rows: Ptr, maxRows: number) => number
 }
 
 /** C (= or += when acc = 1) A·B: A m x k with element strides (rsa, csa), B k x n (rsb, csb), C row stride ldc. */
