@@ -86,9 +86,10 @@ async function metricsPlugin (app: FastifyInstance): Promise<void> {
   })
   app.decorate('metrics', metrics)
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.requestDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000)
+    done()
   })
 
   app.get('/metrics', {

@@ -113,10 +113,12 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       },
       // at capacity, refuse before the body is even parsed: under overload, refusing must stay
       // cheaper than the work (the admission in app.compute still decides for admitted requests)
-      onRequest: async () => {
+      onRequest: (request, reply, done) => {
         if (app.poolFull()) {
           app.metrics.shed.inc({ reason: 'queue' })
-          throw overloaded(config)
+          done(overloaded(config))
+        } else {
+          done()
         }
       }
     }, async (request, reply) => {
