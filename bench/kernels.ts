@@ -17,6 +17,7 @@
  * "whole pool" times the service's split path for one matmul (src/worker/tasks.ts splitMatmul):
  * operands copied into shared memory, the rows shared among all the cores' worker threads, the
  * result read from shared memory — what one large request gets from an otherwise idle pool.
+ * "1 worker" times the same path with one share, in one worker thread, alternating with it.
  */
 import { cpus, loadavg } from 'node:os'
 import * as tf from '@tensorflow/tfjs-core'
@@ -120,7 +121,7 @@ function timeReference (flops: number, fn: () => ArrayLike<number>): number | nu
   return ms
 }
 
-interface Row { name: string, flops: number, ref: number | null, fast: number, tfjs: number | null, pool?: () => Promise<number> }
+interface Row { name: string, flops: number, ref: number | null, fast: number, tfjs: number | null, pool?: () => Promise<{ one: number, all: number }> }
 const rows: Row[] = []
 
 function matmulRow (name: string, dtype: DType, batch: number, m: number, k: number, n: number): void {
@@ -131,7 +132,7 @@ function matmulRow (name: string, dtype: DType, batch: number, m: number, k: num
   const b = random(dtype, batch * k * n, 2)
   const ref = timeReference(info.flops, () => matmulReference(allocate(dtype, info.outElements), a, b, info))
   const run = (): FloatArray => matmul(allocate(dtype, info.outElements), a, b, info)
-  const pool = async (): Promise<number> => await timePool(dtype, a, b, info)
+  const pool = async (): Promise<{ one: number, all: number }> => await timePool(dtype, a, b, info)
   if (dtype === 'float64') {
     rows.push({ name, flops: info.flops, ref, fast: timeFastAndTf(run, null)[0], tfjs: null, pool })
     return
@@ -150,23 +151,35 @@ const workerPool = new Piscina({
   maxThreads: cpus().length
 })
 
-/** Median ms of one matmul split over every worker thread, as the pool does for a large request. */
-async function timePool (dtype: DType, a: FloatArray, b: FloatArray, info: ReturnType<typeof matmulInfo>): Promise<number> {
-  const once = async (): Promise<number> => {
+/**
+ * Median ms of one matmul in one worker thread and split over every worker thread, as the pool
+ * runs a large request: both through the same split path (one share, or one per thread), after
+ * the same warm-up, their runs alternating, so that the ratio compares like with like.
+ */
+async function timePool (dtype: DType, a: FloatArray, b: FloatArray, info: ReturnType<typeof matmulInfo>): Promise<{ one: number, all: number }> {
+  const once = async (parts: number): Promise<number> => {
     const t0 = performance.now()
-    const { tasks, out } = splitMatmul({ dtype, a, b, info }, workerPool.threads.length)
+    const { tasks, out } = splitMatmul({ dtype, a, b, info }, parts)
     await Promise.all(tasks.map(async t => await workerPool.run(t, { name: 'matmulRows' })))
     const ms = performance.now() - t0
     use(out)
     return ms
   }
   // warm-up: every thread's module tiers up from Liftoff to TurboFan (the first large call in a
-  // fresh thread runs several times slower)
-  const warmUntil = performance.now() + 2000
-  for (let i = 0; i < 5 || performance.now() < warmUntil; i++) await once()
-  const times: number[] = []
-  for (let i = 0; i < RUNS; i++) times.push(await once())
-  return median(times)
+  // fresh thread runs several times slower); one-share runs go to either thread
+  const threads = workerPool.threads.length
+  const warmUntil = performance.now() + 3000
+  for (let i = 0; i < 5 || performance.now() < warmUntil; i++) {
+    await once(threads)
+    await Promise.all(Array.from({ length: threads }, async () => await once(1)))
+  }
+  const one: number[] = []
+  const all: number[] = []
+  for (let i = 0; i < RUNS; i++) {
+    one.push(await once(1))
+    all.push(await once(threads))
+  }
+  return { one: median(one), all: median(all) }
 }
 
 function conv2dRow (name: string, layout: 'NCHW' | 'NHWC'): void {
@@ -230,16 +243,17 @@ conv2dRow('conv2d 1x224x224x3 * 3x3x3x16 pad 1 NHWC float32', 'NHWC')
 attentionRow('attention 8x(128x64) Lq=Lk=128 float32', 8, 128, 64)
 
 const gf = (flops: number, ms: number | null): string => ms === null ? '—' : (flops / ms / 1e6).toFixed(2)
-const poolMs = new Map<Row, number>()
+const poolMs = new Map<Row, { one: number, all: number }>()
 for (const r of rows) if (r.pool !== undefined) poolMs.set(r, await r.pool())
 await workerPool.close()
-const header = ['kernel', 'reference TS', 'new (1 thread)', `whole pool (${cpus().length} threads)`, 'pool/1 thread', 'tfjs-wasm', 'new/tfjs']
+const header = ['kernel', 'reference TS', 'new (1 thread)', '1 worker', `whole pool (${cpus().length} workers)`, 'pool/1 worker', 'tfjs-wasm', 'new/tfjs']
 const table = rows.map(r => [
   r.name,
   gf(r.flops, r.ref),
   gf(r.flops, r.fast),
-  gf(r.flops, poolMs.get(r) ?? null),
-  poolMs.has(r) ? (r.fast / poolMs.get(r)!).toFixed(2) + 'x' : '—',
+  gf(r.flops, poolMs.get(r)?.one ?? null),
+  gf(r.flops, poolMs.get(r)?.all ?? null),
+  poolMs.has(r) ? (poolMs.get(r)!.one / poolMs.get(r)!.all).toFixed(2) + 'x' : '—',
   gf(r.flops, r.tfjs),
   r.tfjs === null ? '—' : (r.tfjs / r.fast).toFixed(2) + 'x'
 ])
@@ -251,4 +265,4 @@ console.log(`GFLOP/s, median of ${RUNS}-41 runs (new and tfjs alternating, as ma
 console.log(line(header))
 console.log('|' + widths.map((w, i) => i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':').join('|') + '|')
 for (const t of table) console.log(line(t))
-console.log(`(checksum ${checksum.toPrecision(6)}; tfjs-wasm has no float64; its conv2d rows both run NHWC; "whole pool": one matmul split by rows over shared memory among the worker threads, copies into shared memory included)`)
+console.log(`(checksum ${checksum.toPrecision(6)}; tfjs-wasm has no float64; its conv2d rows both run NHWC; "1 worker" and "whole pool": one matmul through the pool's split path, in one share or split by rows among the worker threads, copies into shared memory included, their runs alternating)`)
