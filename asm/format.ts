@@ -5,6 +5,7 @@
 // "Ryū: fast float-to-string conversion", PLDI 2018), transcribed from its reference d2s.c.
 
 import { POW5_INV_SPLIT, POW5_SPLIT } from './number-tables'
+import { mulHigh, umul128 } from './wide'
 
 const POW5_INV_BITCOUNT: i32 = 125
 const POW5_BITCOUNT: i32 = 125
@@ -27,25 +28,6 @@ function pow5Factor (value: u64): i32 {
 
 function multipleOfPowerOf5 (value: u64, p: i32): bool { return pow5Factor(value) >= p }
 function multipleOfPowerOf2 (value: u64, p: i32): bool { return (value & ((<u64>1 << <u64>p) - 1)) === 0 }
-
-/** The high 64 bits of the last umul128. */
-let mulHigh: u64 = 0
-
-/** The low 64 bits of a · b (the high ones in mulHigh). */
-function umul128 (a: u64, b: u64): u64 {
-  const aLo = a & 0xffffffff
-  const aHi = a >> 32
-  const bLo = b & 0xffffffff
-  const bHi = b >> 32
-  const b00 = aLo * bLo
-  const b01 = aLo * bHi
-  const b10 = aHi * bLo
-  const b11 = aHi * bHi
-  const mid1 = b10 + (b00 >> 32)
-  const mid2 = b01 + (mid1 & 0xffffffff)
-  mulHigh = b11 + (mid1 >> 32) + (mid2 >> 32)
-  return (mid2 << 32) | (b00 & 0xffffffff)
-}
 
 /** x / 10, by multiplication (a 64-bit division is many times slower). */
 function div10 (x: u64): u64 {

@@ -8,27 +8,10 @@
 // that is not valid JSON is left in the text for JSON.parse.
 
 import { POW5_128 } from './number-tables'
+import { mulHigh, umul128 } from './wide'
 
 /** Rows shorter than this are left to JSON.parse (and no array of the schemas' own, at most 8 long, is a row). */
 const MIN_ROW: i32 = 16
-
-let mulHigh: u64 = 0
-
-/** The low 64 bits of a · b (the high ones in mulHigh). */
-function umul128 (a: u64, b: u64): u64 {
-  const aLo = a & 0xffffffff
-  const aHi = a >> 32
-  const bLo = b & 0xffffffff
-  const bHi = b >> 32
-  const b00 = aLo * bLo
-  const b01 = aLo * bHi
-  const b10 = aHi * bLo
-  const b11 = aHi * bHi
-  const mid1 = b10 + (b00 >> 32)
-  const mid2 = b01 + (mid1 & 0xffffffff)
-  mulHigh = b11 + (mid1 >> 32) + (mid2 >> 32)
-  return (mid2 << 32) | (b00 & 0xffffffff)
-}
 
 /** w · 10^q as the nearest float64 (w < 10^19, w != 0); NaN when the product cannot decide it. */
 function eiselLemire (w: u64, q: i32): f64 {
