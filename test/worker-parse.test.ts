@@ -8,6 +8,7 @@ import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
+import { SCAN_MIN_BYTES } from '../src/tensor/json.js'
 import { base64Tensor, nested } from './helpers/bodies.js'
 import { hostileBody } from './helpers/hostile.js'
 
@@ -114,6 +115,26 @@ describe('a body parsed in a worker answers as one parsed on the main thread', (
       expect(ran).toEqual(['request'])
     } finally {
       await app.close()
+    }
+  })
+})
+
+describe('a numeric body of SCAN_MIN_BYTES or more parsed on the main thread (the WebAssembly row scanner)', () => {
+  it('gives the value and the errors of Fastify\'s own parser', async () => {
+    const a = nested([48, 48], i => ((i * 7) % 9) / 8 - 0.5)
+    const eye = nested([48, 48], i => (i % 49 === 0 ? 1 : 0))
+    const text = JSON.stringify({ a, b: eye })
+    expect(text.length).toBeGreaterThan(SCAN_MIN_BYTES)
+    const post = async (payload: string): Promise<{ statusCode: number, json: () => any }> =>
+      await onMain.inject({ method: 'POST', url: '/v1/matmul', payload, headers: { 'content-type': 'application/json' } })
+    const ok = await post(text)
+    expect(ok.statusCode).toBe(200)
+    expect(ok.json().result.data).toEqual(a)
+    // the same refusals as for a small body
+    const small = (await post('{"a": [[1]], "b": ')).json()
+    expect(small.code).toBe('FST_ERR_CTP_INVALID_JSON_BODY')
+    for (const broken of [text.slice(0, -1), text.replace('[[', '[[01,'), `${text.slice(0, -1)}, "__proto__": {"x": 1}}`]) {
+      expect((await post(broken)).json()).toEqual(small)
     }
   })
 })

@@ -17,8 +17,8 @@ import { begin, end } from '../kernels/wasm/runtime.js'
 // Fastify's own JSON parser settings: __proto__ and constructor.prototype keys are errors
 const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
 
-/** Below this, JSON.parse alone is as fast. */
-const SCAN_MIN_BYTES = 4096
+/** Below this, JSON.parse alone is as fast (10 KB: 62 µs against 70; 23 KB: 155 against 76). */
+export const SCAN_MIN_BYTES = 16384
 /** A row holds at least 16 numbers of at least 2 bytes with their commas. */
 const MIN_ROW_BYTES = 32
 /** Most values one scan converts (the rest of the text is left to JSON.parse). */

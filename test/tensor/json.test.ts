@@ -8,7 +8,7 @@
 import fc from 'fast-check'
 import sjson from 'secure-json-parse'
 import { describe, expect, it } from 'vitest'
-import { parseJsonBytes } from '../../src/tensor/json.js'
+import { parseJsonBytes, SCAN_MIN_BYTES } from '../../src/tensor/json.js'
 
 /** JSON.parse's value or the fact that it threw. */
 function outcome (parse: () => unknown): { value?: unknown, threw?: true } {
@@ -74,13 +74,13 @@ describe('parseJsonBytes parses as JSON.parse does', () => {
       let value = `[${rows.join(',')}]`
       for (let d = 0; d < depth; d++) value = `[${value}]`
       // padded past the size below which the scanner is not used
-      expectSame(`{"a": ${value}, "pad": "${'x'.repeat(4096)}", "b": ${rows[0]}}`)
+      expectSame(`{"a": ${value}, "pad": "${'x'.repeat(SCAN_MIN_BYTES)}", "b": ${rows[0]}}`)
     }), { numRuns: 300 })
   })
 
   it('malformed numbers, rows in strings and in keys, escapes, trailing commas, broken text', () => {
     const long = Array.from({ length: 20 }, (_, i) => String(i / 7)).join(',')
-    const pad = `"pad": "${'y'.repeat(4096)}"`
+    const pad = `"pad": "${'y'.repeat(SCAN_MIN_BYTES)}"`
     const cases = [
       `{"a": [${long}], ${pad}}`,
       `{"a": "[${long}]", ${pad}}`,
@@ -110,8 +110,8 @@ describe('parseJsonBytes parses as JSON.parse does', () => {
   })
 
   it('any JSON value of fast-check, and any text cut from a valid body', () => {
-    const body = `{"a": [[${Array.from({ length: 40 }, (_, i) => String(Math.sin(i))).join(',')}]], "pad": "${'z'.repeat(4096)}"}`
+    const body = `{"a": [[${Array.from({ length: 40 }, (_, i) => String(Math.sin(i))).join(',')}]], "pad": "${'z'.repeat(SCAN_MIN_BYTES)}"}`
     fc.assert(fc.property(fc.nat(body.length), (cut) => { expectSame(body.slice(0, cut)) }), { numRuns: 300 })
-    fc.assert(fc.property(fc.jsonValue(), (v) => { expectSame(JSON.stringify({ v, pad: 'w'.repeat(4096) })) }), { numRuns: 300 })
+    fc.assert(fc.property(fc.jsonValue(), (v) => { expectSame(JSON.stringify({ v, pad: 'w'.repeat(SCAN_MIN_BYTES) })) }), { numRuns: 300 })
   })
 })

@@ -6,7 +6,8 @@
  * thread: the route hands the raw bytes to a worker, which parses, validates (same schema, same
  * Ajv options), decodes, computes and encodes (src/worker/request.ts). Parsing the numbers of big
  * tensors is much of a request's work, and this way it uses every core. Smaller bodies, and
- * base64 ones (cheap to parse), are parsed and decoded here.
+ * base64 ones (cheap to parse), are parsed and decoded here; from SCAN_MIN_BYTES, numeric ones by the
+ * same WebAssembly row scanner as in the workers (src/tensor/json.ts).
  */
 import { Buffer } from 'node:buffer'
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifySchemaValidationError } from 'fastify'
@@ -20,6 +21,7 @@ import { compileBodyValidator } from '../../schemas/ajv.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { formatSchemaErrors } from '../../schemas/validation.js'
 import { encodeReply, type ReplySpec } from '../../tensor/encode.js'
+import { parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
 
 /** A JSON body left unparsed on the main thread, for a worker to parse. */
 export class RawJson {
@@ -67,13 +69,27 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   const { config } = app
   // (encapsulated: this parser and this validator compiler apply to the operation routes only)
   const parseJson = app.getDefaultJsonParser('error', 'error')
-  if (config.workerParseMinBytes > 0) {
-    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-      const bytes = body as Buffer
-      if (bytes.length >= config.workerParseMinBytes && mostlyNumbers(bytes)) done(null, new RawJson(ownBytes(bytes)))
-      else parseJson(request, bytes as unknown as string, done) // (it takes a Buffer as well)
-    })
-  }
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer
+    const large = config.workerParseMinBytes > 0 && bytes.length >= config.workerParseMinBytes
+    if ((large || bytes.length >= SCAN_MIN_BYTES) && mostlyNumbers(bytes)) {
+      if (large) {
+        done(null, new RawJson(ownBytes(bytes)))
+        return
+      }
+      // the rows of numbers converted in WebAssembly: the value (and the failures) of Fastify's parser
+      let value: unknown
+      try {
+        value = parseJsonBytes(bytes)
+      } catch {
+        done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined)
+        return
+      }
+      done(null, value)
+      return
+    }
+    parseJson(request, bytes as unknown as string, done) // (it takes a Buffer as well)
+  })
   // Fastify's validator with the service's Ajv options, letting raw bodies through to the worker
   app.setValidatorCompiler(({ schema }) => {
     const validate = compileBodyValidator(schema as Parameters<typeof compileBodyValidator>[0])
