@@ -47,8 +47,10 @@ export const INLINE_MAX_FLOPS = 200_000
 export const SPLIT_MIN_FLOPS = 20_000_000
 
 /**
- * From this body size, parsing the JSON on the main thread costs more of its time than handing
- * the bytes to a worker (bench/http.ts; see bench/README.md).
+ * From this body size, numeric bodies are parsed in a worker rather than on the main thread. Not
+ * tuned finely: handing the body over was measured faster at 64x64 (162 KB: 237 -> 276 req/s with
+ * JSON.parse; bench/README.md), and it is set above the 16 KB from which the main thread itself
+ * uses the WebAssembly row scanner.
  */
 export const WORKER_PARSE_MIN_BYTES = 32 * 1024
 
