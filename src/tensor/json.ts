@@ -36,8 +36,8 @@ export function parseJsonBytes (bytes: Uint8Array): unknown {
 
 /** The text with its rows of numbers replaced by placeholders, and the rows; null if it has none. */
 function scan (bytes: Uint8Array): { text: string, rows: Array<number[]> } | null {
-  const ws = begin()
   try {
+    const ws = begin()
     const len = bytes.length
     const maxValues = Math.min(MAX_SCAN_VALUES, Math.floor(len / 2) + 1)
     const maxRows = Math.floor(len / MIN_ROW_BYTES) + 1
