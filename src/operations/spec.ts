@@ -7,7 +7,7 @@
 import type { TSchema } from 'typebox'
 import type { DType, FloatArray, Limits } from '../kernels/types.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../tensor/decode.js'
-import type { Encoding } from '../tensor/encode.js'
+import type { Encoding, ReplySpec } from '../tensor/encode.js'
 import type { TaskName } from '../worker/tasks.js'
 
 /** A task ready for a kernel: its payload and the buffers it moves. */
@@ -44,6 +44,11 @@ export function defineOperation<Body extends CommonBody> (spec: OperationSpec<Bo
 /** The body schema as routes and workers compile it: the operation's schema with its example. */
 export function bodySchema (spec: Operation): TSchema {
   return { ...spec.body, examples: [spec.example] }
+}
+
+/** How the reply to a prepared body is written: the body's encoding, the prepared outputs. */
+export function replySpecOf (body: CommonBody, prepared: Prepared): ReplySpec {
+  return { encoding: body.encoding ?? 'nested', outputs: prepared.outputs }
 }
 
 /** Decodes a request's operands against the limits, noting each operand's shape for the log line. */

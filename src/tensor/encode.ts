@@ -183,6 +183,13 @@ export interface ReplySpec {
   outputs: Array<{ field: string, shape: number[], length: number }>
 }
 
+const utf8 = new TextEncoder()
+
+/** The reply's JSON as UTF-8 bytes, in a buffer of their own: a worker moves them back to the main thread. */
+export function encodeReplyBytes (buffer: FloatArray, dtype: DType, spec: ReplySpec): Uint8Array {
+  return utf8.encode(encodeReply(buffer, dtype, spec))
+}
+
 /** The JSON text of a reply `{"result": ..., ...}`, its tensors cut in order from one buffer. */
 export function encodeReply (buffer: FloatArray, dtype: DType, spec: ReplySpec): string {
   let offset = 0

@@ -5,11 +5,9 @@
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import type { DType, FloatArray } from '../kernels/types.js'
-import { encodeReply, type ReplySpec } from '../tensor/encode.js'
+import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import { handleRequest, type RequestTask } from './request.js'
 import * as tasks from './tasks.js'
-
-const utf8 = new TextEncoder()
 
 /**
  * With a reply spec, the reply's JSON as UTF-8 bytes, encoded here (off the main thread) and
@@ -17,7 +15,7 @@ const utf8 = new TextEncoder()
  */
 function answer (result: FloatArray, task: { dtype: DType, reply?: ReplySpec }): unknown {
   if (task.reply === undefined) return move(result)
-  return move(utf8.encode(encodeReply(result, task.dtype, task.reply)))
+  return move(encodeReplyBytes(result, task.dtype, task.reply))
 }
 
 type WithReply<T> = T & { reply?: ReplySpec }

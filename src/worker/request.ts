@@ -10,10 +10,10 @@
 import { isApiError } from '../errors.js'
 import type { FloatArray, Limits } from '../kernels/types.js'
 import { OPERATIONS, type OperationName } from '../operations/index.js'
-import { bodySchema, type CommonBody, decoderFor, type Prepared } from '../operations/spec.js'
+import { bodySchema, type CommonBody, decoderFor, type Prepared, replySpecOf } from '../operations/spec.js'
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
-import { encodeReply, type ReplySpec } from '../tensor/encode.js'
+import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import { parseJsonBytes } from '../tensor/json.js'
 import { TASKS } from './tasks.js'
 
@@ -34,7 +34,6 @@ export type RequestOutcome =
   | { kind: 'schema', errors: SchemaError[] }
   | { kind: 'api', code: string, message: string, shapes: Record<string, number[]> }
 
-const utf8 = new TextEncoder()
 const validators = new Map<OperationName, BodyValidator>()
 
 function validatorOf (op: OperationName): BodyValidator {
@@ -67,11 +66,11 @@ export function handleRequest ({ op, body, limits, splitMinFlops }: RequestTask)
     if (isApiError(err)) return { outcome: { kind: 'api', code: err.code, message: err.message, shapes }, transfer: [] }
     throw err
   }
-  const reply: ReplySpec = { encoding: data.encoding ?? 'nested', outputs: prepared.outputs }
+  const reply = replySpecOf(data, prepared)
   if (op === 'matmul' && splitMinFlops > 0 && prepared.task.info.flops >= splitMinFlops) {
     return { outcome: { kind: 'prepared', prepared, reply, shapes }, transfer: prepared.transfer }
   }
   const result = (TASKS[op] as (t: object) => FloatArray)(prepared.task)
-  const json = utf8.encode(encodeReply(result, prepared.task.dtype, reply))
+  const json = encodeReplyBytes(result, prepared.task.dtype, reply)
   return { outcome: { kind: 'reply', json, shapes }, transfer: [json.buffer as ArrayBuffer] }
 }

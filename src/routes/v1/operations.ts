@@ -15,7 +15,7 @@ import { Type } from 'typebox'
 import { ApiError, type ErrorCode } from '../../errors.js'
 import type { FloatArray } from '../../kernels/types.js'
 import { OPERATIONS } from '../../operations/index.js'
-import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared } from '../../operations/spec.js'
+import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
 import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
@@ -166,7 +166,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       const shapes: Record<string, number[]> = {}
       request.shapes = shapes
       const prepared = spec.prepare(body, decoderFor(app.limits, shapes))
-      return await computePrepared(spec, prepared, { encoding: body.encoding ?? 'nested', outputs: prepared.outputs }, reply)
+      return await computePrepared(spec, prepared, replySpecOf(body, prepared), reply)
     })
   }
 }
