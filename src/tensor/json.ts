@@ -30,7 +30,7 @@ const TOKEN_JSON = JSON.stringify(TOKEN)
 /** Parses JSON text given as UTF-8 bytes; the value JSON.parse gives, or its throw. */
 export function parseJsonBytes (bytes: Uint8Array): unknown {
   const scanned = bytes.length < SCAN_MIN_BYTES ? null : scan(bytes)
-  if (scanned === null) return sjson.parse(utf8(bytes, 0, bytes.length), PARSE_OPTIONS)
+  if (scanned === null) return sjson.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'), PARSE_OPTIONS)
   return restoreRows(sjson.parse(scanned.text, PARSE_OPTIONS), scanned.rows)
 }
 
@@ -70,10 +70,6 @@ function scan (bytes: Uint8Array): { text: string, rows: Array<number[]> } | nul
   } finally {
     end()
   }
-}
-
-function utf8 (bytes: Uint8Array, start: number, length: number): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('utf8')
 }
 
 function rowOf (x: unknown, rows: Array<number[]>): number[] | undefined {
