@@ -80,6 +80,44 @@ describe('decoding refuses what is malformed, naming the operand and the place',
   })
 })
 
+describe('base64 is accepted exactly when it is the standard encoding of its bytes', () => {
+  // the oracle: Node's lenient decoder, then the bytes encoded again must give the same text
+  const standard = (s: string, bytes: number): boolean => {
+    const b = Buffer.from(s, 'base64')
+    return b.length === bytes && b.toString('base64') === s
+  }
+  const accepted = (s: string, count: number): boolean => {
+    try {
+      decodeTensor({ shape: [count], dtype: 'float32', data: s }, 'a', LIMITS)
+      return true
+    } catch (e) {
+      expect((e as ApiError).code).toBe('INVALID_TENSOR')
+      return false
+    }
+  }
+  it('on valid encodings mutated at random places with the alphabet, padding, URL-safe, whitespace and non-ASCII characters', () => {
+    const junk = fc.constantFrom('A', 'Q', 'z', '+', '/', '=', '-', '_', ' ', '\n', '.', 'é', '\u0000', '💥', 'AA', '==')
+    fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 40 }), fc.array(fc.tuple(fc.nat(), junk), { maxLength: 3 }), fc.boolean(),
+      (bytes, edits, tail) => {
+        const count = bytes.length >> 2
+        let s = Buffer.from(bytes.subarray(0, count * 4)).toString('base64')
+        for (const [at, c] of edits) {
+          const i = s.length === 0 ? 0 : at % s.length
+          s = s.slice(0, i) + c + s.slice(i + (c.length === 1 ? 1 : 0))
+        }
+        if (tail && s.length > 0) s = s.slice(0, -1) + 'B' // non-zero bits after the last byte, or a lost '='
+        expect(accepted(s, count), JSON.stringify(s)).toBe(standard(s, count * 4))
+      }), { numRuns: 5000 })
+  })
+  it('valid float32 and float64 data decodes to the same bits', () => {
+    fc.assert(fc.property(fc.float32Array({ maxLength: 30 }), (x) => {
+      const s = Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('base64')
+      const t = decodeTensor({ shape: [x.length], dtype: 'float32', data: s }, 'a', LIMITS)
+      expect(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(x.buffer, x.byteOffset, x.byteLength))).toBe(true)
+    }))
+  })
+})
+
 describe('masks', () => {
   it('booleans make a bool mask, numbers an additive one', () => {
     const b = decodeMask([[true, false]], 'mask', LIMITS)
