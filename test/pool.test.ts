@@ -1,6 +1,7 @@
 /**
  * The pool's three paths give the same answers: tiny work inline on the main thread, work in one
- * worker, and one large matmul split by rows across idle workers over shared memory.
+ * worker, and one large matmul computed on the threads of every idle worker (the native engine's
+ * intra-op threads).
  */
 import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
@@ -52,7 +53,7 @@ describe('inline, one worker and split computations agree', () => {
     ), { numRuns: 60 })
   })
 
-  it('a split matmul writes every row: [300,200]·[200,100] in base64 float32', async () => {
+  it('a matmul on two threads writes every row: [300,200]·[200,100] in base64 float32', async () => {
     const a = Float32Array.from({ length: 300 * 200 }, (_, i) => (i % 7) - 3)
     const b = Float32Array.from({ length: 200 * 100 }, (_, i) => (i % 5) - 2)
     const b64 = (x: Float32Array) => Buffer.from(x.buffer).toString('base64')

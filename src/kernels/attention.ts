@@ -23,6 +23,7 @@
 import { invalidArgument, shapeMismatch, tooLarge } from '../errors.js'
 import { broadcastOffsets, broadcastShapes, checkFlops, elementCount, formatShape, product } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { allFinite, engineAttention, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
 
 export interface AttentionParams { causal?: boolean; scale?: number; returnWeights?: boolean }
@@ -229,6 +230,8 @@ export function attention (
   // as the reference does, rounded at the end
   const f32Scale = scale === 0 || (Math.abs(Math.fround(scale)) >= 2 ** -126 && Number.isFinite(Math.fround(scale)))
   const single = f32Scale && computesInF32(out, B * Lq * Lk * (E + Ev))
+  if ((single || out instanceof Float64Array) && E > 0 && Lk > 0 && useEngine(B * Lq * Lk * (E + Ev)) &&
+    onEngine(out, weights, query, key, value, mask, info)) return
   const es = single ? 4 : 8
   const maskKind = mask === null || maskOffsets === null ? 0 : info.maskKind === 'bool' ? 1 : 2
   const keepWeights = weights !== null && weights.length > 0
@@ -265,4 +268,55 @@ export function attention (
   } finally {
     end()
   }
+}
+
+/** The [B, L, D] blocks of x at the given offsets, back to back (x itself when they already are). */
+function blocks (x: FloatArray, offsets: Int32Array, size: number): FloatArray {
+  let plain = true
+  for (let b = 0; b < offsets.length && plain; b++) plain = offsets[b] === b * size
+  if (plain) return x.length === offsets.length * size ? x : x.subarray(0, offsets.length * size)
+  const out = x instanceof Float32Array ? new Float32Array(offsets.length * size) : new Float64Array(offsets.length * size)
+  for (let b = 0; b < offsets.length; b++) out.set(x.subarray(offsets[b], offsets[b] + size), b * size)
+  return out
+}
+
+/**
+ * Attention on the native engine, for finite query, key and value (the semantics of removed keys
+ * and non-finite values are the WebAssembly kernel's): the mask and `causal` become one additive
+ * [B,Lq,Lk] term (−∞ for a removed key). Returns false, having written nothing that counts, when
+ * the inputs are not all finite or the result is not (a row that attends to no key, an overflowed
+ * score): the WebAssembly kernel then computes it.
+ */
+function onEngine (
+  out: FloatArray, weights: FloatArray | null,
+  query: FloatArray, key: FloatArray, value: FloatArray, mask: FloatArray | Uint8Array | null, info: AttentionInfo
+): boolean {
+  const { B, Lq, Lk, E, Ev, scale, causal, qOffsets, kOffsets, vOffsets, maskOffsets, maskRowStride, maskColStride } = info
+  if (!allFinite(query) || !allFinite(key) || !allFinite(value)) return false
+  let additive: FloatArray | null = null
+  if (causal || (mask !== null && maskOffsets !== null)) {
+    additive = out instanceof Float32Array ? new Float32Array(B * Lq * Lk) : new Float64Array(B * Lq * Lk)
+    const bool = info.maskKind === 'bool'
+    for (let b = 0; b < B; b++) {
+      const mBase = maskOffsets === null ? 0 : maskOffsets[b]
+      for (let i = 0; i < Lq; i++) {
+        const row = (b * Lq + i) * Lk
+        const mRow = mBase + i * maskRowStride
+        const visible = causal && i + 1 < Lk ? i + 1 : Lk
+        for (let j = 0; j < Lk; j++) {
+          let x = 0
+          if (j >= visible) x = -Infinity
+          else if (mask !== null && maskOffsets !== null) {
+            const mv = mask[mRow + j * maskColStride]
+            x = bool ? (mv === 0 ? -Infinity : 0) : mv
+          }
+          additive[row + j] = x
+        }
+      }
+    }
+  }
+  const w = weights !== null && weights.length > 0 ? weights : null
+  engineAttention(out, w, blocks(query, qOffsets, Lq * E), blocks(key, kOffsets, Lk * E), blocks(value, vOffsets, Lk * Ev),
+    additive, scale, B, Lq, Lk, E, Ev)
+  return allFinite(out) && (w === null || allFinite(w))
 }

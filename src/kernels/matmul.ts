@@ -6,6 +6,7 @@
 import { shapeMismatch } from '../errors.js'
 import { broadcastOffsets, broadcastShapes, checkFlops, elementCount, formatShape, product } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { engineMatmul, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
 
 export interface MatmulInfo {
@@ -64,20 +65,26 @@ export function matmulInfo (aShape: number[], bShape: number[], limits: Limits, 
 }
 
 /**
- * out[oOff + i*n + j] = sum_p a[aOff + i*k + p] * b[bOff + p*n + j], for one [m,k]·[k,n] block,
- * on the WebAssembly SIMD GEMM: float32 output accumulates in float32 (in float64 below
- * F32_MIN_MACS multiply-adds), float64 in float64; operands of the other float type are converted
- * on the way in.
+ * out[oOff + i*n + j] = sum_p a[aOff + i*k + p] * b[bOff + p*n + j], for one [m,k]·[k,n] block:
+ * on the native engine where it is enabled (worker threads) and the problem is not tiny, on
+ * `threads` threads; else on the WebAssembly SIMD GEMM. float32 output accumulates in float32
+ * (in float64 below F32_MIN_MACS multiply-adds), float64 in float64; operands of the other float
+ * type are converted on the way in.
  */
 export function gemm (
   out: FloatArray, oOff: number,
   a: FloatArray, aOff: number,
   b: FloatArray, bOff: number,
-  m: number, k: number, n: number
+  m: number, k: number, n: number,
+  threads = 1
 ): void {
   if (m === 0 || n === 0) return
   if (k === 0) {
     out.fill(0, oOff, oOff + m * n)
+    return
+  }
+  if (useEngine(m * k * n)) {
+    engineMatmul(out, oOff, a, aOff, b, bOff, 1, m, k, n, threads)
     return
   }
   const single = computesInF32(out, m * k * n)
@@ -108,17 +115,36 @@ function stacksIntoOne (info: MatmulInfo): boolean {
   return true
 }
 
+/** True when a[t] and b[t] are consecutive blocks: a plain batch, nothing broadcast. */
+function consecutive (info: MatmulInfo): boolean {
+  const { B, m, k, n, aOffsets, bOffsets } = info
+  for (let t = 0; t < B; t++) {
+    if (aOffsets[t] !== t * m * k || bOffsets[t] !== t * k * n) return false
+  }
+  return true
+}
+
 /**
- * Fills out (info.outElements long) with matmul(a, b). A batch whose b is shared (broadcast) and
- * whose a blocks are consecutive is one [B·m,k]·[k,n] product; otherwise the module loops over
+ * Fills out (info.outElements long) with matmul(a, b), on `threads` threads where the engine
+ * computes it. A batch whose b is shared (broadcast) and whose a blocks are consecutive is one
+ * [B·m,k]·[k,n] product; on the engine a plain batch is one batched call, and a broadcast one a
+ * call per batch when each product is large enough; otherwise the WebAssembly module loops over
  * the batch itself, from operands copied in once.
  */
-export function matmul (out: FloatArray, a: FloatArray, b: FloatArray, info: MatmulInfo): FloatArray {
+export function matmul (out: FloatArray, a: FloatArray, b: FloatArray, info: MatmulInfo, threads = 1): FloatArray {
   const { B, m, k, n, aOffsets, bOffsets } = info
   if (info.outElements === 0) return out
   if (k === 0) return out.fill(0)
   if (B === 1 || stacksIntoOne(info)) {
-    gemm(out, 0, a, aOffsets[0], b, bOffsets[0], B * m, k, n)
+    gemm(out, 0, a, aOffsets[0], b, bOffsets[0], B * m, k, n, threads)
+    return out
+  }
+  if (useEngine(B * m * k * n) && consecutive(info)) {
+    engineMatmul(out, 0, a, 0, b, 0, B, m, k, n, threads)
+    return out
+  }
+  if (useEngine(m * k * n)) {
+    for (let t = 0; t < B; t++) engineMatmul(out, t * m * n, a, aOffsets[t], b, bOffsets[t], 1, m, k, n, threads)
     return out
   }
   const single = computesInF32(out, B * m * k * n)

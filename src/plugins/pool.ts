@@ -16,9 +16,8 @@ import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
-import type { FloatArray } from '../kernels/types.js'
 import type { RequestOutcome, RequestTask } from '../worker/request.js'
-import { type MatmulTask, splitMatmul, TASKS, type TaskName } from '../worker/tasks.js'
+import { TASKS, type TaskName } from '../worker/tasks.js'
 
 interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 
@@ -120,16 +119,12 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     const flops = (task as { info: { flops: number } }).info.flops
     if (flops <= config.inlineMaxFlops) return runInline(name, task)
     return await onPool(name, reply, (idle) => {
-      if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0) {
-        // both (all) cores on one request, only with workers idle and nobody waiting
-        const info = (task as MatmulTask).info
-        const extra = Math.min(idle, info.B * info.m - 1)
-        if (extra > 0) {
-          const split = splitMatmul(task as MatmulTask, extra + 1)
-          return { jobs: split.tasks.map(t => ({ name: 'matmulRows', task: t, transferList: [] })), shared: split.out }
-        }
+      if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0 && idle > 0) {
+        // both (all) cores on one request, only with workers idle and nobody waiting: the idle
+        // workers' slots are held while one worker computes on as many engine threads
+        return { job: { name, task: { ...task, threads: idle + 1 }, transferList }, slots: idle + 1 }
       }
-      return { jobs: [{ name, task, transferList }], shared: null }
+      return { job: { name, task, transferList }, slots: 1 }
     })
   }
 
@@ -138,15 +133,16 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     return await onPool(task.op, reply, (idle) => {
       // a matmul big enough to split comes back prepared only if there are workers to split it over
       const splitMinFlops = idle > 0 && waiting.length === 0 ? task.splitMinFlops : 0
-      return { jobs: [{ name: 'request', task: { ...task, splitMinFlops }, transferList }], shared: null }
+      return { job: { name: 'request', task: { ...task, splitMinFlops }, transferList }, slots: 1 }
     }) as RequestOutcome
   }
 
   /**
-   * Runs the planned jobs on the pool once admitted: the plan is made after admission, knowing
-   * how many other workers are idle, and takes one worker per job.
+   * Runs the planned job on the pool once admitted: the plan is made after admission, knowing
+   * how many other workers are idle, and holds `slots` workers' places (the job's own and those
+   * whose cores its threads use).
    */
-  async function onPool (op: TaskName, reply: FastifyReply, plan: (idle: number) => { jobs: Job[], shared: FloatArray | null }): Promise<unknown> {
+  async function onPool (op: TaskName, reply: FastifyReply, plan: (idle: number) => { job: Job, slots: number }): Promise<unknown> {
     // the client went away before its answer: stop its waiting or running task
     const gone = new AbortController()
     const onClose = (): void => {
@@ -160,8 +156,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       if (gone.signal.aborted) throw cancelled()
       throw err
     }
-    const { jobs, shared } = plan(ready - running)
-    const slots = jobs.length
+    const { job, slots } = plan(ready - running)
     running += slots - 1
     const controller = new AbortController()
     const abort = (): void => controller.abort()
@@ -173,10 +168,9 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     }, config.taskTimeoutMs)
     const started = process.hrtime.bigint()
     try {
-      const results = await Promise.all(jobs.map(async (j) =>
-        await pool.run(j.task, { name: j.name, transferList: j.transferList, signal: controller.signal })))
+      const result = await pool.run(job.task, { name: job.name, transferList: job.transferList, signal: controller.signal })
       app.metrics.computeDuration.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9)
-      return shared ?? results[0]
+      return result
     } catch (err) {
       if (timedOut) {
         app.metrics.timedOut.inc({ op })
@@ -184,7 +178,6 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       }
       if (gone.signal.aborted) throw cancelled()
       if (!controller.signal.aborted) app.metrics.failed.inc({ op })
-      controller.abort() // a failed share stops the others
       throw err
     } finally {
       clearTimeout(timer)

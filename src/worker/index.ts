@@ -4,10 +4,14 @@
  * moves back the reply's JSON bytes, or, without a reply spec, its result.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
+import { enableEngine } from '../kernels/ort/engine.js'
 import type { DType, FloatArray } from '../kernels/types.js'
 import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import { handleRequest, type RequestTask } from './request.js'
 import * as tasks from './tasks.js'
+
+// the native engine computes this thread's kernels (src/kernels/ort)
+enableEngine()
 
 /**
  * With a reply spec, the reply's JSON as UTF-8 bytes, encoded here (off the main thread) and
@@ -44,11 +48,6 @@ export function attention (task: WithReply<tasks.AttentionTask>): unknown {
 export function request (task: RequestTask): unknown {
   const { outcome, transfer } = handleRequest(task)
   return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return outcome } })
-}
-
-/** A share of one large matmul, written into shared memory: nothing to move back. */
-export function matmulRows (task: tasks.MatmulRowsTask): number {
-  return tasks.matmulRows(task)
 }
 
 /** Answers once the worker has loaded: the pool waits for this before the app is ready. */

@@ -1,0 +1,140 @@
+/**
+ * The operations' GEMM-heavy cores on the native engine (./engine.ts): matmul (2-D and batched),
+ * conv2d (float32; ONNX Runtime's CPU provider has no float64 Conv) and attention. Each takes
+ * the same operands and shape information as the WebAssembly kernels and writes the same result
+ * arrays; the kernels in ../ choose between the two (`useEngine`).
+ */
+import type { Conv2dInfo } from '../conv2d.js'
+import type { FloatArray } from '../types.js'
+import { run, session, tensor } from './engine.js'
+import type { ElemName, Graph } from './onnx.js'
+
+export { useEngine } from './engine.js'
+
+const elemOf = (x: FloatArray): ElemName => x instanceof Float32Array ? 'float32' : 'float64'
+
+/** x as the element type of `like` (a copy only when it differs). */
+function as (like: FloatArray, x: FloatArray): FloatArray {
+  if (elemOf(like) === elemOf(x)) return x
+  return like instanceof Float32Array ? Float32Array.from(x) : Float64Array.from(x)
+}
+
+const matmulGraph = (t: ElemName) => (): Graph => ({
+  inputs: [['a', t], ['b', t]],
+  outputs: [['c', t]],
+  nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }]
+})
+
+/**
+ * out[oOff ..] = the [batches] products of a[aOff ..] [batches,m,k] and b[bOff ..] [batches,k,n]
+ * (consecutive blocks), on `threads` intra-op threads.
+ */
+export function engineMatmul (
+  out: FloatArray, oOff: number,
+  a: FloatArray, aOff: number,
+  b: FloatArray, bOff: number,
+  batches: number, m: number, k: number, n: number, threads = 1
+): void {
+  const t = elemOf(out)
+  const s = session(`matmul/${t}`, threads, matmulGraph(t))
+  const A = as(out, a.subarray(aOff, aOff + batches * m * k))
+  const B = as(out, b.subarray(bOff, bOff + batches * k * n))
+  run(s, { a: tensor(A, [batches, m, k]), b: tensor(B, [batches, k, n]) },
+    { c: tensor(out.subarray(oOff, oOff + batches * m * n), [batches, m, n]) })
+}
+
+/** Whether every element is finite. */
+export function allFinite (x: ArrayLike<number>): boolean {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return false
+  return true
+}
+
+/**
+ * conv2d in float32 on the engine's Conv, NHWC through transposes around it. The caller keeps
+ * kernels with non-finite weights for the WebAssembly kernel (which multiplies padded taps by them,
+ * as PyTorch does; the engine may skip padding).
+ */
+export function engineConv2d (out: Float32Array, input: Float32Array, kernel: Float32Array, bias: Float32Array | null, info: Conv2dInfo): void {
+  const { N, C, H, W, K, kh, kw, OH, OW, sh, sw, dh, dw, padTop, padLeft, groups } = info
+  const nhwc = info.layout === 'NHWC'
+  // the bottom and right padding that give exactly OH x OW (rows past the last stride are unused)
+  const padBottom = Math.max(0, (OH - 1) * sh + dh * (kh - 1) + 1 - H - padTop)
+  const padRight = Math.max(0, (OW - 1) * sw + dw * (kw - 1) + 1 - W - padLeft)
+  const hasBias = bias !== null
+  const key = `conv/${nhwc ? 'nhwc' : 'nchw'}/${hasBias ? 'b' : ''}/${sh},${sw}/${dh},${dw}/${padTop},${padLeft},${padBottom},${padRight}/${groups}`
+  const s = session(key, 1, () => {
+    const nodes: Graph['nodes'] = []
+    let x = 'x'
+    let w = 'w'
+    if (nhwc) {
+      nodes.push({ op: 'Transpose', inputs: ['x'], outputs: ['xt'], attributes: [{ name: 'perm', ints: [0, 3, 1, 2] }] })
+      nodes.push({ op: 'Transpose', inputs: ['w'], outputs: ['wt'], attributes: [{ name: 'perm', ints: [3, 2, 0, 1] }] })
+      x = 'xt'
+      w = 'wt'
+    }
+    nodes.push({
+      op: 'Conv',
+      inputs: hasBias ? [x, w, 'bias'] : [x, w],
+      outputs: [nhwc ? 'yt' : 'y'],
+      attributes: [
+        { name: 'strides', ints: [sh, sw] },
+        { name: 'dilations', ints: [dh, dw] },
+        { name: 'pads', ints: [padTop, padLeft, padBottom, padRight] },
+        { name: 'group', int: groups }
+      ]
+    })
+    if (nhwc) nodes.push({ op: 'Transpose', inputs: ['yt'], outputs: ['y'], attributes: [{ name: 'perm', ints: [0, 2, 3, 1] }] })
+    return {
+      inputs: hasBias ? [['x', 'float32'], ['w', 'float32'], ['bias', 'float32']] : [['x', 'float32'], ['w', 'float32']],
+      outputs: [['y', 'float32']],
+      nodes
+    }
+  })
+  const Cg = C / groups
+  const inputs: Record<string, ReturnType<typeof tensor>> = {
+    x: tensor(input, nhwc ? [N, H, W, C] : [N, C, H, W]),
+    w: tensor(kernel, nhwc ? [kh, kw, Cg, K] : [K, Cg, kh, kw])
+  }
+  if (bias !== null) inputs.bias = tensor(bias.subarray(0, K), [K])
+  run(s, inputs, { y: tensor(out, nhwc ? [N, OH, OW, K] : [N, K, OH, OW]) })
+}
+
+/**
+ * Attention over contiguous [B,Lq,E], [B,Lk,E], [B,Lk,Ev] blocks: softmax(q·kᵀ·scale + mask)·v,
+ * with `mask` (when given) the additive [B,Lq,Lk] term (−∞ for a removed key). The output goes to
+ * `out`, the weights to `weights` when given. A row whose scores are all −∞ comes out NaN here:
+ * the caller checks and recomputes such results on the WebAssembly kernel.
+ */
+export function engineAttention (
+  out: FloatArray, weights: FloatArray | null,
+  q: FloatArray, k: FloatArray, v: FloatArray, mask: FloatArray | null, scale: number,
+  B: number, Lq: number, Lk: number, E: number, Ev: number
+): void {
+  const t = elemOf(out)
+  const masked = mask !== null
+  const s = session(`attention/${t}/${masked ? 'mask' : ''}`, 1, () => ({
+    inputs: masked
+      ? [['q', t], ['k', t], ['v', t], ['scale', t], ['mask', t]]
+      : [['q', t], ['k', t], ['v', t], ['scale', t]],
+    outputs: [['o', t], ['p', t]],
+    nodes: [
+      { op: 'Transpose', inputs: ['k'], outputs: ['kt'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] },
+      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+      { op: 'Mul', inputs: ['s', 'scale'], outputs: ['ss'] },
+      ...(masked ? [{ op: 'Add', inputs: ['ss', 'mask'], outputs: ['sm'] }] : []),
+      { op: 'Softmax', inputs: [masked ? 'sm' : 'ss'], outputs: ['p'], attributes: [{ name: 'axis', int: 2 }] },
+      { op: 'MatMul', inputs: ['p', 'v'], outputs: ['o'] }
+    ]
+  }))
+  const sc = out instanceof Float32Array ? Float32Array.of(scale) : Float64Array.of(scale)
+  const inputs: Record<string, ReturnType<typeof tensor>> = {
+    q: tensor(as(out, q), [B, Lq, E]),
+    k: tensor(as(out, k), [B, Lk, E]),
+    v: tensor(as(out, v), [B, Lk, Ev]),
+    scale: tensor(sc, [])
+  }
+  if (mask !== null) inputs.mask = tensor(as(out, mask), [B, Lq, Lk])
+  const outputs: Record<string, ReturnType<typeof tensor>> = { o: tensor(out, [B, Lq, Ev]) }
+  if (weights !== null) outputs.p = tensor(weights, [B, Lq, Lk])
+  run(s, inputs, outputs)
+}
