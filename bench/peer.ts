@@ -42,7 +42,10 @@ export function checkPython (modules: string[]): void {
   }
 }
 
-/** Starts the peer and resolves once POST /v1/matmul answers 200; `stop` sends SIGTERM and waits for the exit. */
+/**
+ * Starts the peer and resolves once POST /v1/matmul answers 200; `stop` sends SIGTERM (SIGKILL after 10 s)
+ * and waits for the exit. The peer's stdout is dropped and its stderr kept for the error if it does not start.
+ */
 export async function startPeer (): Promise<{ base: string, stop: () => Promise<void> }> {
   checkPython(['numpy', 'fastapi', 'uvicorn', 'uvloop', 'httptools'])
   const port = await freePort()
@@ -51,7 +54,11 @@ export async function startPeer (): Promise<{ base: string, stop: () => Promise<
     '-m', 'uvicorn', 'app:app', '--app-dir', fileURLToPath(new URL('peer', import.meta.url)),
     '--host', '127.0.0.1', '--port', String(port),
     '--workers', '2', '--loop', 'uvloop', '--http', 'httptools', '--no-access-log', '--log-level', 'warning'
-  ], { env: peerEnv(), stdio: ['ignore', 'inherit', 'inherit'] })
+  ], { env: peerEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
+  // The peer's log is kept, not shown: a benchmark client that stops mid-upload makes uvicorn log a
+  // ClientDisconnect traceback. Its tail goes into the error if the peer does not start.
+  let log = ''
+  server.stderr.setEncoding('utf8').on('data', (chunk: string) => { log = (log + chunk).slice(-16_384) })
   const exited = once(server, 'exit')
   let gone = false
   server.on('exit', () => { gone = true })
@@ -69,7 +76,7 @@ export async function startPeer (): Promise<{ base: string, stop: () => Promise<
     if (ok) break
     if (gone || i > 150) {
       await stop()
-      throw new Error(`the FastAPI peer did not answer on ${base} (${gone ? `exited with ${server.exitCode ?? server.signalCode}` : 'timed out'})`)
+      throw new Error(`the FastAPI peer did not answer on ${base} (${gone ? `exited with ${server.exitCode ?? server.signalCode}` : 'timed out'}); its log:\n${log}`)
     }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
