@@ -1,17 +1,28 @@
 /**
- * HTTP benchmark (npm run bench:http): starts the compiled service (build first) on 127.0.0.1
- * and measures req/s and p50/p99 of POST /v1/matmul with autocannon, 8 connections, for the
- * four cases the FastAPI + uvicorn (2 workers) + NumPy peer was measured on here with wrk.
+ * HTTP benchmark (npm run bench:http): our compiled service (build first) against the FastAPI + NumPy peer
+ * (bench/peer/app.py, uvicorn with 2 workers), both on 127.0.0.1, measured in the same run with the same client:
+ * autocannon, 8 connections, BENCH_SECONDS per side and case, ours then the peer for each case.
+ * Each side's answer to each case is checked once first (status 200, and the two results agree numerically).
+ * A last row measures ours at 4×4 with LOG_LEVEL=info (the service's default; its log goes to /dev/null)
+ * against LOG_LEVEL=warn (what the other rows use).
  *
- *   npm run build && npm run bench:http          # 10 s per case
+ *   npm run build && npm run bench:http          # 10 s per side and case, about 2 min 10 s in all
  *   BENCH_SECONDS=30 npm run bench:http
+ *
+ * The peer needs Debian's python3-numpy, libopenblas0-pthread, python3-fastapi, python3-uvicorn,
+ * python3-uvloop and python3-httptools (see bench/peer.ts).
  */
+import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
+import { PYTHON, peerEnv, startPeer } from './peer.js'
 import { startService } from './serve.js'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
+const CONNECTIONS = 8
+/** Sequential requests to each side before each measurement, for at most this long. */
+const WARMUP_MS = 500
 
 function values (n: number, seed: number): number[] {
   return Array.from({ length: n }, (_, i) => (((i * 7919 + seed * 104729) % 2003) / 2003) - 0.5)
@@ -24,39 +35,143 @@ function base64f32 (n: number, seed: number): object {
   const data = Float32Array.from(values(n * n, seed))
   return { shape: [n, n], dtype: 'float32', data: Buffer.from(data.buffer).toString('base64') }
 }
+function nestedCase (n: number, target: number): Case {
+  return { name: `matmul ${n}×${n} nested`, body: JSON.stringify({ a: nested(n, 1), b: nested(n, 2) }), dtype: 'float64', target }
+}
+function base64Case (n: number, target: number): Case {
+  const body = JSON.stringify({ a: base64f32(n, 1), b: base64f32(n, 2), encoding: 'base64' })
+  return { name: `matmul ${n}×${n} base64 float32`, body, dtype: 'float32', target }
+}
 
-/** The peer's req/s (FastAPI + uvicorn 2 workers + NumPy, nested JSON, wrk 8 connections). */
-const CASES = [
-  { name: 'matmul 4x4 nested', body: { a: nested(4, 1), b: nested(4, 2) }, peer: 8600, target: 2 },
-  { name: 'matmul 64x64 nested', body: { a: nested(64, 1), b: nested(64, 2) }, peer: 250, target: 2 },
-  { name: 'matmul 256x256 nested', body: { a: nested(256, 1), b: nested(256, 2) }, peer: 15, target: 2 },
-  { name: 'matmul 512x512 base64 f32', body: { a: base64f32(512, 1), b: base64f32(512, 2), encoding: 'base64' }, peer: 3.0, target: 20 }
+interface Case { name: string, body: string, dtype: 'float64' | 'float32', target: number }
+
+const CASES: Case[] = [
+  nestedCase(4, 1.4),
+  nestedCase(64, 2),
+  nestedCase(256, 2),
+  base64Case(512, 1.5),
+  base64Case(1024, 1.5)
 ]
 
-const { base, server } = await startService()
+interface Answer { shape: number[], values: ArrayLike<number> }
 
-const rows: string[] = []
-for (const c of CASES) {
-  const body = JSON.stringify(c.body)
-  const check = await fetch(`${base}/v1/matmul`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
-  if (check.status !== 200) throw new Error(`${c.name}: ${check.status} ${await check.text()}`)
-  await check.arrayBuffer()
+function flatten (x: unknown, out: number[]): number[] {
+  if (Array.isArray(x)) for (const v of x) flatten(v, out)
+  else out.push(x as number)
+  return out
+}
+
+/** POSTs the case once; throws unless the answer is 200 with a result of the case's dtype. */
+async function answer (side: string, base: string, c: Case): Promise<Answer> {
+  const res = await fetch(`${base}/v1/matmul`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: c.body })
+  const text = await res.text()
+  if (res.status !== 200) throw new Error(`${c.name}, ${side}: status ${res.status}: ${text.slice(0, 300)}`)
+  const { result } = JSON.parse(text) as { result: { shape: number[], dtype: string, data: unknown } }
+  if (result.dtype !== c.dtype) throw new Error(`${c.name}, ${side}: dtype ${result.dtype}, expected ${c.dtype}`)
+  if (c.dtype === 'float32') {
+    const bytes = Buffer.from(result.data as string, 'base64')
+    return { shape: result.shape, values: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) }
+  }
+  return { shape: result.shape, values: flatten(result.data, []) }
+}
+
+/**
+ * Throws unless the shapes are equal and every value agrees within rtol (1e-4 for float32, 1e-9 for float64),
+ * relative to the larger of the two values and of the largest magnitude in the result (sums that cancel to near 0
+ * are compared at the result's scale).
+ */
+function agree (c: Case, ours: Answer, peer: Answer): void {
+  if (ours.shape.join('×') !== peer.shape.join('×')) throw new Error(`${c.name}: shape ${ours.shape.join('×')} (ours) vs ${peer.shape.join('×')} (peer)`)
+  const n = ours.shape.reduce((p, d) => p * d, 1)
+  if (ours.values.length !== n || peer.values.length !== n) throw new Error(`${c.name}: ${ours.values.length} values (ours), ${peer.values.length} (peer), shape holds ${n}`)
+  const rtol = c.dtype === 'float32' ? 1e-4 : 1e-9
+  let scale = 0
+  for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(peer.values[i]))
+  for (let i = 0; i < n; i++) {
+    const x = ours.values[i]
+    const y = peer.values[i]
+    if (!(Math.abs(x - y) <= rtol * Math.max(Math.abs(x), Math.abs(y), scale))) {
+      throw new Error(`${c.name}: value ${i} is ${x} (ours) vs ${y} (peer), beyond relative tolerance ${rtol}`)
+    }
+  }
+}
+
+interface Run { rps: number, p50: number, p99: number, problems: string }
+
+async function measure (base: string, c: Case): Promise<Run> {
+  const post = async (): Promise<void> => {
+    await fetch(`${base}/v1/matmul`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: c.body }).then(r => r.arrayBuffer())
+  }
+  for (const start = Date.now(); Date.now() - start < WARMUP_MS;) await post()
   const r = await autocannon({
     url: `${base}/v1/matmul`,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body,
-    connections: 8,
-    duration: SECONDS
+    body: c.body,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    timeout: 30
   })
-  const rps = r.requests.average
-  const ratio = rps / c.peer
-  rows.push(`| ${c.name} | ${(body.length / 1024).toFixed(0)} KiB | ${rps.toFixed(1)} | ${r.latency.p50} | ${r.latency.p99} | ${r.non2xx} | ${c.peer} | ${ratio.toFixed(2)}x | ${c.target}x ${ratio >= c.target ? 'met' : 'missed'} |`)
+  // Requests autocannon left in flight are still being computed: one more answer lets the queue drain
+  // before the other side is measured.
+  await post()
+  const problems = [
+    r.non2xx > 0 ? `${r.non2xx} non-2xx` : '',
+    r.errors > 0 ? `${r.errors} errors` : '',
+    r.timeouts > 0 ? `${r.timeouts} timeouts` : ''
+  ].filter(p => p !== '').join(', ')
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, problems }
 }
-server.kill('SIGTERM')
-await once(server, 'exit')
 
-console.log(`\nHTTP, autocannon 8 connections, ${SECONDS} s per case; ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; client and server share the machine`)
-console.log('| case | body | req/s | p50 ms | p99 ms | non-2xx | FastAPI peer req/s | ratio | target |')
+function row (name: string, body: string, ours: Run, peer: Run, target?: number): string {
+  const ratio = peer.rps > 0 ? ours.rps / peer.rps : Infinity
+  const verdict = target === undefined ? '—' : ratio >= target ? 'met' : 'missed'
+  const problems = [ours.problems !== '' ? `ours: ${ours.problems}` : '', peer.problems !== '' ? `peer: ${peer.problems}` : '']
+    .filter(p => p !== '').join('; ')
+  const rps = (x: number): string => x >= 100 ? x.toFixed(0) : x.toFixed(1)
+  return `| ${name} | ${(Buffer.byteLength(body) / 1024).toFixed(1)} | ${rps(ours.rps)} | ${ours.p50} / ${ours.p99} | ` +
+    `${rps(peer.rps)} | ${peer.p50} / ${peer.p99} | ${ratio.toFixed(2)}× | ${target === undefined ? '—' : `${target}×`} | ` +
+    `${verdict}${problems !== '' ? ` (${problems})` : ''} |`
+}
+
+const versions = spawnSync(PYTHON, ['-c',
+  'import fastapi, numpy, uvicorn, sys; print(f"Python {sys.version.split()[0]}, FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__}, NumPy {numpy.__version__}")'
+], { encoding: 'utf8', env: peerEnv() }).stdout.trim()
+
+const ours = await startService()
+const peer = await startPeer()
+const rows: string[] = []
+try {
+  for (const c of CASES) agree(c, await answer('ours', ours.base, c), await answer('peer', peer.base, c))
+  for (const c of CASES) {
+    const o = await measure(ours.base, c)
+    const p = await measure(peer.base, c)
+    rows.push(row(c.name, c.body, o, p, c.target))
+    console.error(rows.at(-1))
+  }
+  const info = await startService({ LOG_LEVEL: 'info' }, { stdout: 'ignore' })
+  try {
+    const small = CASES[0]
+    await answer('ours, LOG_LEVEL=info', info.base, small)
+    const i = await measure(info.base, small)
+    const w = await measure(ours.base, small)
+    rows.push(row(`${small.name}, ours LOG_LEVEL=info (in the ours columns) vs warn (in the peer columns)`, small.body, i, w))
+  } finally {
+    info.server.kill('SIGTERM')
+    await once(info.server, 'exit')
+  }
+} finally {
+  ours.server.kill('SIGTERM')
+  await once(ours.server, 'exit')
+  await peer.stop()
+}
+
+const cpu = cpus()
+console.log(`\nPOST /v1/matmul, autocannon ${CONNECTIONS} connections, ${SECONDS} s per side and case, ours then the peer; ` +
+  `${cpu.length} cores, ${cpu[0]?.model ?? 'unknown CPU'}, node ${process.version}`)
+console.log(`Peer: bench/peer/app.py, ${versions}; 2 uvicorn workers, uvloop, httptools, no access log, OPENBLAS_NUM_THREADS=1`)
+console.log('Client and both servers share the machine: the client\'s CPU is taken from the servers\'.')
+console.log('Ratio: ours req/s ÷ peer req/s. A note after met/missed counts non-2xx answers, errors and timeouts.\n')
+console.log('| case | body KiB | ours req/s | ours p50 / p99 ms | peer req/s | peer p50 / p99 ms | ratio | target | met/missed |')
 console.log('|---|---|---|---|---|---|---|---|---|')
 for (const r of rows) console.log(r)

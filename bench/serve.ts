@@ -3,7 +3,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 
-async function freePort (): Promise<number> {
+/** A loopback port that was free a moment ago. */
+export async function freePort (): Promise<number> {
   const srv = createServer().listen(0, '127.0.0.1')
   await once(srv, 'listening')
   const { port } = srv.address() as { port: number }
@@ -11,13 +12,19 @@ async function freePort (): Promise<number> {
   return port
 }
 
-/** Spawns `node dist/server.js` with the given environment and resolves once /ready answers 200. */
-export async function startService (env: Record<string, string> = {}): Promise<{ base: string, server: ChildProcess }> {
+/**
+ * Spawns `node dist/server.js` with the given environment and resolves once /ready answers 200.
+ * LOG_LEVEL is `warn` unless `env` sets it; `stdout: 'ignore'` sends the service's stdout (its log) to /dev/null.
+ */
+export async function startService (
+  env: Record<string, string> = {},
+  { stdout = 'inherit' }: { stdout?: 'inherit' | 'ignore' } = {}
+): Promise<{ base: string, server: ChildProcess }> {
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const server = spawn(process.execPath, ['dist/server.js'], {
-    env: { ...env, ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit']
+    env: { ...env, ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
+    stdio: ['ignore', stdout, 'inherit']
   })
   for (let i = 0; !(await fetch(`${base}/ready`).then(r => r.ok, () => false)); i++) {
     if (i > 100) throw new Error('the service did not become ready')
