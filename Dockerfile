@@ -29,7 +29,10 @@ ENV HOST=0.0.0.0 NODE_ENV=production PORT=3000
 WORKDIR /app
 # the files stay owned by root: the service (user node) can read them but not change them
 COPY package.json package-lock.json ./
+# onnxruntime-node carries the native engine for every platform (288 MB): keep only this image's
+# (linux x64: 45 MB, or linux arm64); its install script, which fetches CUDA libraries, never runs
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+  && npm run prune-platforms \
   && npm cache clean --force
 COPY --from=build /app/dist ./dist
 USER node

@@ -288,6 +288,10 @@ describe('the Dockerfile, replayed without a container engine', () => {
     for (const dep of Object.keys(pkg.dependencies)) {
       expect(existsSync(join(rt.dir, 'node_modules', ...dep.split('/'), 'package.json')), dep).toBe(true)
     }
+    // the native engine's binaries of this platform only (the image's: npm run prune-platforms)
+    const napi = join(rt.dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6')
+    expect(readdirSync(napi)).toEqual([process.platform])
+    expect(readdirSync(join(napi, process.platform))).toEqual([process.arch])
     // nothing above the runtime directory can lend it a module
     for (let d = dirname(rt.dir); ; d = dirname(d)) {
       expect(existsSync(join(d, 'node_modules')), `${d}/node_modules would be visible to the service`).toBe(false)
@@ -311,6 +315,19 @@ describe('the Dockerfile, replayed without a container engine', () => {
     })
     expect(res.status, server.output().slice(-2000)).toBe(200)
     expect(await res.json()).toEqual({ result: MATMUL_RESULT })
+    // a product large enough for a worker, whose native engine loads from the pruned binaries
+    const n = 64
+    const big = await fetch(`${base}/v1/matmul`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        a: { shape: [n, n], data: new Array(n * n).fill(1) },
+        b: { shape: [n, n], data: Array.from({ length: n * n }, (_, i) => i % n) },
+        encoding: 'flat'
+      })
+    })
+    expect(big.status, server.output().slice(-2000)).toBe(200)
+    expect(((await big.json()) as { result: { data: number[] } }).result.data).toEqual(Array.from({ length: n * n }, (_, i) => n * (i % n)))
 
     // Swagger UI's assets come from a production dependency
     const docs = await fetch(`${base}/docs/`)
