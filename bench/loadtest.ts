@@ -9,6 +9,7 @@
  *
  *   npm run loadtest                                      # 90 s warm-up, 300 s soak
  *   WARMUP_SECONDS=90 SOAK_SECONDS=60 npm run loadtest    # the CI version
+ *   LOADTEST_CASE=base64-1024 npm run loadtest            # 1024x1024 float32 in base64 (8 MiB in, 4 out)
  */
 import { once } from 'node:events'
 import autocannon from 'autocannon'
@@ -23,7 +24,17 @@ const BURST_SECONDS = 10
 function matrix (n: number): number[][] {
   return Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => ((i * 31 + j * 17) % 13) / 13 - 0.5))
 }
-const BODY = JSON.stringify({ a: matrix(64), b: matrix(64) })
+function base64 (n: number): object {
+  const data = Float32Array.from(matrix(n).flat())
+  return { shape: [n, n], dtype: 'float32', data: Buffer.from(data.buffer).toString('base64') }
+}
+const CASES: Record<string, { label: string, body: () => object }> = {
+  'nested-64': { label: 'matmul 64x64 nested JSON', body: () => ({ a: matrix(64), b: matrix(64) }) },
+  'base64-1024': { label: 'matmul 1024x1024 float32 base64', body: () => ({ a: base64(1024), b: base64(1024), encoding: 'base64' }) }
+}
+const CASE = CASES[process.env.LOADTEST_CASE ?? 'nested-64']
+if (CASE === undefined) throw new Error(`LOADTEST_CASE must be one of ${Object.keys(CASES).join(', ')}`)
+const BODY = JSON.stringify(CASE.body())
 
 // event-loop shedding on (it is off by default): the burst must be refused early, not left to time out
 const { base, server } = await startService({ MAX_EVENT_LOOP_DELAY_MS: '200' })
@@ -79,7 +90,7 @@ server.kill('SIGTERM')
 const [exitCode] = await once(server, 'exit')
 
 const mb = (b: number) => (b / 2 ** 20).toFixed(1)
-console.log(`\nmatmul 64x64 nested JSON, ${base}, server WORKERS=${process.env.WORKERS ?? 'default'}, MAX_EVENT_LOOP_DELAY_MS=${process.env.MAX_EVENT_LOOP_DELAY_MS ?? '200'}`)
+console.log(`\n${CASE.label}, ${base}, server WORKERS=${process.env.WORKERS ?? 'default'}, MAX_EVENT_LOOP_DELAY_MS=${process.env.MAX_EVENT_LOOP_DELAY_MS ?? '200'}`)
 console.log(`capacity (closed loop, 8 connections): ${capacity.toFixed(0)} req/s`)
 console.log('| phase | offered req/s | done | 200 | 503 shed | other | conn errors | timeouts | p50 ms | p99 ms |')
 console.log('|---|---|---|---|---|---|---|---|---|---|')
