@@ -11,8 +11,11 @@ import Fastify, { type FastifyError, type FastifyInstance, LogController } from 
 import { type Config, defaultConfig } from './config.js'
 import { isApiError } from './errors.js'
 import type { Limits } from './kernels/types.js'
+import authPlugin from './plugins/auth.js'
+import headersPlugin from './plugins/headers.js'
 import metricsPlugin from './plugins/metrics.js'
 import poolPlugin from './plugins/pool.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
 import serviceRoutes from './routes/service.js'
 import operationRoutes from './routes/v1/operations.js'
 import { openapiInfo } from './openapi.js'
@@ -41,9 +44,11 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
   404: 'Not Found',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
   499: 'Client Closed Request',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
@@ -55,8 +60,14 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
   const app = Fastify({
     logger: {
       level: config.logLevel,
-      // request bodies are never logged; should one ever reach a log call, its tensors are cut out
-      redact: { paths: ['body', 'req.body', 'request.body', 'payload', '*.data'], censor: '[redacted]' }
+      // request bodies are never logged; should one ever reach a log call, its tensors are cut out,
+      // and so are the headers that carry API keys
+      redact: {
+        paths: ['body', 'req.body', 'request.body', 'payload', '*.data',
+          '*.headers.authorization', '*.headers["x-api-key"]'],
+        censor: '[redacted]'
+      },
+      ...(config.logStream !== undefined ? { stream: config.logStream } : {})
     },
     // one line per request, written in onResponse below (with the shapes, never the data)
     logController: new LogController({ disableRequestLogging: true }),
@@ -98,7 +109,9 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 100) / 100,
       shapes: request.shapes,
-      code: request.errorCode
+      code: request.errorCode,
+      // the API key by its short hash, never the key
+      key: request.apiKey ?? undefined
     }
     if (route !== undefined && ALWAYS_ANSWER.test(route) && reply.statusCode < 400) request.log.debug(line, 'request')
     else request.log.info(line, 'request')
@@ -150,12 +163,15 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
     })
   })
 
+  // security headers (the content security policy covers /docs too) and CORS when configured
+  await app.register(headersPlugin)
   await app.register(swagger, { openapi: openapiInfo })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true },
-    staticCSP: true
+    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false }
   })
+  await app.register(authPlugin)
+  await app.register(rateLimitPlugin)
   await app.register(metricsPlugin)
   await app.register(underPressure, {
     maxEventLoopDelay: config.maxEventLoopDelayMs,

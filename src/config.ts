@@ -2,6 +2,7 @@
  * The service's configuration: the only reader of process.env. Every variable has a safe
  * default; a value that is not a valid number for its variable stops start-up with a message.
  */
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 
 export interface Config {
@@ -34,8 +35,22 @@ export interface Config {
   splitMinFlops: number
   /** Bodies of this many bytes or more are parsed, validated and decoded in a worker, not on the main thread (0: never). */
   workerParseMinBytes: number
+  /** API keys from API_KEYS (empty: none; with none here nor in apiKeysFile, no key is needed). */
+  apiKeys: string[]
+  /** A file of API keys, one a line, re-read on SIGHUP ('': none). */
+  apiKeysFile: string
+  /** Whether GET /metrics needs an API key too. */
+  metricsRequireKey: boolean
+  /** Operation requests per window per API key, or per client address without keys (0: no limit). */
+  rateLimitMax: number
+  /** The rate limit's window in milliseconds. */
+  rateLimitWindowMs: number
+  /** Origins allowed by CORS: ['*'] for any, [] for CORS off. */
+  corsOrigins: string[]
   /** The worker module (tests only; not read from the environment). */
   workerFile?: string
+  /** Where the log lines go (tests only; not read from the environment; default stdout). */
+  logStream?: { write: (line: string) => void }
 }
 
 /**
@@ -74,7 +89,13 @@ export function defaultConfig (): Config {
     workerHeapMb: 512,
     inlineMaxFlops: INLINE_MAX_FLOPS,
     splitMinFlops: SPLIT_MIN_FLOPS,
-    workerParseMinBytes: WORKER_PARSE_MIN_BYTES
+    workerParseMinBytes: WORKER_PARSE_MIN_BYTES,
+    apiKeys: [],
+    apiKeysFile: '',
+    metricsRequireKey: false,
+    rateLimitMax: 0,
+    rateLimitWindowMs: 60000,
+    corsOrigins: []
   }
 }
 
@@ -94,8 +115,70 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'workerHeapMb', name: 'WORKER_HEAP_MB', min: 16, max: 65536, integer: true },
   { key: 'inlineMaxFlops', name: 'INLINE_MAX_FLOPS', min: 0, max: 1e12, integer: false },
   { key: 'splitMinFlops', name: 'SPLIT_MIN_FLOPS', min: 0, max: 1e18, integer: false },
-  { key: 'workerParseMinBytes', name: 'WORKER_PARSE_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true }
+  { key: 'workerParseMinBytes', name: 'WORKER_PARSE_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
+  { key: 'rateLimitMax', name: 'RATE_LIMIT_MAX', min: 0, max: 1e9, integer: true },
+  { key: 'rateLimitWindowMs', name: 'RATE_LIMIT_WINDOW_MS', min: 1, max: 2 ** 31 - 1, integer: true }
 ]
+
+/**
+ * What an API key may be: the characters of an RFC 6750 bearer token (b64token), so that the same
+ * key works as `Authorization: Bearer <key>` and as `x-api-key: <key>`, at most 512 of them.
+ */
+const API_KEY = /^[A-Za-z0-9._~+/-]+=*$/
+const API_KEY_MAX_LENGTH = 512
+
+function checkApiKey (key: string, source: string, where: string): void {
+  if (key.length > API_KEY_MAX_LENGTH || !API_KEY.test(key)) {
+    // (the key itself is never quoted: it may be a real one with a typo)
+    throw new Error(`${source} is not valid: ${where} is not an API key (1 to ${API_KEY_MAX_LENGTH} of A-Z a-z 0-9 - . _ ~ + /, then any '=')`)
+  }
+}
+
+/** The API keys of a comma-separated list (API_KEYS); throws naming the variable on a malformed key. */
+export function parseApiKeys (raw: string): string[] {
+  const keys = raw.split(',').map((k) => k.trim())
+  keys.forEach((key, i) => checkApiKey(key, 'API_KEYS', `entry ${i + 1}`))
+  return keys
+}
+
+/**
+ * The API keys of a key file (API_KEYS_FILE): one a line; blank lines and lines starting with `#`
+ * are skipped. Throws naming the variable when the file cannot be read, holds a malformed key, or
+ * holds none (an empty file must not turn authentication off).
+ */
+export function readApiKeysFile (path: string): string[] {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new Error(`API_KEYS_FILE=${JSON.stringify(path)} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  const keys: string[] = []
+  text.split(/\r?\n/).forEach((line, i) => {
+    const key = line.trim()
+    if (key === '' || key.startsWith('#')) return
+    checkApiKey(key, `API_KEYS_FILE=${JSON.stringify(path)}`, `line ${i + 1}`)
+    keys.push(key)
+  })
+  if (keys.length === 0) throw new Error(`API_KEYS_FILE=${JSON.stringify(path)} holds no API key`)
+  return keys
+}
+
+/** The origins of CORS_ORIGINS: `*`, or a comma-separated list of origins such as https://app.example.com. */
+export function parseCorsOrigins (raw: string): string[] {
+  const origins = raw.split(',').map((o) => o.trim())
+  if (origins.length === 1 && origins[0] === '*') return origins
+  for (const origin of origins) {
+    let parsed: URL | undefined
+    try {
+      parsed = new URL(origin)
+    } catch {}
+    if (parsed === undefined || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
+      throw new Error(`CORS_ORIGINS=${JSON.stringify(raw)} is not valid: ${JSON.stringify(origin)} is not an origin such as https://app.example.com (scheme, host and port only, no trailing slash), and * stands alone`)
+    }
+  }
+  return origins
+}
 
 /** Reads the configuration from the environment; throws on a malformed value. */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
@@ -116,5 +199,19 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     if (!LOG_LEVELS.includes(level)) throw new Error(`LOG_LEVEL=${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`)
     config.logLevel = level
   }
+  if (env.API_KEYS !== undefined && env.API_KEYS.trim() !== '') config.apiKeys = parseApiKeys(env.API_KEYS)
+  if (env.API_KEYS_FILE !== undefined && env.API_KEYS_FILE.trim() !== '') {
+    config.apiKeysFile = env.API_KEYS_FILE.trim()
+    readApiKeysFile(config.apiKeysFile) // read now, so that a bad file stops start-up
+  }
+  if (env.METRICS_REQUIRE_KEY !== undefined && env.METRICS_REQUIRE_KEY.trim() !== '') {
+    const value = env.METRICS_REQUIRE_KEY.trim()
+    if (value !== 'true' && value !== 'false') throw new Error(`METRICS_REQUIRE_KEY=${JSON.stringify(value)} is not valid: expected true or false`)
+    config.metricsRequireKey = value === 'true'
+    if (config.metricsRequireKey && config.apiKeys.length === 0 && config.apiKeysFile === '') {
+      throw new Error('METRICS_REQUIRE_KEY=true needs API_KEYS or API_KEYS_FILE: there is no key to require')
+    }
+  }
+  if (env.CORS_ORIGINS !== undefined && env.CORS_ORIGINS.trim() !== '') config.corsOrigins = parseCorsOrigins(env.CORS_ORIGINS)
   return config
 }

@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'TOO_LARGE'
   | 'NOT_FOUND'
+  | 'UNAUTHORIZED'
+  | 'RATE_LIMITED'
   | 'OVERLOADED'
   | 'TIMEOUT'
   | 'INTERNAL'
@@ -20,6 +22,8 @@ export const STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
   TOO_LARGE: 413,
   NOT_FOUND: 404,
+  UNAUTHORIZED: 401,
+  RATE_LIMITED: 429,
   OVERLOADED: 503,
   TIMEOUT: 504,
   INTERNAL: 500,

@@ -17,7 +17,48 @@ export const openapiInfo = {
   tags: [
     { name: 'operations', description: 'Tensor operations' },
     { name: 'service', description: 'Health, readiness and the API document' }
-  ]
+  ],
+  components: {
+    securitySchemes: {
+      bearerAuth: {
+        type: 'http' as const,
+        scheme: 'bearer',
+        description: 'An API key as a bearer token: `Authorization: Bearer <key>`. Needed when the service is started with ' +
+          'API_KEYS or API_KEYS_FILE; without them the operations are open and the header is ignored.'
+      },
+      apiKeyHeader: {
+        type: 'apiKey' as const,
+        in: 'header',
+        name: 'x-api-key',
+        description: 'The same API key in its own header: `x-api-key: <key>`.'
+      }
+    }
+  }
+}
+
+/** The operations' security requirement: either form of the API key. */
+export const OPERATION_SECURITY: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { apiKeyHeader: [] }]
+
+/** Integer headers, bounded as every integer of the document is. */
+const count = (description: string): Record<string, unknown> =>
+  ({ type: 'integer', format: 'int32', minimum: 0, maximum: 2147483647, description })
+
+/** The headers of every reply of an operation: CORS's when CORS_ORIGINS is set, the rate limit's when RATE_LIMIT_MAX is. */
+export const REPLY_HEADERS = {
+  'Access-Control-Allow-Origin': {
+    type: 'string',
+    maxLength: 2048,
+    description: 'The request\'s origin, or *, when CORS_ORIGINS is set and allows it'
+  },
+  'RateLimit-Limit': count('Requests allowed per window (only when RATE_LIMIT_MAX is set)'),
+  'RateLimit-Remaining': count('Requests left in the current window (only when RATE_LIMIT_MAX is set)'),
+  'RateLimit-Reset': count('Seconds until the window resets (only when RATE_LIMIT_MAX is set)')
+}
+
+export const RETRY_AFTER_HEADER = { 'Retry-After': count('Seconds to wait before retrying') }
+
+export const WWW_AUTHENTICATE_HEADER = {
+  'WWW-Authenticate': { type: 'string', maxLength: 200, pattern: '^Bearer ', description: 'The scheme to authenticate with: Bearer' }
 }
 
 /** The committed form of the document: stable two-space JSON with a final newline. */

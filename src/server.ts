@@ -2,7 +2,8 @@
  * The process: configuration, the app, listen, and a graceful drain on SIGTERM or SIGINT:
  * /ready turns 503, the listener closes (new connections are refused), idle keep-alive
  * connections are closed, in-flight requests finish, the pool closes, and the process exits 0.
- * Past SHUTDOWN_GRACE_MS, or on a second signal, it exits at once with 1.
+ * Past SHUTDOWN_GRACE_MS, or on a second signal, it exits at once with 1. SIGHUP re-reads
+ * API_KEYS_FILE.
  */
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -14,8 +15,11 @@ import { type Config, loadConfig } from './config.js'
 /** Starts the service with a configuration and installs the drain on signals. */
 export async function start (config: Config): Promise<FastifyInstance> {
   const app = await buildApp(config)
+  // with a key file, SIGHUP re-reads it; without one, SIGHUP drains as SIGTERM does
+  const reloadOnHangup = config.apiKeysFile !== ''
   closeWithGrace({
     delay: config.shutdownGraceMs,
+    skip: reloadOnHangup ? ['SIGHUP'] : [],
     logger: false,
     onSecondSignal: (signal) => app.log.warn({ signal }, 'second signal: exiting now'),
     onTimeout: (delay) => app.log.error({ delay }, 'drain took longer than SHUTDOWN_GRACE_MS: exiting now')
@@ -27,6 +31,7 @@ export async function start (config: Config): Promise<FastifyInstance> {
     await app.close()
     app.log.info('drained')
   })
+  if (reloadOnHangup) process.on('SIGHUP', () => { app.reloadApiKeys() })
   await app.listen({ port: config.port, host: config.host })
   return app
 }

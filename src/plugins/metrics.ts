@@ -93,11 +93,13 @@ async function metricsPlugin (app: FastifyInstance): Promise<void> {
   })
 
   app.get('/metrics', {
-    schema: { tags: ['service'], summary: 'Prometheus metrics (text exposition format)', hide: true }
+    schema: { tags: ['service'], summary: 'Prometheus metrics (text exposition format)', hide: true },
+    // METRICS_REQUIRE_KEY: an API key as for the operations
+    ...(app.config.metricsRequireKey ? { onRequest: app.requireApiKey } : {})
   }, async (request, reply) => {
     reply.type(registry.contentType)
     return await registry.metrics()
   })
 }
 
-export default fp(metricsPlugin, { name: 'metrics' })
+export default fp(metricsPlugin, { name: 'metrics', dependencies: ['auth'] })

@@ -10,7 +10,8 @@ export default async function serviceRoutes (app: FastifyInstance): Promise<void
       tags: ['service'],
       operationId: 'health',
       summary: 'Liveness: 200 while the process lives',
-      description: 'Answers 200 {"status":"ok"} as long as the process runs, also while it drains.',
+      description: 'Answers 200 {"status":"ok"} as long as the process runs, also while it drains. Needs no API key.',
+      security: [],
       response: { 200: Status }
     }
   }, async () => ({ status: 'ok' }))
@@ -20,7 +21,8 @@ export default async function serviceRoutes (app: FastifyInstance): Promise<void
       tags: ['service'],
       operationId: 'ready',
       summary: 'Readiness: 200 when the service can take work, 503 while starting or draining',
-      description: 'Answers 200 {"status":"ready"} once every worker has started, and 503 {"status":"unavailable"} from the start of a drain.',
+      description: 'Answers 200 {"status":"ready"} once every worker has started, and 503 {"status":"unavailable"} from the start of a drain. Needs no API key.',
+      security: [],
       response: { 200: Status, 503: Status }
     }
   }, async (request, reply) => {

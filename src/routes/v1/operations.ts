@@ -10,12 +10,13 @@
  * same WebAssembly row scanner as in the workers (src/tensor/json.ts).
  */
 import { Buffer } from 'node:buffer'
-import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifySchemaValidationError } from 'fastify'
+import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
 import { Type } from 'typebox'
 import { ApiError, type ErrorCode } from '../../errors.js'
 import type { FloatArray } from '../../kernels/types.js'
 import { OPERATIONS } from '../../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
+import { OPERATION_SECURITY, REPLY_HEADERS, RETRY_AFTER_HEADER, WWW_AUTHENTICATE_HEADER } from '../../openapi.js'
 import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
@@ -29,12 +30,14 @@ export class RawJson {
 }
 
 const errorReplies = {
-  400: { ...ErrorSchema, description: 'Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT)' },
-  413: { ...ErrorSchema, description: 'Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing' },
-  415: { ...ErrorSchema, description: 'The body is not application/json' },
-  500: { ...ErrorSchema, description: 'Internal error: the message carries only the request id' },
-  503: { ...ErrorSchema, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header' },
-  504: { ...ErrorSchema, description: 'The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT)' }
+  400: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT)' },
+  401: { ...ErrorSchema, headers: { ...WWW_AUTHENTICATE_HEADER, ...REPLY_HEADERS }, description: 'No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE' },
+  413: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing' },
+  415: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The body is not application/json' },
+  429: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header' },
+  500: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Internal error: the message carries only the request id' },
+  503: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header' },
+  504: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT)' }
 }
 
 /** The bytes in a buffer of their own, so that they can move to a worker. */
@@ -113,10 +116,15 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       : encodeReply(result as FloatArray, prepared.task.dtype, replySpec)
   }
 
+  const beforeBody: onRequestHookHandler[] = []
+  if (app.rateLimitHook !== undefined) beforeBody.push(app.rateLimitHook)
+  if (app.authEnabled) beforeBody.push(app.requireApiKey)
+
   for (const spec of Object.values(OPERATIONS)) {
     const reply200 = Type.Object({ result: ResultTensorSchema, ...spec.extraReply }, {
       additionalProperties: false,
-      description: 'The result tensor in the object form'
+      description: 'The result tensor in the object form',
+      headers: REPLY_HEADERS
     })
     app.post(`/v1/${spec.name}`, {
       schema: {
@@ -125,18 +133,20 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
         summary: spec.summary,
         description: spec.description,
         body: bodySchema(spec),
+        security: OPERATION_SECURITY,
         response: { 200: reply200, ...errorReplies }
       },
-      // at capacity, refuse before the body is even parsed: under overload, refusing must stay
-      // cheaper than the work (the admission in app.compute still decides for admitted requests)
-      onRequest: (request, reply, done) => {
+      // before the body is even parsed: the rate limit (RATE_LIMIT_MAX), the API key (API_KEYS),
+      // and at capacity the refusal (under overload, refusing must stay cheaper than the work;
+      // the admission in app.compute still decides for admitted requests)
+      onRequest: [...beforeBody, (request, reply, done) => {
         if (app.poolFull()) {
           app.metrics.shed.inc({ reason: 'queue' })
           done(overloaded(config))
         } else {
           done()
         }
-      }
+      }]
     }, async (request, reply) => {
       reply.type('application/json; charset=utf-8')
       if (request.body instanceof RawJson) {
