@@ -43,19 +43,21 @@ describe('the engine at the sizes the service gives it', () => {
     }
   })
 
-  it('conv2d 2x8x30x30 with 16 filters 3x3, pad 1, both layouts, groups 1 and 2', () => {
-    for (const layout of ['NCHW', 'NHWC'] as const) {
-      for (const groups of [1, 2]) {
-        const nchw = layout === 'NCHW'
-        const Cg = 8 / groups
-        const info = conv2dInfo(nchw ? [2, 8, 30, 30] : [2, 30, 30, 8], nchw ? [16, Cg, 3, 3] : [3, 3, Cg, 16], [16],
-          { padding: 1, groups, layout }, LIMITS)
-        const x = values('float32', 2 * 8 * 900, 3) as Float32Array
-        const f = values('float32', 16 * Cg * 9, 4) as Float32Array
-        const b = values('float32', 16, 5) as Float32Array
-        const got = conv2d(allocate('float32', info.outElements), x, f, b, info)
-        const want = conv2dReference(allocate('float32', info.outElements), x, f, b, info)
-        expectClose(got, want, { rtol: TOL.float32.rtol, atol: TOL.float32.rtol * 9 * Cg * 4 }, `${layout} groups ${groups}`)
+  it('conv2d 2x8x30x30 with 16 filters 3x3, pad 1, stride 1 and 2, both layouts, groups 1 and 2, both dtypes', () => {
+    for (const dtype of dtypes) {
+      for (const layout of ['NCHW', 'NHWC'] as const) {
+        for (const [groups, stride] of [[1, 1], [2, 1], [1, 2]]) {
+          const nchw = layout === 'NCHW'
+          const Cg = 8 / groups
+          const info = conv2dInfo(nchw ? [2, 8, 30, 30] : [2, 30, 30, 8], nchw ? [16, Cg, 3, 3] : [3, 3, Cg, 16], [16],
+            { padding: 1, groups, stride, layout }, LIMITS)
+          const x = values(dtype, 2 * 8 * 900, 3)
+          const f = values(dtype, 16 * Cg * 9, 4)
+          const b = values(dtype, 16, 5)
+          const got = conv2d(allocate(dtype, info.outElements), x, f, b, info)
+          const want = conv2dReference(allocate(dtype, info.outElements), x, f, b, info)
+          expectClose(got, want, { rtol: TOL[dtype].rtol, atol: TOL[dtype].rtol * 9 * Cg * 4 }, `${layout} groups ${groups} stride ${stride} ${dtype}`)
+        }
       }
     }
   })

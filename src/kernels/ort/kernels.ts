@@ -138,3 +138,83 @@ export function engineAttention (
   if (weights !== null) outputs.p = tensor(weights, [B, Lq, Lk])
   run(s, inputs, outputs)
 }
+
+/**
+ * conv2d in float64 (the engine has no float64 Conv): per image and group, the im2col matrix
+ * [Cg·kh·kw, OH·OW] built here (padding as zeros) and one engine GEMM by the kernel's
+ * [Kg, Cg·kh·kw] rows, then the bias. NHWC input is made planar first and the result
+ * transposed back. The column buffer is the intermediate conv2dInfo counted against
+ * MAX_ELEMENTS.
+ */
+export function engineConv2dF64 (out: Float64Array, input: Float64Array, kernel: Float64Array, bias: Float64Array | null, info: Conv2dInfo): void {
+  const { N, C, H, W, K, kh, kw, OH, OW, sh, sw, dh, dw, padTop, padLeft, groups } = info
+  const nhwc = info.layout === 'NHWC'
+  const Cg = C / groups
+  const Kg = K / groups
+  const taps = Cg * kh * kw
+  const P = OH * OW
+  const x = nhwc ? transpose(input, N, H * W, C) : input // [N, C, H, W]
+  // kernel rows [K, Cg·kh·kw] in (c, i, j) order
+  let w = kernel
+  if (nhwc) {
+    w = new Float64Array(kernel.length)
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        for (let c = 0; c < Cg; c++) {
+          for (let k = 0; k < K; k++) w[((k * Cg + c) * kh + i) * kw + j] = kernel[((i * kw + j) * Cg + c) * K + k]
+        }
+      }
+    }
+  }
+  const y = nhwc ? new Float64Array(out.length) : out // [N, K, OH, OW]
+  const cols = new Float64Array(taps * P)
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < groups; g++) {
+      let row = 0
+      for (let c = 0; c < Cg; c++) {
+        const plane = (n * C + g * Cg + c) * H * W
+        for (let i = 0; i < kh; i++) {
+          for (let j = 0; j < kw; j++, row++) {
+            const r = cols.subarray(row * P, (row + 1) * P)
+            for (let oh = 0; oh < OH; oh++) {
+              const ih = oh * sh + i * dh - padTop
+              const dst = oh * OW
+              if (ih < 0 || ih >= H) {
+                r.fill(0, dst, dst + OW)
+                continue
+              }
+              const src = plane + ih * W
+              // output columns whose input column j·dw − padLeft + ow·sw lies inside the row
+              const off = j * dw - padLeft
+              const lo = Math.min(OW, Math.max(0, Math.ceil(-off / sw)))
+              const hi = Math.max(lo, Math.min(OW, Math.floor((W - 1 - off) / sw) + 1))
+              r.fill(0, dst, dst + lo)
+              if (sw === 1) r.set(x.subarray(src + off + lo, src + off + hi), dst + lo)
+              else for (let ow = lo; ow < hi; ow++) r[dst + ow] = x[src + off + ow * sw]
+              r.fill(0, dst + hi, dst + OW)
+            }
+          }
+        }
+      }
+      engineMatmul(y, (n * K + g * Kg) * P, w, g * Kg * taps, cols, 0, 1, Kg, taps, P)
+    }
+  }
+  if (bias !== null) {
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) {
+      const o = (n * K + k) * P
+      const b = bias[k]
+      for (let p = 0; p < P; p++) y[o + p] += b
+    }
+  }
+  if (nhwc) out.set(transpose(y, N, K, P))
+}
+
+/** [N, R, S] -> [N, S, R]. */
+function transpose (x: Float64Array, N: number, R: number, S: number): Float64Array {
+  const out = new Float64Array(x.length)
+  for (let n = 0; n < N; n++) {
+    const base = n * R * S
+    for (let r = 0; r < R; r++) for (let s = 0; s < S; s++) out[base + s * R + r] = x[base + r * S + s]
+  }
+  return out
+}
