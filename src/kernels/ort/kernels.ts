@@ -100,7 +100,7 @@ export function engineConv2d (out: Float32Array, input: Float32Array, kernel: Fl
 }
 
 /**
- * Attention over contiguous [B,Lq,E], [B,Lk,E], [B,Lk,Ev] blocks: softmax(q·kᵀ·scale + mask)·v,
+ * Attention over contiguous [B,Lq,E], [B,Lk,E], [B,Lk,Ev] blocks: softmax((q·scale)·kᵀ + mask)·v,
  * with `mask` (when given) the additive [B,Lq,Lk] term (−∞ for a removed key). The output goes to
  * `out`, the weights to `weights` when given. A row whose scores are all −∞ comes out NaN here:
  * the caller checks and recomputes such results on the WebAssembly kernel.
@@ -119,8 +119,8 @@ export function engineAttention (
     outputs: [['o', t], ['p', t]],
     nodes: [
       { op: 'Transpose', inputs: ['k'], outputs: ['kt'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] },
-      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
-      { op: 'Mul', inputs: ['s', 'scale'], outputs: ['ss'] },
+      { op: 'Mul', inputs: ['q', 'scale'], outputs: ['qs'] },
+      { op: 'MatMul', inputs: ['qs', 'kt'], outputs: ['ss'] },
       ...(masked ? [{ op: 'Add', inputs: ['ss', 'mask'], outputs: ['sm'] }] : []),
       { op: 'Softmax', inputs: [masked ? 'sm' : 'ss'], outputs: ['p'], attributes: [{ name: 'axis', int: 2 }] },
       { op: 'MatMul', inputs: ['p', 'v'], outputs: ['o'] }
