@@ -3,7 +3,8 @@
  * 1. inline vs worker: the median latency of one matmul request through the app (app.inject,
  *    base64 float32 in and out), computed inline on the main thread or in a worker, for growing
  *    sizes: below the crossover the worker's round trip costs more than the computation.
- * 2. split vs one worker: one large matmul on the whole pool (split by rows over shared memory)
+ * 2. whole pool vs one worker: one large matmul on the threads of every idle worker (the engine's
+ *    intra-op threads) against one worker's thread
  *    against one worker.
  */
 import type { FastifyInstance } from 'fastify'
@@ -47,7 +48,7 @@ await Promise.all([inline.close(), worker.close()])
 const one = await buildApp({ logLevel: 'silent', workers: 2, inlineMaxFlops: 0, splitMinFlops: 0 })
 const all = await buildApp({ logLevel: 'silent', workers: 2, inlineMaxFlops: 0, splitMinFlops: 1 })
 await Promise.all([one.ready(), all.ready()])
-console.log('\n| matmul n×n f32 | flops | one worker ms | split over 2 workers ms | speed-up |')
+console.log('\n| matmul n×n f32 | flops | one worker ms | whole pool ms | speed-up |')
 console.log('|---|---|---|---|---|')
 for (const n of [128, 192, 256, 384, 512, 1024]) {
   const payload = body(n)

@@ -31,7 +31,7 @@ export interface Config {
   workerHeapMb: number
   /** Work (2 x multiply-adds) up to which a computation runs inline on the main thread (0: never). */
   inlineMaxFlops: number
-  /** Work from which one matmul is split across idle workers (0: never). */
+  /** Work from which one matmul also gets the threads of idle workers (0: never). */
   splitMinFlops: number
   /** Bodies of this many bytes or more are parsed, validated and decoded in a worker, not on the main thread (0: never). */
   workerParseMinBytes: number

@@ -200,10 +200,12 @@ export function engineConv2dF64 (out: Float64Array, input: Float64Array, kernel:
     }
   }
   if (bias !== null) {
-    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) {
-      const o = (n * K + k) * P
-      const b = bias[k]
-      for (let p = 0; p < P; p++) y[o + p] += b
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) {
+        const o = (n * K + k) * P
+        const b = bias[k]
+        for (let p = 0; p < P; p++) y[o + p] += b
+      }
     }
   }
   if (nhwc) out.set(transpose(y, N, K, P))
