@@ -8,6 +8,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
+import type { DestinationStream } from 'pino'
 import { type Config, defaultConfig } from './config.js'
 import { isApiError } from './errors.js'
 import type { Limits } from './kernels/types.js'
@@ -50,11 +51,17 @@ const STATUS_TEXT: Record<number, string> = {
   504: 'Gateway Timeout'
 }
 
-export async function buildApp (overrides: Partial<Config> = {}): Promise<FastifyInstance> {
+export interface AppOptions {
+  /** Where the log lines go (default: pino's synchronous stdout); the process passes its buffered one. */
+  logStream?: DestinationStream
+}
+
+export async function buildApp (overrides: Partial<Config> = {}, options: AppOptions = {}): Promise<FastifyInstance> {
   const config: Config = { ...defaultConfig(), ...overrides }
   const app = Fastify({
     logger: {
       level: config.logLevel,
+      stream: options.logStream,
       // request bodies are never logged; should one ever reach a log call, its tensors are cut out
       redact: { paths: ['body', 'req.body', 'request.body', 'payload', '*.data'], censor: '[redacted]' }
     },
