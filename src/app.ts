@@ -81,6 +81,10 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
   app.decorate('config', config)
   app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops })
   app.decorate('accepting', false)
+  // (declared, so that every request object has the same shape: set on some requests only, they
+  // would give Fastify's request objects several hidden classes)
+  app.decorateRequest('shapes', undefined)
+  app.decorateRequest('errorCode', undefined)
 
   // JSON only: without the text/plain parser, a text body is refused with 415
   app.removeContentTypeParser(['text/plain'])
