@@ -271,9 +271,9 @@ describe('log lines', () => {
     try {
       await logged.ready()
       lines.length = 0
-      const ok = await logged.inject({ method: 'POST', url: '/v1/matmul', headers: { 'x-request-id': 'log-1' }, payload: { a: [[1.25, 2], [3, 4]], b: [[5, 6], [7, 8]] } })
+      const ok = await logged.inject({ method: 'POST', url: '/v1/matmul', headers: { 'x-request-id': 'log-1' }, payload: { a: [[1.2345678, 2], [3, 4]], b: [[5, 6], [7, 8]] } })
       expect(ok.statusCode).toBe(200)
-      const bad = await logged.inject({ method: 'POST', url: '/v1/matmul', headers: { 'x-request-id': 'log-2' }, payload: { a: [[1.25, 2, 3]], b: [[5, 6], [7, 8]] } })
+      const bad = await logged.inject({ method: 'POST', url: '/v1/matmul', headers: { 'x-request-id': 'log-2' }, payload: { a: [[1.2345678, 2, 3]], b: [[5, 6], [7, 8]] } })
       expect(bad.statusCode).toBe(400)
       expect((await logged.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200)
       expect(lines).toHaveLength(2)
@@ -282,10 +282,10 @@ describe('log lines', () => {
       expect(first).toMatchObject({ level: 30, reqId: 'log-1', method: 'POST', route: '/v1/matmul', status: 200, shapes: { a: [2, 2], b: [2, 2] }, msg: 'request' })
       expect(typeof first.ms).toBe('number')
       expect(second).toMatchObject({ reqId: 'log-2', status: 400, code: 'SHAPE_MISMATCH', shapes: { a: [1, 3], b: [2, 2] } })
-      expect(lines.join('')).not.toContain('1.25')
+      expect(lines.join('')).not.toContain('1.2345678')
       // other lines keep the redaction of bodies and tensor data
-      logged.log.info({ payload: { a: [[1.25]] }, t: { data: [1.25] } }, 'other')
-      expect(lines[2]).not.toContain('1.25')
+      logged.log.info({ payload: { a: [[1.2345678]] }, t: { data: [1.2345678] } }, 'other')
+      expect(lines[2]).not.toContain('1.2345678')
     } finally {
       await logged.close()
     }
