@@ -8,6 +8,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
+import type { DestinationStream } from 'pino'
 import { type Config, defaultConfig } from './config.js'
 import { isApiError } from './errors.js'
 import type { Limits } from './kernels/types.js'
@@ -55,19 +56,24 @@ const STATUS_TEXT: Record<number, string> = {
   504: 'Gateway Timeout'
 }
 
-export async function buildApp (overrides: Partial<Config> = {}): Promise<FastifyInstance> {
+export interface AppOptions {
+  /** Where the log lines go (default: pino's synchronous stdout); the process passes its buffered one. */
+  logStream?: DestinationStream
+}
+
+export async function buildApp (overrides: Partial<Config> = {}, options: AppOptions = {}): Promise<FastifyInstance> {
   const config: Config = { ...defaultConfig(), ...overrides }
   const app = Fastify({
     logger: {
       level: config.logLevel,
+      stream: options.logStream,
       // request bodies are never logged; should one ever reach a log call, its tensors are cut out,
       // and so are the headers that carry API keys
       redact: {
         paths: ['body', 'req.body', 'request.body', 'payload', '*.data',
           '*.headers.authorization', '*.headers["x-api-key"]'],
         censor: '[redacted]'
-      },
-      ...(config.logStream !== undefined ? { stream: config.logStream } : {})
+      }
     },
     // one line per request, written in onResponse below (with the shapes, never the data)
     logController: new LogController({ disableRequestLogging: true }),
@@ -85,6 +91,10 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
   app.decorate('config', config)
   app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops })
   app.decorate('accepting', false)
+  // (declared, so that every request object has the same shape: set on some requests only, they
+  // would give Fastify's request objects several hidden classes)
+  app.decorateRequest('shapes', undefined)
+  app.decorateRequest('errorCode', undefined)
 
   // JSON only: without the text/plain parser, a text body is refused with 415
   app.removeContentTypeParser(['text/plain'])
@@ -101,9 +111,15 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
     done(null, payload)
   })
 
+  // The request's line is written by a child logger without the redaction pass: the line is built
+  // here from the fields below alone (no body, no tensor data can reach it), and the redaction's
+  // wildcard path cost a walk over every field of every line. Its reqId is written first, where
+  // request.log's binding would put it, so the line is the same text.
+  const requestLog = app.log.child({}, { redact: [] })
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url
     const line = {
+      reqId: request.id,
       method: request.method,
       route: route ?? request.url.split('?')[0].slice(0, 200),
       status: reply.statusCode,
@@ -113,8 +129,8 @@ export async function buildApp (overrides: Partial<Config> = {}): Promise<Fastif
       // the API key by its short hash, never the key
       key: request.apiKey ?? undefined
     }
-    if (route !== undefined && ALWAYS_ANSWER.test(route) && reply.statusCode < 400) request.log.debug(line, 'request')
-    else request.log.info(line, 'request')
+    if (route !== undefined && ALWAYS_ANSWER.test(route) && reply.statusCode < 400) requestLog.debug(line, 'request')
+    else requestLog.info(line, 'request')
     done()
   })
 

@@ -49,8 +49,6 @@ export interface Config {
   corsOrigins: string[]
   /** The worker module (tests only; not read from the environment). */
   workerFile?: string
-  /** Where the log lines go (tests only; not read from the environment; default stdout). */
-  logStream?: { write: (line: string) => void }
 }
 
 /**

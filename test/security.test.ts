@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { buildApp } from '../src/app.js'
+import { type AppOptions, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 
 const DOT = { a: [1, 2, 3], b: [4, 5, 6] }
@@ -23,8 +23,8 @@ const KEY_C = 'k-charlie-00112233445566778899aabb'
 const idOf = (key: string): string => createHash('sha256').update(key).digest('hex').slice(0, 8)
 
 const apps: FastifyInstance[] = []
-async function app (overrides: Partial<Config> = {}): Promise<FastifyInstance> {
-  const built = await buildApp({ logLevel: 'silent', workers: 1, ...overrides })
+async function app (overrides: Partial<Config> = {}, options: AppOptions = {}): Promise<FastifyInstance> {
+  const built = await buildApp({ logLevel: 'silent', workers: 1, ...overrides }, options)
   apps.push(built)
   return built
 }
@@ -256,7 +256,7 @@ describe('API_KEYS_FILE', () => {
 describe('keys never reach the logs', () => {
   it('the request line names a valid key by its short hash; neither valid nor wrong keys appear', async () => {
     const lines: string[] = []
-    const logged = await app({ logLevel: 'info', apiKeys: [KEY_A, KEY_B], rateLimitMax: 100, logStream: { write: (line: string) => { lines.push(line) } } })
+    const logged = await app({ logLevel: 'info', apiKeys: [KEY_A, KEY_B], rateLimitMax: 100 }, { logStream: { write: (line: string) => { lines.push(line) } } })
     expect((await dot(logged, { authorization: `Bearer ${KEY_A}` })).statusCode).toBe(200)
     expect((await dot(logged, { 'x-api-key': KEY_B })).statusCode).toBe(200)
     expect((await dot(logged, { authorization: `Bearer ${KEY_C}` })).statusCode).toBe(401)

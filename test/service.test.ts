@@ -263,3 +263,31 @@ describe('a real listening socket', () => {
     }
   })
 })
+
+describe('log lines', () => {
+  it('one line per request: id first, route, status, duration, shapes, error code; never tensor data; probes at debug', async () => {
+    const lines: string[] = []
+    const logged = await buildApp({ logLevel: 'info', workers: 1 }, { logStream: { write: (line: string) => { lines.push(line) } } })
+    try {
+      await logged.ready()
+      lines.length = 0
+      const ok = await logged.inject({ method: 'POST', url: '/v1/matmul', headers: { 'x-request-id': 'log-1' }, payload: { a: [[1.2345678, 2], [3, 4]], b: [[5, 6], [7, 8]] } })
+      expect(ok.statusCode).toBe(200)
+      const bad = await logged.inject({ method: 'POST', url: '/v1/matmul', headers: { 'x-request-id': 'log-2' }, payload: { a: [[1.2345678, 2, 3]], b: [[5, 6], [7, 8]] } })
+      expect(bad.statusCode).toBe(400)
+      expect((await logged.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200)
+      expect(lines).toHaveLength(2)
+      const [first, second] = lines.map(l => JSON.parse(l) as Record<string, unknown>)
+      expect(Object.keys(first)).toEqual(['level', 'time', 'pid', 'hostname', 'reqId', 'method', 'route', 'status', 'ms', 'shapes', 'msg'])
+      expect(first).toMatchObject({ level: 30, reqId: 'log-1', method: 'POST', route: '/v1/matmul', status: 200, shapes: { a: [2, 2], b: [2, 2] }, msg: 'request' })
+      expect(typeof first.ms).toBe('number')
+      expect(second).toMatchObject({ reqId: 'log-2', status: 400, code: 'SHAPE_MISMATCH', shapes: { a: [1, 3], b: [2, 2] } })
+      expect(lines.join('')).not.toContain('1.2345678')
+      // other lines keep the redaction of bodies and tensor data
+      logged.log.info({ payload: { a: [[1.2345678]] }, t: { data: [1.2345678] } }, 'other')
+      expect(lines[2]).not.toContain('1.2345678')
+    } finally {
+      await logged.close()
+    }
+  })
+})

@@ -76,6 +76,11 @@ export function decoderFor (limits: Limits, shapes: Record<string, number[]>): D
 
 /** The distinct buffers behind the given arrays (an operand may be reused; a buffer moves once). */
 export function buffersOf (...arrays: Array<FloatArray | Uint8Array | null>): ArrayBuffer[] {
+  if (arrays.length === 2 && arrays[0] !== null && arrays[1] !== null) { // (matmul and dot, without a Set)
+    const a = arrays[0].buffer as ArrayBuffer
+    const b = arrays[1].buffer as ArrayBuffer
+    return a === b ? [a] : [a, b]
+  }
   const set = new Set<ArrayBuffer>()
   for (const a of arrays) if (a !== null) set.add(a.buffer as ArrayBuffer)
   return [...set]

