@@ -50,22 +50,27 @@ function median (xs: number[]): number {
   return s[s.length >> 1]
 }
 
-/** Runs so that the timed ones take about `budgetMs` (3 to 50 runs), after a warm-up of about 200 ms. */
-async function time (fn: () => Promise<ArrayLike<number>> | ArrayLike<number>, budgetMs = 600): Promise<number> {
+/**
+ * Median ms of runs that take about `budgetMs` together (3 to 50 runs), after a warm-up of about
+ * 200 ms. `prepare` makes each run's argument, untimed (a worker task's operands, copied to be moved).
+ */
+async function time<T> (fn: (arg: T) => Promise<ArrayLike<number>> | ArrayLike<number>, prepare: () => T, budgetMs = 600): Promise<number> {
   const w0 = performance.now()
   let warm = 0
-  while (warm < 2 || (performance.now() - w0 < 200 && warm < 20)) { use(await fn()); warm++ }
+  while (warm < 2 || (performance.now() - w0 < 200 && warm < 20)) { use(await fn(prepare())); warm++ }
   const per = (performance.now() - w0) / warm
   const runs = Math.max(3, Math.min(50, Math.round(budgetMs / per)))
   const ts: number[] = []
   for (let i = 0; i < runs; i++) {
+    const arg = prepare()
     const t0 = performance.now()
-    const r = await fn()
+    const r = await fn(arg)
     ts.push(performance.now() - t0)
     use(r)
   }
   return median(ts)
 }
+const none = (): null => null
 
 /** One benchmark case: a task for the worker entry and the same call in this thread. */
 interface Case {
@@ -161,14 +166,11 @@ const one = new Piscina({ filename: WORKER, minThreads: 1, maxThreads: 1 })
 const gf = (flops: number, ms: number): number => flops / ms / 1e6
 const timings = new Map<Case, number[]>()
 for (const c of CASES) {
-  const worker = await time(async () => {
-    const { name, task, transfer } = c.task()
-    return await one.run(task, { name, transferList: transfer }) as FloatArray
-  })
+  const worker = await time(async ({ name, task, transfer }) => await one.run(task, { name, transferList: transfer }) as FloatArray, c.task)
   enableEngine()
-  const engine = await time(c.local)
+  const engine = await time(c.local, none)
   enableEngine(Infinity)
-  const wasm = await time(c.local)
+  const wasm = await time(c.local, none)
   timings.set(c, [worker, engine, wasm])
 }
 await one.close()
@@ -189,15 +191,13 @@ await Promise.all([0, 1].map(async () => await pool.run(null, { name: 'ping' }))
 const whole: string[] = []
 for (const dtype of ['float32', 'float64'] as const) {
   const c = matmulCase(dtype, 0, 1024, 1024, 1024, 0)
-  const runWith = (threads: number) => async () => {
-    const { name, task, transfer } = c.task()
-    return await pool.run({ ...task, threads }, { name, transferList: transfer }) as FloatArray
-  }
+  const runWith = (threads: number) => async ({ name, task, transfer }: ReturnType<Case['task']>) =>
+    await pool.run({ ...task, threads }, { name, transferList: transfer }) as FloatArray
   const ones: number[] = []
   const boths: number[] = []
   for (let r = 0; r < 3; r++) {
-    ones.push(await time(runWith(1), 400))
-    boths.push(await time(runWith(2), 400))
+    ones.push(await time(runWith(1), c.task, 400))
+    boths.push(await time(runWith(2), c.task, 400))
   }
   const [t1, t2] = [median(ones), median(boths)]
   whole.push(`| matmul 1024³ ${dtype} | ${fmt(gf(c.flops, t1))} | ${fmt(gf(c.flops, t2))} | ${(t1 / t2).toFixed(2)}x | 1.7x ${t1 / t2 >= 1.7 ? 'met' : 'missed'} |`)
