@@ -52,12 +52,13 @@ function median (xs: number[]): number {
 
 /**
  * Median ms of runs that take about `budgetMs` together (3 to 50 runs), after a warm-up of about
- * 200 ms. `prepare` makes each run's argument, untimed (a worker task's operands, copied to be moved).
+ * 300 ms. `prepare` makes each run's argument, untimed (a worker task's operands, copied to be moved).
  */
 async function time<T> (fn: (arg: T) => Promise<ArrayLike<number>> | ArrayLike<number>, prepare: () => T, budgetMs = 600): Promise<number> {
   const w0 = performance.now()
   let warm = 0
-  while (warm < 2 || (performance.now() - w0 < 200 && warm < 20)) { use(await fn(prepare())); warm++ }
+  // (the engine needs some dozens of calls in a new thread before it runs at full speed)
+  while (warm < 3 || (performance.now() - w0 < 300 && warm < 500)) { use(await fn(prepare())); warm++ }
   const per = (performance.now() - w0) / warm
   const runs = Math.max(3, Math.min(50, Math.round(budgetMs / per)))
   const ts: number[] = []

@@ -9,7 +9,7 @@
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { checkElements, checkFlops, elementCount, formatShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
-import { allFinite, engineConv2d, engineConv2dF64, useEngine } from './ort/kernels.js'
+import { allFinite, engineConv2d, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
 
 export interface Conv2dParams {
@@ -234,9 +234,10 @@ export function conv2dInfo (
 
 /**
  * Fills `out` (length info.outElements, in info.outShape's layout) with the convolution and
- * returns it. Work that is not tiny goes to the native engine where it is enabled (worker threads),
- * unless a weight is NaN or infinite: its Conv in float32, im2col and its GEMM in float64.
- * Otherwise: an implicit GEMM per image and group on the WebAssembly SIMD kernels (the im2col
+ * returns it. float32 work that is not tiny goes to the native engine's Conv where it is enabled
+ * (worker threads), unless a weight is NaN or infinite. Otherwise, and in float64 (the engine has
+ * no float64 Conv; im2col with its GEMM measured no faster here than this kernel): an implicit
+ * GEMM per image and group on the WebAssembly SIMD kernels (the im2col
  * matrix is read straight from the image while packing, never built; an NHWC image is made planar
  * first). Padded taps read as 0, so
  * a non-finite weight over padding makes the output NaN, as PyTorch's 0 * Infinity does.
@@ -250,15 +251,10 @@ export function conv2d (
   info: Conv2dInfo
 ): FloatArray {
   if (info.outElements === 0) return out
-  if (useEngine(info.flops / 2) && allFinite(kernel)) {
-    if (out instanceof Float32Array && input instanceof Float32Array && kernel instanceof Float32Array && (bias === null || bias instanceof Float32Array)) {
-      engineConv2d(out, input, kernel, bias, info)
-      return out
-    }
-    if (out instanceof Float64Array && input instanceof Float64Array && kernel instanceof Float64Array && (bias === null || bias instanceof Float64Array)) {
-      engineConv2dF64(out, input, kernel, bias, info)
-      return out
-    }
+  if (out instanceof Float32Array && input instanceof Float32Array && kernel instanceof Float32Array &&
+    (bias === null || bias instanceof Float32Array) && useEngine(info.flops / 2) && allFinite(kernel)) {
+    engineConv2d(out, input, kernel, bias, info)
+    return out
   }
   const { N, C, H, W, K, kh, kw, OH, OW, sh, sw, dh, dw, padTop, padLeft, groups } = info
   const single = computesInF32(out, info.flops / 2)
