@@ -281,18 +281,18 @@ function blocks (x: FloatArray, offsets: Int32Array, size: number): FloatArray {
 }
 
 /**
- * Attention on the native engine, for finite query, key and value (the semantics of removed keys
- * and non-finite values are the WebAssembly kernel's): the mask and `causal` become one additive
- * [B,Lq,Lk] term (−∞ for a removed key). Returns false, having written nothing that counts, when
- * the inputs are not all finite or the result is not (a row that attends to no key, an overflowed
- * score): the WebAssembly kernel then computes it.
+ * Attention on the native engine: the mask and `causal` become one additive [B,Lq,Lk] term (−∞ for
+ * a removed key). Where the engine's result can differ from the semantics above, it is not finite:
+ * a row that attends to no key (its softmax is NaN there), a NaN or infinity in a removed key's row
+ * (its score is NaN there, not −∞), in a query, or in a value row behind a zero weight (0·∞). So a
+ * result that is not all finite is computed again on the WebAssembly kernel, and false returned.
+ * (The output shows a row's NaN weights, unless Ev = 0: then the weights are checked.)
  */
 function onEngine (
   out: FloatArray, weights: FloatArray | null,
   query: FloatArray, key: FloatArray, value: FloatArray, mask: FloatArray | Uint8Array | null, info: AttentionInfo
 ): boolean {
   const { B, Lq, Lk, E, Ev, scale, causal, qOffsets, kOffsets, vOffsets, maskOffsets, maskRowStride, maskColStride } = info
-  if (!allFinite(query) || !allFinite(key) || !allFinite(value)) return false
   let additive: FloatArray | null = null
   if (causal || (mask !== null && maskOffsets !== null)) {
     additive = out instanceof Float32Array ? new Float32Array(B * Lq * Lk) : new Float64Array(B * Lq * Lk)
@@ -318,5 +318,5 @@ function onEngine (
   const w = weights !== null && weights.length > 0 ? weights : null
   engineAttention(out, w, blocks(query, qOffsets, Lq * E), blocks(key, kOffsets, Lk * E), blocks(value, vOffsets, Lk * Ev),
     additive, scale, B, Lq, Lk, E, Ev)
-  return allFinite(out) && (w === null || allFinite(w))
+  return Ev > 0 ? allFinite(out) : w === null || allFinite(w)
 }

@@ -43,10 +43,24 @@ export function engineMatmul (
     { c: tensor(out.subarray(oOff, oOff + batches * m * n), [batches, m, n]) })
 }
 
-/** Whether every element is finite. */
-export function allFinite (x: ArrayLike<number>): boolean {
-  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return false
+/** Whether every element is finite (x − x is 0 for a finite x, NaN for NaN and ±∞). */
+export function allFinite (x: FloatArray | Uint8Array): boolean {
+  if (x instanceof Float32Array) return finite32(x)
+  if (x instanceof Float64Array) return finite64(x)
   return true
+}
+
+// one function per array type, so that each loop stays monomorphic
+function finite32 (x: Float32Array): boolean {
+  let acc = 0
+  for (let i = 0; i < x.length; i++) acc += x[i] - x[i]
+  return acc === 0
+}
+
+function finite64 (x: Float64Array): boolean {
+  let acc = 0
+  for (let i = 0; i < x.length; i++) acc += x[i] - x[i]
+  return acc === 0
 }
 
 /**
