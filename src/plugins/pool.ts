@@ -16,6 +16,7 @@ import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
+import { closeGate, newGate } from '../worker/gate.js'
 import type { RequestOutcome, RequestTask } from '../worker/request.js'
 import { TASKS, type TaskName } from '../worker/tasks.js'
 
@@ -158,17 +159,19 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     }
     const { job, slots } = plan(ready - running)
     running += slots - 1
+    // stopping a task terminates its worker: only once it is out of the native engine (gate.ts)
+    const gate = newGate()
     const controller = new AbortController()
-    const abort = (): void => controller.abort()
+    const abort = (): void => { closeGate(gate).then(() => controller.abort(), () => controller.abort()) }
     gone.signal.addEventListener('abort', abort, { once: true })
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true
-      controller.abort()
+      abort()
     }, config.taskTimeoutMs)
     const started = process.hrtime.bigint()
     try {
-      const result = await pool.run(job.task, { name: job.name, transferList: job.transferList, signal: controller.signal })
+      const result = await pool.run({ ...job.task, gate }, { name: job.name, transferList: job.transferList, signal: controller.signal })
       app.metrics.computeDuration.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9)
       return result
     } catch (err) {

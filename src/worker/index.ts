@@ -4,9 +4,10 @@
  * moves back the reply's JSON bytes, or, without a reply spec, its result.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
-import { enableEngine } from '../kernels/ort/engine.js'
+import { enableEngine, useGate } from '../kernels/ort/engine.js'
 import type { DType, FloatArray } from '../kernels/types.js'
 import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
+import type { Gate } from './gate.js'
 import { handleRequest, type RequestTask } from './request.js'
 import * as tasks from './tasks.js'
 
@@ -22,30 +23,37 @@ function answer (result: FloatArray, task: { dtype: DType, reply?: ReplySpec }):
   return move(encodeReplyBytes(result, task.dtype, task.reply))
 }
 
-type WithReply<T> = T & { reply?: ReplySpec }
+/** What the pool adds to every task: the reply to encode here, and the task's stop gate. */
+type FromPool<T> = T & { reply?: ReplySpec, gate?: Gate }
 
-export function matmul (task: WithReply<tasks.MatmulTask>): unknown {
+export function matmul (task: FromPool<tasks.MatmulTask>): unknown {
+  useGate(task.gate ?? null)
   return answer(tasks.matmul(task), task)
 }
 
-export function dot (task: WithReply<tasks.DotTask>): unknown {
+export function dot (task: FromPool<tasks.DotTask>): unknown {
+  useGate(task.gate ?? null)
   return answer(tasks.dot(task), task)
 }
 
-export function linear (task: WithReply<tasks.LinearTask>): unknown {
+export function linear (task: FromPool<tasks.LinearTask>): unknown {
+  useGate(task.gate ?? null)
   return answer(tasks.linear(task), task)
 }
 
-export function conv2d (task: WithReply<tasks.Conv2dTask>): unknown {
+export function conv2d (task: FromPool<tasks.Conv2dTask>): unknown {
+  useGate(task.gate ?? null)
   return answer(tasks.conv2d(task), task)
 }
 
-export function attention (task: WithReply<tasks.AttentionTask>): unknown {
+export function attention (task: FromPool<tasks.AttentionTask>): unknown {
+  useGate(task.gate ?? null)
   return answer(tasks.attention(task), task)
 }
 
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
-export function request (task: RequestTask): unknown {
+export function request (task: FromPool<RequestTask>): unknown {
+  useGate(task.gate ?? null)
   const { outcome, transfer } = handleRequest(task)
   return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return outcome } })
 }

@@ -13,6 +13,7 @@
  *   large request's scratch memory is returned when it ends.
  */
 import { createRequire } from 'node:module'
+import { enterGate, type Gate, leaveGate } from '../../worker/gate.js'
 import type { FloatArray } from '../types.js'
 import { F32_MIN_MACS } from '../wasm/runtime.js'
 import { type Graph, model } from './onnx.js'
@@ -32,7 +33,14 @@ let binding: Binding | null = null
 /** The smallest problem, in multiply-adds, given to the engine; Infinity while it is not enabled. */
 let minMacs = Infinity
 let runs = 0
+/** The stop gate of the task this thread is running (src/worker/gate.ts); null outside the pool. */
+let gate: Gate | null = null
 const sessions = new Map<string, Session>()
+
+/** Sets the stop gate of the task this thread runs next. */
+export function useGate (g: Gate | null): void {
+  gate = g
+}
 
 /**
  * Lets this thread's kernels use the engine (worker threads only) for problems from `fromMacs`
@@ -88,5 +96,15 @@ export function tensor (data: FloatArray, dims: number[]): OrtTensor {
 /** Runs the session; every output is written into the arrays given in `outputs`. */
 export function run (s: Session, inputs: Feed, outputs: Feed): void {
   runs++
-  s.run(inputs, outputs, {})
+  const g = gate
+  if (g === null) {
+    s.run(inputs, outputs, {})
+    return
+  }
+  if (!enterGate(g)) throw new Error('the task is being stopped')
+  try {
+    s.run(inputs, outputs, {})
+  } finally {
+    leaveGate(g)
+  }
 }
