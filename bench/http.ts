@@ -8,6 +8,7 @@
  *
  *   npm run build && npm run bench:http          # 10 s per side and case, about 2 min 10 s in all
  *   BENCH_SECONDS=30 npm run bench:http
+ *   BENCH_CASES=base64 npm run bench:http          # only the cases whose name contains "base64"
  *
  * The peer needs Debian's python3-numpy, libopenblas0-pthread, python3-fastapi, python3-uvicorn,
  * python3-uvloop and python3-httptools (see bench/peer.ts).
@@ -45,13 +46,15 @@ function base64Case (n: number, target: number): Case {
 
 interface Case { name: string, body: string, dtype: 'float64' | 'float32', target: number }
 
+/** BENCH_CASES: comma-separated parts of case names to run (default: all), e.g. `base64` or `4×4,64×64`. */
+const ONLY = (process.env.BENCH_CASES ?? '').split(',').filter(s => s !== '')
 const CASES: Case[] = [
   nestedCase(4, 1.4),
   nestedCase(64, 2),
   nestedCase(256, 2),
   base64Case(512, 1.5),
   base64Case(1024, 1.5)
-]
+].filter(c => ONLY.length === 0 || ONLY.some(s => c.name.includes(s)))
 
 interface Answer { shape: number[], values: ArrayLike<number> }
 
@@ -149,16 +152,18 @@ try {
     rows.push(row(c.name, c.body, o, p, c.target))
     console.error(rows.at(-1))
   }
-  const info = await startService({ LOG_LEVEL: 'info' }, { stdout: 'ignore' })
-  try {
-    const small = CASES[0]
-    await answer('ours, LOG_LEVEL=info', info.base, small)
-    const i = await measure(info.base, small)
-    const w = await measure(ours.base, small)
-    rows.push(row(`${small.name}, ours LOG_LEVEL=info (in the ours columns) vs warn (in the peer columns)`, small.body, i, w))
-  } finally {
-    info.server.kill('SIGTERM')
-    await once(info.server, 'exit')
+  const small = CASES.find(c => c.name.includes('4×4'))
+  if (small !== undefined) {
+    const info = await startService({ LOG_LEVEL: 'info' }, { stdout: 'ignore' })
+    try {
+      await answer('ours, LOG_LEVEL=info', info.base, small)
+      const i = await measure(info.base, small)
+      const w = await measure(ours.base, small)
+      rows.push(row(`${small.name}, ours LOG_LEVEL=info (in the ours columns) vs warn (in the peer columns)`, small.body, i, w))
+    } finally {
+      info.server.kill('SIGTERM')
+      await once(info.server, 'exit')
+    }
   }
 } finally {
   ours.server.kill('SIGTERM')
