@@ -16,7 +16,7 @@ import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
-import { closeGate, newGate } from '../worker/gate.js'
+import { closeGate, type Gate, newGate } from '../worker/gate.js'
 import type { RequestOutcome, RequestTask } from '../worker/request.js'
 import { TASKS, type TaskName } from '../worker/tasks.js'
 
@@ -64,6 +64,8 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   // a worker — not while it waits, nor while a replacement worker starts up.
   let ready = 0
   let running = 0
+  /** The stop gates of the tasks on the workers. */
+  const onWorkers = new Set<Gate>()
   const waiting: Array<{ go: () => void }> = []
   app.metrics.poolState = () => ({ queued: waiting.length, busy: running, workers: ready })
   pool.on('workerCreate', () => { // emitted once a worker can take tasks
@@ -161,6 +163,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     running += slots - 1
     // stopping a task terminates its worker: only once it is out of the native engine (gate.ts)
     const gate = newGate()
+    onWorkers.add(gate)
     const controller = new AbortController()
     const abort = (): void => { closeGate(gate).then(() => controller.abort(), () => controller.abort()) }
     gone.signal.addEventListener('abort', abort, { once: true })
@@ -186,6 +189,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       clearTimeout(timer)
       gone.signal.removeEventListener('abort', abort)
       reply.raw.off('close', onClose)
+      onWorkers.delete(gate)
       for (let i = 0; i < slots; i++) release()
     }
   }
@@ -201,7 +205,9 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   app.decorate('compute', compute)
   app.decorate('computeRequest', computeRequest)
   app.addHook('onClose', async () => {
-    // onClose runs once the requests in flight have been answered: nothing of value is left running
+    // onClose runs once the requests in flight have been answered: nothing of value is left running,
+    // but a cancelled task may still be inside an engine run, and closing terminates its worker
+    await Promise.all(Array.from(onWorkers, closeGate))
     await pool.close({ force: true })
   })
 }

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { attention, attentionInfo } from '../../src/kernels/attention.js'
 import { conv2d, conv2dInfo } from '../../src/kernels/conv2d.js'
 import { matmul, matmulInfo } from '../../src/kernels/matmul.js'
-import { enableEngine, engineRuns } from '../../src/kernels/ort/engine.js'
+import { enableEngine, engineRuns, MAX_SESSIONS, sessionCount } from '../../src/kernels/ort/engine.js'
 import { attentionReference } from '../../src/kernels/reference/attention.js'
 import { conv2dReference } from '../../src/kernels/reference/conv2d.js'
 import { matmulReference } from '../../src/kernels/reference/matmul.js'
@@ -87,4 +87,19 @@ describe('the engine at the sizes the service gives it', () => {
 afterAll(() => {
   // the suites above ran on the engine, not only on the WebAssembly kernels
   expect(engineRuns()).toBeGreaterThan(500)
+})
+
+describe('the engine\'s sessions', () => {
+  it('are kept for at most MAX_SESSIONS graphs: conv2d options a client varies without end do not pile up', () => {
+    const x = values('float32', 2 * 9 * 9, 9) as Float32Array
+    const f = values('float32', 2 * 2 * 2, 10) as Float32Array
+    for (let pad = 0; pad < MAX_SESSIONS + 20; pad++) {
+      const info = conv2dInfo([1, 2, 9, 9], [1, 2, 2, 2], null, { padding: [pad % 40, Math.floor(pad / 40)] }, LIMITS)
+      const got = conv2d(allocate('float32', info.outElements), x, f, null, info)
+      const want = conv2dReference(allocate('float32', info.outElements), x, f, null, info)
+      expectClose(got, want, { rtol: TOL.float32.rtol, atol: TOL.float32.rtol * 16 }, `padding ${pad}`)
+      expect(sessionCount()).toBeLessThanOrEqual(MAX_SESSIONS)
+    }
+    expect(sessionCount()).toBe(MAX_SESSIONS)
+  })
 })

@@ -23,6 +23,7 @@ interface OrtTensor { type: 'float32' | 'float64', data: FloatArray, dims: numbe
 interface Session {
   loadModel: (buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object) => void
   run: (feeds: Feed, fetches: Feed, options: object) => unknown
+  dispose: () => void
 }
 interface Binding {
   binding: { InferenceSession: new () => Session }
@@ -66,11 +67,22 @@ export function engineRuns (): number {
   return runs
 }
 
-/** A session for the graph, built on first use and kept for the thread's life. */
+/**
+ * Sessions kept per thread. Their keys come from requests' options (conv2d's stride, padding,
+ * dilation and groups), so a client could ask for new ones without end: past this many, the one
+ * used longest ago is released.
+ */
+export const MAX_SESSIONS = 64
+
+/** A session for the graph, built on first use and kept while it is among the MAX_SESSIONS used last. */
 export function session (key: string, threads: number, graph: () => Graph): Session {
   const id = `${key}/${threads}`
   let s = sessions.get(id)
-  if (s === undefined) {
+  if (s !== undefined) {
+    // most recently used last (a Map keeps insertion order)
+    sessions.delete(id)
+    sessions.set(id, s)
+  } else {
     if (binding === null) throw new Error('the engine is not enabled in this thread')
     const bytes = model(graph())
     s = new binding.binding.InferenceSession()
@@ -84,8 +96,18 @@ export function session (key: string, threads: number, graph: () => Graph): Sess
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
     })
     sessions.set(id, s)
+    if (sessions.size > MAX_SESSIONS) {
+      const [oldest, old] = sessions.entries().next().value as [string, Session]
+      sessions.delete(oldest)
+      old.dispose()
+    }
   }
   return s
+}
+
+/** How many sessions this thread holds. */
+export function sessionCount (): number {
+  return sessions.size
 }
 
 /** A tensor over `data` (no copy): float32 for a Float32Array, else float64. */
