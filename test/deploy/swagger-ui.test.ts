@@ -109,6 +109,69 @@ describe.skipIf(skip)(title, () => {
   })
 })
 
+describe.skipIf(skip)(`${title}: "Authorize" with an API key`, () => {
+  const KEY = 'k-swagger-0123456789abcdef0123456789abcdef'
+  let app: FastifyInstance
+  let browser: Browser
+  let page: Page
+  let origin = ''
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1, apiKeys: [KEY] })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const address = app.server.address()
+    if (address === null || typeof address === 'string') throw new Error('no TCP address')
+    origin = `http://127.0.0.1:${address.port}`
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-quic']
+    })
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
+    await context.route('**/*', async (route) => {
+      const url = route.request().url()
+      if (url.startsWith(origin + '/') || url.startsWith('data:') || url.startsWith('blob:')) await route.continue()
+      else await route.abort('blockedbyclient')
+    })
+    page = await context.newPage()
+  }, 60_000)
+
+  afterAll(async () => {
+    await browser?.close()
+    await app?.close()
+  })
+
+  /** Executes /v1/dot's example from the page; returns the status Swagger UI shows. */
+  async function executeDot (): Promise<string> {
+    const op = operation(page, '/v1/dot')
+    if (await op.locator('button.execute').count() === 0) {
+      await op.locator('.opblock-summary').first().click()
+      const tryOut = op.locator('button.try-out__btn')
+      await tryOut.waitFor({ timeout: 10_000 })
+      if ((await tryOut.innerText()).trim() !== 'Cancel') await tryOut.click()
+    }
+    await op.locator('button.execute').click()
+    const status = op.locator('.live-responses-table .response .response-col_status').first()
+    await status.waitFor({ timeout: 20_000 })
+    return (await status.innerText()).trim()
+  }
+
+  it('answers 401 before a key is given, and 200 once one is entered under "Authorize"', async () => {
+    await page.goto(`${origin}/docs`, { waitUntil: 'load' })
+    await page.locator('.swagger-ui .opblock').first().waitFor({ timeout: 20_000 })
+    expect(await executeDot()).toMatch(/^401/)
+    await page.locator('.swagger-ui button.btn.authorize').first().click()
+    const dialog = page.locator('.swagger-ui .dialog-ux .modal-ux')
+    await dialog.waitFor({ timeout: 10_000 })
+    // the first scheme's form (bearer or x-api-key, both take the key as it is)
+    const form = dialog.locator('.auth-container').first()
+    await form.locator('input').first().fill(KEY)
+    await form.locator('button.authorize').click()
+    await dialog.locator('button.btn-done').first().click()
+    expect(await executeDot()).toMatch(/^200/)
+  }, 120_000)
+})
+
 /** The operation block of POST `path`. */
 function operation (page: Page, path: string): Locator {
   return page.locator('.swagger-ui .opblock.opblock-post').filter({
