@@ -34,23 +34,8 @@ describe.skipIf(skip)(title, () => {
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
-    origin = `http://127.0.0.1:${address.port}`
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-quic']
-    })
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
-    // nothing leaves the machine: a request for another origin is recorded and refused
-    await context.route('**/*', async (route) => {
-      const url = route.request().url()
-      if (url.startsWith(origin + '/') || url.startsWith('data:') || url.startsWith('blob:')) await route.continue()
-      else await route.abort('blockedbyclient')
-    })
-    page = await context.newPage()
+    origin = await listen(app)
+    ;({ browser, page } = await openPage(origin))
     page.on('request', (req) => requested.push(req.url()))
     page.on('pageerror', (err) => pageErrors.push(err.message))
   }, 60_000)
@@ -118,22 +103,8 @@ describe.skipIf(skip)(`${title}: "Authorize" with an API key`, () => {
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1, apiKeys: [KEY] })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
-    origin = `http://127.0.0.1:${address.port}`
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-quic']
-    })
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
-    await context.route('**/*', async (route) => {
-      const url = route.request().url()
-      if (url.startsWith(origin + '/') || url.startsWith('data:') || url.startsWith('blob:')) await route.continue()
-      else await route.abort('blockedbyclient')
-    })
-    page = await context.newPage()
+    origin = await listen(app)
+    ;({ browser, page } = await openPage(origin))
   }, 60_000)
 
   afterAll(async () => {
@@ -171,6 +142,33 @@ describe.skipIf(skip)(`${title}: "Authorize" with an API key`, () => {
     expect(await executeDot()).toMatch(/^200/)
   }, 120_000)
 })
+
+/** Listens on a free loopback port; returns the origin. */
+async function listen (app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return `http://127.0.0.1:${address.port}`
+}
+
+/**
+ * Debian's Chromium, headless, and a page of it. Nothing leaves the machine: a request for
+ * another origin is refused (and recorded by the caller's listener).
+ */
+async function openPage (origin: string): Promise<{ browser: Browser, page: Page }> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-quic']
+  })
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
+  await context.route('**/*', async (route) => {
+    const url = route.request().url()
+    if (url.startsWith(origin + '/') || url.startsWith('data:') || url.startsWith('blob:')) await route.continue()
+    else await route.abort('blockedbyclient')
+  })
+  return { browser, page: await context.newPage() }
+}
 
 /** The operation block of POST `path`. */
 function operation (page: Page, path: string): Locator {
