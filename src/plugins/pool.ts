@@ -125,7 +125,8 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0 && idle > 0) {
         // both (all) cores on one request, only with workers idle and nobody waiting: the idle
         // workers' slots are held while one worker computes on as many engine threads
-        return { job: { name, task: { ...task, threads: idle + 1 }, transferList }, slots: idle + 1 }
+        ;(task as { threads?: number }).threads = idle + 1
+        return { job: { name, task, transferList }, slots: idle + 1 }
       }
       return { job: { name, task, transferList }, slots: 1 }
     })
@@ -134,7 +135,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   async function computeRequest (task: RequestTask, reply: FastifyReply): Promise<RequestOutcome> {
     const transferList = [task.body.buffer as ArrayBuffer]
     return await onPool(task.op, reply, (idle) => {
-      // a matmul big enough to split comes back prepared only if there are workers to split it over
+      // a matmul big enough for the whole pool comes back prepared only if there are idle workers
       const splitMinFlops = idle > 0 && waiting.length === 0 ? task.splitMinFlops : 0
       return { job: { name: 'request', task: { ...task, splitMinFlops }, transferList }, slots: 1 }
     }) as RequestOutcome
@@ -174,7 +175,8 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     }, config.taskTimeoutMs)
     const started = process.hrtime.bigint()
     try {
-      const result = await pool.run({ ...job.task, gate }, { name: job.name, transferList: job.transferList, signal: controller.signal })
+      ;(job.task as { gate?: Gate }).gate = gate // (the task objects are the request's own)
+      const result = await pool.run(job.task, { name: job.name, transferList: job.transferList, signal: controller.signal })
       app.metrics.computeDuration.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9)
       return result
     } catch (err) {
