@@ -208,8 +208,9 @@ export function attentionInfo (
 
 /**
  * Computes attention into `out` (`info.outShape`) and, when non-null, the softmax weights into
- * `weights` (`info.weightsShape`). Every element of both is written. On the WebAssembly SIMD
- * kernels: per batch, scores = query·keyᵀ (GEMM), scaled, masked and softmaxed row by row in
+ * `weights` (`info.weightsShape`). Every element of both is written. On the native engine where
+ * it is enabled (worker threads) and the problem is not tiny (see onEngine), else on the
+ * WebAssembly SIMD kernels: per batch, scores = query·keyᵀ (GEMM), scaled, masked and softmaxed row by row in
  * place, then output = weights·value (GEMM; a row-by-row sum that skips zero weights when the
  * value block holds a NaN or an infinity). float32 computes in float32 (see computesInF32),
  * float64 in float64.
