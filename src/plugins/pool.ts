@@ -177,6 +177,9 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     try {
       ;(job.task as { gate?: Gate }).gate = gate // (the task objects are the request's own)
       const result = await pool.run(job.task, { name: job.name, transferList: job.transferList, signal: controller.signal })
+      // a deadline or a disconnect that came during an engine run waits for the run's end (gate.ts),
+      // and the result may come back first: the task was stopped all the same
+      if (timedOut || gone.signal.aborted) throw new Error('stopped')
       app.metrics.computeDuration.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9)
       return result
     } catch (err) {

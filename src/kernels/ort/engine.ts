@@ -85,24 +85,33 @@ export function session (key: string, threads: number, graph: () => Graph): Sess
   } else {
     if (binding === null) throw new Error('the engine is not enabled in this thread')
     const bytes = model(graph())
-    s = new binding.binding.InferenceSession()
-    s.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      enableCpuMemArena: false,
-      enableMemPattern: false,
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
+    const { InferenceSession } = binding.binding
+    s = native(() => {
+      const created = new InferenceSession()
+      created.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, sessionOptions(threads))
+      return created
     })
     sessions.set(id, s)
     if (sessions.size > MAX_SESSIONS) {
       const [oldest, old] = sessions.entries().next().value as [string, Session]
       sessions.delete(oldest)
-      old.dispose()
+      native(() => old.dispose())
     }
   }
   return s
+}
+
+/** Session options: `threads` intra-op threads that do not spin, no arena, every graph optimization. */
+function sessionOptions (threads: number): object {
+  return {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    enableCpuMemArena: false,
+    enableMemPattern: false,
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } }
+  }
 }
 
 /** How many sessions this thread holds. */
@@ -118,14 +127,19 @@ export function tensor (data: FloatArray, dims: number[]): OrtTensor {
 /** Runs the session; every output is written into the arrays given in `outputs`. */
 export function run (s: Session, inputs: Feed, outputs: Feed): void {
   runs++
+  native(() => s.run(inputs, outputs, {}))
+}
+
+/**
+ * Calls into the binding inside the task's stop gate (src/worker/gate.ts): the pool does not
+ * terminate this thread until the call has returned, and once it has closed the gate no call starts.
+ */
+function native<T> (call: () => T): T {
   const g = gate
-  if (g === null) {
-    s.run(inputs, outputs, {})
-    return
-  }
+  if (g === null) return call()
   if (!enterGate(g)) throw new Error('the task is being stopped')
   try {
-    s.run(inputs, outputs, {})
+    return call()
   } finally {
     leaveGate(g)
   }
