@@ -4,9 +4,9 @@
  * exception that nothing catches, and the whole process aborts (seen here: a client that goes away
  * mid-request, under load). So a task carries a gate, one Int32 in shared memory:
  *
- * - 0 open: the worker may enter the engine (it sets 1 on the way in, 0 on the way out);
- * - 1 inside: the worker is running a session;
- * - 2 closed: the pool wants to stop the task; the worker enters no more sessions.
+ * - 0 open: the worker may call into the engine (it sets 1 on the way in, 0 on the way out);
+ * - 1 inside: the worker is in a call (a run, or a session's creation or disposal);
+ * - 2 closed: the pool wants to stop the task; the worker makes no more calls.
  *
  * The pool closes the gate (waiting while the worker is inside) and only then terminates the worker.
  */

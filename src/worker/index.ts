@@ -26,29 +26,30 @@ function answer (result: FloatArray, task: { dtype: DType, reply?: ReplySpec }):
 /** What the pool adds to every task: the reply to encode here, and the task's stop gate. */
 type FromPool<T> = T & { reply?: ReplySpec, gate?: Gate }
 
-export function matmul (task: FromPool<tasks.MatmulTask>): unknown {
+/** Runs one operation's task under its stop gate and answers with its result. */
+function compute<T extends { dtype: DType }> (kernel: (task: T) => FloatArray, task: FromPool<T>): unknown {
   useGate(task.gate ?? null)
-  return answer(tasks.matmul(task), task)
+  return answer(kernel(task), task)
+}
+
+export function matmul (task: FromPool<tasks.MatmulTask>): unknown {
+  return compute(tasks.matmul, task)
 }
 
 export function dot (task: FromPool<tasks.DotTask>): unknown {
-  useGate(task.gate ?? null)
-  return answer(tasks.dot(task), task)
+  return compute(tasks.dot, task)
 }
 
 export function linear (task: FromPool<tasks.LinearTask>): unknown {
-  useGate(task.gate ?? null)
-  return answer(tasks.linear(task), task)
+  return compute(tasks.linear, task)
 }
 
 export function conv2d (task: FromPool<tasks.Conv2dTask>): unknown {
-  useGate(task.gate ?? null)
-  return answer(tasks.conv2d(task), task)
+  return compute(tasks.conv2d, task)
 }
 
 export function attention (task: FromPool<tasks.AttentionTask>): unknown {
-  useGate(task.gate ?? null)
-  return answer(tasks.attention(task), task)
+  return compute(tasks.attention, task)
 }
 
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
