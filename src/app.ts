@@ -47,6 +47,7 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
   404: 'Not Found',
+  406: 'Not Acceptable',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
@@ -89,7 +90,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
   })
 
   app.decorate('config', config)
-  app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops })
+  app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops, maxJsonReplyBytes: config.maxJsonReplyBytes })
   app.decorate('accepting', false)
   // (declared, so that every request object has the same shape: set on some requests only, they
   // would give Fastify's request objects several hidden classes)

@@ -21,6 +21,10 @@ export interface Config {
   maxElements: number
   /** Largest work of one request in floating-point operations, 2 x multiply-adds (413). */
   maxFlops: number
+  /** Largest JSON reply in bytes, counted from the result shapes before computing (413; 0: no limit). */
+  maxJsonReplyBytes: number
+  /** Replies of this many bytes or more are compressed when the client accepts it (0: never). */
+  compressMinBytes: number
   /** How long a drain (SIGTERM/SIGINT) may take before the process exits anyway (default: TASK_TIMEOUT_MS's default + 5 s). */
   shutdownGraceMs: number
   /** Shed new work with 503 while the main thread's event-loop delay is above this (0: off). */
@@ -67,6 +71,9 @@ export const SPLIT_MIN_FLOPS = 20_000_000
  */
 export const WORKER_PARSE_MIN_BYTES = 32 * 1024
 
+/** Replies from this size are compressed when the client accepts it: below it, the saving does not pay for the CPU. */
+export const COMPRESS_MIN_BYTES = 1024
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
 export function defaultConfig (): Config {
@@ -81,6 +88,8 @@ export function defaultConfig (): Config {
     bodyLimitBytes: 64 * 1024 * 1024,
     maxElements: 16777216,
     maxFlops: 2e11,
+    maxJsonReplyBytes: 64 * 1024 * 1024,
+    compressMinBytes: COMPRESS_MIN_BYTES,
     shutdownGraceMs: 35000,
     maxEventLoopDelayMs: 0,
     maxRssBytes: 0,
@@ -107,6 +116,8 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'bodyLimitBytes', name: 'BODY_LIMIT_BYTES', min: 1, max: 2 ** 31 - 1, integer: true },
   { key: 'maxElements', name: 'MAX_ELEMENTS', min: 1, max: 2 ** 31 - 1, integer: true },
   { key: 'maxFlops', name: 'MAX_FLOPS', min: 1, max: 1e18, integer: false },
+  { key: 'maxJsonReplyBytes', name: 'MAX_JSON_REPLY_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
+  { key: 'compressMinBytes', name: 'COMPRESS_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'shutdownGraceMs', name: 'SHUTDOWN_GRACE_MS', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'maxEventLoopDelayMs', name: 'MAX_EVENT_LOOP_DELAY_MS', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'maxRssBytes', name: 'MAX_RSS_BYTES', min: 0, max: 2 ** 53 - 1, integer: true },

@@ -8,6 +8,10 @@ export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'TOO_LARGE'
   | 'NOT_FOUND'
+  /** The Accept header allows neither JSON nor safetensors. */
+  | 'NOT_ACCEPTABLE'
+  /** A Content-Encoding the service does not decode. */
+  | 'UNSUPPORTED_ENCODING'
   | 'UNAUTHORIZED'
   | 'RATE_LIMITED'
   | 'OVERLOADED'
@@ -22,6 +26,8 @@ export const STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
   TOO_LARGE: 413,
   NOT_FOUND: 404,
+  NOT_ACCEPTABLE: 406,
+  UNSUPPORTED_ENCODING: 415,
   UNAUTHORIZED: 401,
   RATE_LIMITED: 429,
   OVERLOADED: 503,

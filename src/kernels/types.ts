@@ -1,4 +1,6 @@
 export type DType = 'float32' | 'float64'
+/** The dtypes of the wire; float16 and bfloat16 values are held, and computed, in Float32Array (src/tensor/half.ts). */
+export type WireDType = DType | 'float16' | 'bfloat16'
 export type FloatArray = Float32Array | Float64Array
 
 /** A decoded tensor: row-major (C order) data of the given shape. */
@@ -14,8 +16,10 @@ export interface Limits {
   maxElements: number
   /** Largest work of one request, counted as 2 x multiply-adds. */
   maxFlops: number
+  /** Largest JSON reply, counted from the shapes before computing (0 or absent: no limit). */
+  maxJsonReplyBytes?: number
 }
 
-export function allocate (dtype: DType, length: number): FloatArray {
-  return dtype === 'float32' ? new Float32Array(length) : new Float64Array(length)
+export function allocate (dtype: WireDType, length: number): FloatArray {
+  return dtype === 'float64' ? new Float64Array(length) : new Float32Array(length)
 }

@@ -5,14 +5,16 @@
  * routes (src/routes/v1/operations.ts) and the workers (src/worker/request.ts) both run it.
  */
 import type { TSchema } from 'typebox'
-import type { DType, FloatArray, Limits } from '../kernels/types.js'
-import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../tensor/decode.js'
-import type { Encoding, ReplySpec } from '../tensor/encode.js'
+import { invalidTensor, tooLarge } from '../errors.js'
+import { formatShape } from '../kernels/shape.js'
+import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor, isFileTensor } from '../tensor/decode.js'
+import { type Encoding, replyBytesBound, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
 import type { TaskName } from '../worker/tasks.js'
 
 /** A task ready for a kernel: its payload and the buffers it moves. */
 export interface Prepared {
-  task: object & { dtype: DType, info: { flops: number } }
+  task: object & { dtype: WireDType, info: { flops: number } }
   transfer: ArrayBuffer[]
   /** Shapes of the result tensors, in order, cut from the one buffer the kernel returns. */
   outputs: Array<{ field: string, shape: number[], length: number }>
@@ -30,7 +32,7 @@ export interface OperationSpec<Body = unknown> {
 }
 
 /** The fields every operation's body may carry besides its operands. */
-export interface CommonBody { encoding?: Encoding, dtype?: DType }
+export interface CommonBody { encoding?: Encoding, dtype?: WireDType }
 
 /** An operation with its body type erased: its prepare step only ever sees a body its schema accepted. */
 export interface Operation extends Omit<OperationSpec, 'prepare'> {
@@ -46,9 +48,23 @@ export function bodySchema (spec: Operation): TSchema {
   return { ...spec.body, examples: [spec.example] }
 }
 
-/** How the reply to a prepared body is written: the body's encoding, the prepared outputs. */
-export function replySpecOf (body: CommonBody, prepared: Prepared): ReplySpec {
-  return { encoding: body.encoding ?? 'nested', outputs: prepared.outputs }
+/**
+ * How the reply to a prepared body is written: in the format asked for, the body's encoding, the
+ * prepared outputs. A JSON reply over MAX_JSON_REPLY_BYTES, counted from the shapes with every
+ * number at its longest, is refused with TOO_LARGE before anything is computed.
+ */
+export function replySpecOf (body: CommonBody, prepared: Prepared, format: ReplyFormat, limits: Limits): ReplySpec {
+  const spec: ReplySpec = { format, encoding: body.encoding ?? 'nested', outputs: prepared.outputs }
+  const max = limits.maxJsonReplyBytes
+  if (format === 'json' && max !== undefined && max > 0) {
+    const bytes = replyBytesBound(prepared.task.dtype, spec)
+    if (bytes > max) {
+      const what = spec.outputs.map(o => `${o.field} ${formatShape(o.shape)}`).join(', ')
+      throw tooLarge(`the JSON reply (${what}, ${prepared.task.dtype}, ${spec.encoding}) may take up to ${bytes} bytes, ` +
+        `over MAX_JSON_REPLY_BYTES (${max}): ask for "encoding": "base64", or for a safetensors reply (Accept: application/octet-stream)`)
+    }
+  }
+  return spec
 }
 
 /** Decodes a request's operands against the limits, noting each operand's shape for the log line. */
@@ -58,15 +74,23 @@ export interface Decoder {
   mask: (value: unknown, name: string) => DecodedMask
 }
 
-export function decoderFor (limits: Limits, shapes: Record<string, number[]>): Decoder {
+/** `fromFile`: the body was a binary file, whose tensor fields must be tensors of the file. */
+export function decoderFor (limits: Limits, shapes: Record<string, number[]>, fromFile = false): Decoder {
+  const check = (value: unknown, name: string): void => {
+    if (fromFile && !isFileTensor(value)) {
+      throw invalidTensor(`${name} must be a tensor of the file; __metadata__ carries only the options`)
+    }
+  }
   return {
     limits,
     tensor (value, name) {
+      check(value, name)
       const t = decodeTensor(value, name, limits)
       shapes[name] = t.shape
       return t
     },
     mask (value, name) {
+      check(value, name)
       const m = decodeMask(value, name, limits)
       shapes[name] = m.shape
       return m
@@ -88,7 +112,7 @@ export function buffersOf (...arrays: Array<FloatArray | Uint8Array | null>): Ar
 
 /** The prepare step of an operation on two tensors `a` and `b` (matmul, dot), given its shape check. */
 export function binaryPrepare (check: (aShape: number[], bShape: number[], limits: Limits) => { outShape: number[], outElements: number, flops: number }) {
-  return (body: { a: unknown, b: unknown, dtype?: DType }, decode: Decoder): Prepared => {
+  return (body: { a: unknown, b: unknown, dtype?: WireDType }, decode: Decoder): Prepared => {
     const a = decode.tensor(body.a, 'a')
     const b = decode.tensor(body.b, 'b')
     const info = check(a.shape, b.shape, decode.limits)

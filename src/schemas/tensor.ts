@@ -13,8 +13,8 @@ export const Int32 = (options: Record<string, unknown> = {}) =>
   Type.Integer({ format: 'int32', minimum: -2147483648, maximum: 2147483647, ...options })
 const Dimension = Type.Integer({ format: 'int64', minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
 
-export const DTypeSchema = Type.Enum(['float32', 'float64'], {
-  description: 'Element type. A request-level dtype overrides the promotion rule (float32 only when every tensor operand is float32).'
+export const DTypeSchema = Type.Enum(['float64', 'float32', 'float16', 'bfloat16'], {
+  description: 'Element type. The result takes the operands\' promoted dtype, as PyTorch promotes: float64 over float32 over the 16-bit types, float16 with bfloat16 giving float32; a request-level dtype sets it instead. float16 and bfloat16 are computed in float32 and rounded once at the end.'
 })
 
 export const EncodingSchema = Type.Enum(['nested', 'flat', 'base64'], {

@@ -1,21 +1,24 @@
 /**
  * Decoding of the contract's three tensor wire forms into typed arrays:
  *   nested arrays `[[1,2],[3,4]]` (a bare number is rank 0),
- *   `{shape, data: [flat or nested], dtype}` and `{shape, dtype, data: "<base64>"}`.
+ *   `{shape, data: [flat or nested], dtype}` and `{shape, dtype, data: "<base64>"}`,
+ * and of the tensors a binary body already decoded (src/tensor/safetensors.ts, `FileTensor`).
+ * float16 and bfloat16 values are rounded to their type (ties to even) and held in Float32Array.
  * Every check runs from the shape before anything is allocated, and every message names the
  * operand and the place at fault. Nested arrays are walked once, to the rank cap and no deeper.
  */
 import { Buffer } from 'node:buffer'
 import { type ApiError, invalidTensor } from '../errors.js'
 import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
-import type { DType, FloatArray, Limits } from '../kernels/types.js'
+import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { bitsToFloat32, type HalfDType, roundTo16 } from './half.js'
 
 export const NON_FINITE: Readonly<Record<string, number>> = { NaN, Infinity, '-Infinity': -Infinity }
 
 export interface DecodedTensor {
   shape: number[]
   /** The operand's own dtype: its `dtype` field, else float64. */
-  dtype: DType
+  dtype: WireDType
   data: FloatArray
 }
 
@@ -28,7 +31,31 @@ export interface DecodedMask {
 
 type Leaf = 'number' | 'bool'
 
-const ITEMSIZE: Record<DType, number> = { float32: 4, float64: 8 }
+export const DTYPES: readonly WireDType[] = ['float64', 'float32', 'float16', 'bfloat16']
+export const ITEMSIZE: Record<WireDType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 }
+
+/** The values of a FileTensor, on a symbol: the body's schema sees `{shape, dtype, data: []}` only. */
+export const FILE_VALUES = Symbol('file tensor values')
+
+/**
+ * A tensor read from a binary body, already decoded, standing where a JSON tensor would: it
+ * meets the tensor schemas as the object form with empty data, and the decoder takes its values.
+ * `dtype` is absent for a boolean tensor (a mask).
+ */
+export interface FileTensor {
+  shape: number[]
+  dtype?: WireDType
+  data: never[]
+  [FILE_VALUES]: FloatArray | Uint8Array
+}
+
+export function isFileTensor (v: unknown): v is FileTensor {
+  return typeof v === 'object' && v !== null && FILE_VALUES in v
+}
+
+function isHalf (dtype: WireDType): dtype is HalfDType {
+  return dtype === 'float16' || dtype === 'bfloat16'
+}
 const TENSOR_KEYS = new Set(['shape', 'data', 'dtype'])
 
 function isPlainObject (v: unknown): v is Record<string, unknown> {
@@ -133,7 +160,7 @@ function checkShapeField (shape: unknown, name: string): number[] {
   return shape as number[]
 }
 
-function decodeBase64 (s: string, count: number, dtype: DType, name: string): FloatArray {
+function decodeBase64 (s: string, count: number, dtype: WireDType, name: string): FloatArray {
   const bytes = count * ITEMSIZE[dtype]
   const malformed = (): ApiError =>
     invalidTensor(`${name}.data is not valid base64: standard alphabet (A-Z a-z 0-9 + /), '=' padding, no whitespace`)
@@ -148,20 +175,21 @@ function decodeBase64 (s: string, count: number, dtype: DType, name: string): Fl
   // URL-safe '-' and '_' (looked for). With '=' padding, the bits past the last byte must be zero
   // (the last quantum must be the standard encoding of its bytes). (A regular expression over a
   // string of megabytes costs ten times more; so did decoding and encoding again.)
-  const out = dtype === 'float32' ? new Float32Array(count) : new Float64Array(count)
+  const out = dtype === 'float64' ? new Float64Array(count) : isHalf(dtype) ? new Uint16Array(count) : new Float32Array(count)
   const view = Buffer.from(out.buffer, out.byteOffset, bytes)
   if (view.write(s, 'base64') !== bytes || s.includes('-') || s.includes('_')) throw malformed()
   if (padding > 0 && view.toString('base64', bytes - 3 + padding) !== s.slice(-4)) throw malformed()
-  return out
+  return out instanceof Uint16Array ? bitsToFloat32(out, dtype as HalfDType) : out
 }
 
-function allocLeaves (leaf: Leaf, dtype: DType, n: number): FloatArray | Uint8Array {
+/** (16-bit values are read as float64, then rounded once: decodeAny) */
+function allocLeaves (leaf: Leaf, dtype: WireDType, n: number): FloatArray | Uint8Array {
   if (leaf === 'bool') return new Uint8Array(n)
   return dtype === 'float32' ? new Float32Array(n) : new Float64Array(n)
 }
 
 /** Decodes nested arrays, checking rank and element count before allocating. */
-function decodeNested (v: unknown, name: string, dtype: DType, leaf: Leaf, limits: Limits): { shape: number[], data: FloatArray | Uint8Array } {
+function decodeNested (v: unknown, name: string, dtype: WireDType, leaf: Leaf, limits: Limits): { shape: number[], data: FloatArray | Uint8Array } {
   const shape = nestedShape(v, name)
   const n = elementCount(shape, name, limits)
   const data = allocLeaves(leaf, dtype, n)
@@ -184,7 +212,14 @@ function checkEmptyNested (v: unknown, shape: number[], name: string): void {
   walk(v, 0, name)
 }
 
-function decodeAny (v: unknown, name: string, leaf: Leaf, limits: Limits): { shape: number[], dtype: DType, data: FloatArray | Uint8Array } {
+function decodeAny (v: unknown, name: string, leaf: Leaf, limits: Limits): { shape: number[], dtype: WireDType, data: FloatArray | Uint8Array } {
+  const t = decodeForm(v, name, leaf, limits)
+  // numbers of a 16-bit tensor, read as float64, rounded to its type once
+  if (isHalf(t.dtype) && t.data instanceof Float64Array) t.data = roundTo16(t.data, t.dtype)
+  return t
+}
+
+function decodeForm (v: unknown, name: string, leaf: Leaf, limits: Limits): { shape: number[], dtype: WireDType, data: FloatArray | Uint8Array } {
   if (!isPlainObject(v)) {
     if (Array.isArray(v) || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') {
       if (typeof v === 'string' && !Object.hasOwn(NON_FINITE, v)) {
@@ -197,11 +232,11 @@ function decodeAny (v: unknown, name: string, leaf: Leaf, limits: Limits): { sha
   for (const key of Object.keys(v)) {
     if (!TENSOR_KEYS.has(key)) throw invalidTensor(`${name} has an unknown key ${JSON.stringify(key)}; a tensor object has only shape, data and dtype`)
   }
-  let dtype: DType = 'float64'
+  let dtype: WireDType = 'float64'
   if (v.dtype !== undefined) {
-    if (v.dtype !== 'float32' && v.dtype !== 'float64') throw invalidTensor(`${name}.dtype must be "float32" or "float64"; got ${describe(v.dtype)}`)
+    if (!DTYPES.includes(v.dtype as WireDType)) throw invalidTensor(`${name}.dtype must be one of ${DTYPES.map(d => `"${d}"`).join(', ')}; got ${describe(v.dtype)}`)
     if (leaf === 'bool') throw invalidTensor(`${name}.dtype does not apply to a boolean mask`)
-    dtype = v.dtype
+    dtype = v.dtype as WireDType
   }
   if (!('data' in v)) throw invalidTensor(`${name} has no data`)
   const data = v.data
@@ -250,14 +285,25 @@ function decodeAny (v: unknown, name: string, leaf: Leaf, limits: Limits): { sha
   return { shape, dtype, data: nested.data }
 }
 
-/** Decodes a numeric tensor operand (float32 or float64 by its own dtype). */
+/** Decodes a numeric tensor operand (of its own dtype, float64 by default). */
 export function decodeTensor (v: unknown, name: string, limits: Limits): DecodedTensor {
+  if (isFileTensor(v)) {
+    if (v.dtype === undefined) throw invalidTensor(`${name} is BOOL; only an attention mask may be boolean`)
+    elementCount(v.shape, name, limits)
+    return { shape: v.shape, dtype: v.dtype, data: v[FILE_VALUES] as FloatArray }
+  }
   const t = decodeAny(v, name, 'number', limits)
   return t as DecodedTensor
 }
 
 /** Decodes an attention mask: booleans (true = may attend) or numbers added to the scores. */
 export function decodeMask (v: unknown, name: string, limits: Limits): DecodedMask {
+  if (isFileTensor(v)) {
+    elementCount(v.shape, name, limits)
+    const values = v[FILE_VALUES]
+    if (v.dtype === undefined) return { shape: v.shape, kind: 'bool', data: values as Uint8Array }
+    return { shape: v.shape, kind: 'additive', data: values instanceof Float64Array ? values : Float64Array.from(values) }
+  }
   const leaf: Leaf = firstLeafIsBoolean(v) ? 'bool' : 'number'
   const t = decodeAny(v, name, leaf, limits)
   if (leaf === 'bool') return { shape: t.shape, kind: 'bool', data: t.data as Uint8Array }
@@ -271,14 +317,31 @@ function firstLeafIsBoolean (v: unknown): boolean {
   return typeof cur === 'boolean'
 }
 
-/** The operand converted to the computation's dtype (a no-op when it already is). */
-export function castTo (data: FloatArray, dtype: DType): FloatArray {
-  if (dtype === 'float32') return data instanceof Float32Array ? data : Float32Array.from(data)
-  return data instanceof Float64Array ? data : Float64Array.from(data)
+/**
+ * The operand converted to the result's dtype (a no-op when it already is): float64 or float32,
+ * or for float16 and bfloat16 a Float32Array of values rounded to the type (computed in float32).
+ */
+export function castTo (data: FloatArray, dtype: WireDType): FloatArray {
+  if (dtype === 'float64') return data instanceof Float64Array ? data : Float64Array.from(data)
+  if (isHalf(dtype)) return roundTo16(data, dtype, data instanceof Float32Array ? data : undefined)
+  return data instanceof Float32Array ? data : Float32Array.from(data)
 }
 
-/** The computation's dtype: the request's `dtype` if given, float32 when every operand is float32, else float64. */
-export function computeDtype (operands: ReadonlyArray<{ dtype: DType }>, requested: DType | undefined): DType {
+/**
+ * The result's dtype, promoted as PyTorch promotes: the request's `dtype` if given, else float64
+ * over float32 over the 16-bit types, float16 with bfloat16 giving float32.
+ */
+export function computeDtype (operands: ReadonlyArray<{ dtype: WireDType }>, requested: WireDType | undefined): WireDType {
   if (requested !== undefined) return requested
-  return operands.length > 0 && operands.every(t => t.dtype === 'float32') ? 'float32' : 'float64'
+  if (operands.length === 0) return 'float64'
+  let f16 = false
+  let bf16 = false
+  let f32 = false
+  for (const t of operands) {
+    if (t.dtype === 'float64') return 'float64'
+    if (t.dtype === 'float32') f32 = true
+    else if (t.dtype === 'float16') f16 = true
+    else bf16 = true
+  }
+  return f32 || (f16 && bf16) ? 'float32' : f16 ? 'float16' : 'bfloat16'
 }

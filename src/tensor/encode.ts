@@ -2,12 +2,15 @@
  * Encoding of result tensors as JSON text in the contract's object form
  * `{"shape":[...],"dtype":"...","data":...}`, with data nested (default), flat or base64.
  * NaN and ±Infinity are written as the strings "NaN", "Infinity", "-Infinity", never null.
- * float64 prints in JavaScript's shortest round-trip form; float32 in the shortest decimal that
- * reads back to the same float32 (as NumPy prints float32).
+ * float64 prints in JavaScript's shortest round-trip form; float32, float16 and bfloat16 in the
+ * shortest decimal that reads back to the same value of their type (as NumPy prints them).
+ * A reply in safetensors is written by src/tensor/safetensors.ts.
  */
 import { Buffer } from 'node:buffer'
-import type { DType, FloatArray } from '../kernels/types.js'
+import type { FloatArray, WireDType } from '../kernels/types.js'
 import { begin, end } from '../kernels/wasm/runtime.js'
+import { format16, type HalfDType, roundTo16, textTable, toBits16Array } from './half.js'
+import { encodeSafetensors } from './safetensors.js'
 
 /** Most bytes the WebAssembly printer writes for one float64 and its comma ("-0.0000012345678901234567,"). */
 const F64_TEXT_BYTES = 26
@@ -106,9 +109,26 @@ function rowTextsF64 (data: Float64Array, inner: number): string[] {
 const WASM_MIN_VALUES = 256
 
 /** The JSON text of each row of `inner` values (inner >= 1), values separated by commas. */
-function rowTexts (data: FloatArray, dtype: DType, inner: number): string[] {
+/** The printer of one value of the dtype. */
+function formatterOf (dtype: WireDType): (x: number) => string {
+  if (dtype === 'float32') return formatFloat32
+  if (dtype === 'float64') return formatFloat64
+  if (dtype === 'bfloat16') {
+    // the values are bfloat16 already: their bits are the float32's top half
+    const table = textTable(dtype)
+    const f = new Float32Array(1)
+    const u = new Uint32Array(f.buffer)
+    return x => {
+      f[0] = x
+      return table[u[0] >>> 16]
+    }
+  }
+  return x => format16(x, dtype)
+}
+
+function rowTexts (data: FloatArray, dtype: WireDType, inner: number): string[] {
   if (dtype === 'float64' && inner <= WASM_CHUNK && data.length >= WASM_MIN_VALUES) return rowTextsF64(data as Float64Array, inner)
-  const fmt = dtype === 'float32' ? formatFloat32 : formatFloat64
+  const fmt = formatterOf(dtype)
   const rows = data.length / inner
   const texts = new Array<string>(rows)
   const row = new Array<string>(inner)
@@ -120,10 +140,10 @@ function rowTexts (data: FloatArray, dtype: DType, inner: number): string[] {
   return texts
 }
 
-function appendNested (parts: string[], data: FloatArray, shape: readonly number[], dtype: DType): void {
+function appendNested (parts: string[], data: FloatArray, shape: readonly number[], dtype: WireDType): void {
   const rank = shape.length
   if (rank === 0) {
-    parts.push(dtype === 'float32' ? formatFloat32(data[0]) : formatFloat64(data[0]))
+    parts.push(formatterOf(dtype)(data[0]))
     return
   }
   const inner = shape[rank - 1]
@@ -166,10 +186,11 @@ function emptyNested (shape: readonly number[]): string {
 }
 
 /** JSON text of one result tensor in the object form. */
-export function encodeTensor (shape: readonly number[], dtype: DType, data: FloatArray, encoding: Encoding = 'nested'): string {
+export function encodeTensor (shape: readonly number[], dtype: WireDType, data: FloatArray, encoding: Encoding = 'nested'): string {
   const head = `{"shape":[${shape.join(',')}],"dtype":"${dtype}","data":`
   if (encoding === 'base64') {
-    return head + '"' + Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') + '"}'
+    const bytes = dtype === 'float16' || dtype === 'bfloat16' ? toBits16Array(data, dtype) : data
+    return head + '"' + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') + '"}'
   }
   const parts: string[] = [head]
   if (encoding === 'flat') {
@@ -183,21 +204,64 @@ export function encodeTensor (shape: readonly number[], dtype: DType, data: Floa
   return parts.join('')
 }
 
+/** The reply's body formats: JSON, or a safetensors file. */
+export type ReplyFormat = 'json' | 'safetensors'
+
 /** Where each result tensor sits in the one buffer an operation returns, and how to write them. */
 export interface ReplySpec {
+  format: ReplyFormat
   encoding: Encoding
   outputs: Array<{ field: string, shape: number[], length: number }>
 }
 
+/**
+ * The most bytes one number (and its comma) takes as JSON text, by dtype: the bound from which a
+ * JSON reply's size is known from its shapes before computing ("-2.2250738585072014e-308",
+ * "-1.17549435e-38", "-6.104e-05", "-1.175e-38").
+ */
+const TEXT_BYTES: Record<WireDType, number> = { float64: 25, float32: 16, float16: 11, bfloat16: 11 }
+const BASE64_BYTES: Record<WireDType, number> = { float64: 32 / 3, float32: 16 / 3, float16: 8 / 3, bfloat16: 8 / 3 }
+
+/** The most bytes a reply of this spec takes, from the shapes alone (headers and brackets included). */
+export function replyBytesBound (dtype: WireDType, spec: ReplySpec): number {
+  let total = 0
+  for (const o of spec.outputs) {
+    total += 64 + 2 * o.shape.length // field name, shape, dtype, quotes
+    for (const d of o.shape) total += String(d).length + 1
+    if (spec.format === 'safetensors') total += o.length * (dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : 2)
+    else if (spec.encoding === 'base64') total += Math.ceil(o.length * BASE64_BYTES[dtype]) + 4
+    // brackets: at most one pair per row of the last dimension, and their commas
+    else total += o.length * TEXT_BYTES[dtype] + 3 * Math.ceil(o.length / Math.max(1, o.shape[o.shape.length - 1] ?? 1)) + 2 * o.shape.length
+  }
+  return total
+}
+
 const utf8 = new TextEncoder()
 
-/** The reply's JSON as UTF-8 bytes, in a buffer of their own: a worker moves them back to the main thread. */
-export function encodeReplyBytes (buffer: FloatArray, dtype: DType, spec: ReplySpec): Uint8Array {
+/**
+ * The reply's body, in a buffer of its own (a worker moves it back to the main thread): JSON as
+ * UTF-8 bytes, or a safetensors file.
+ */
+export function encodeReplyBytes (buffer: FloatArray, dtype: WireDType, spec: ReplySpec): Uint8Array {
+  if (spec.format === 'safetensors') return encodeSafetensors(roundResult(buffer, dtype), dtype, spec.outputs)
   return utf8.encode(encodeReply(buffer, dtype, spec))
 }
 
+/** The reply's body on the main thread: JSON text, or a safetensors file. */
+export function encodeReplyBody (buffer: FloatArray, dtype: WireDType, spec: ReplySpec): string | Uint8Array {
+  if (spec.format === 'safetensors') return encodeSafetensors(roundResult(buffer, dtype), dtype, spec.outputs)
+  return encodeReply(buffer, dtype, spec)
+}
+
+/** A 16-bit result, computed in float32, rounded once to its type (in place). */
+function roundResult (buffer: FloatArray, dtype: WireDType): FloatArray {
+  if (dtype === 'float16' || dtype === 'bfloat16') roundTo16(buffer, dtype as HalfDType, buffer as Float32Array)
+  return buffer
+}
+
 /** The JSON text of a reply `{"result": ..., ...}`, its tensors cut in order from one buffer. */
-export function encodeReply (buffer: FloatArray, dtype: DType, spec: ReplySpec): string {
+export function encodeReply (buffer: FloatArray, dtype: WireDType, spec: ReplySpec): string {
+  roundResult(buffer, dtype)
   let offset = 0
   const fields = spec.outputs.map(o => {
     const data = buffer.subarray(offset, offset + o.length)

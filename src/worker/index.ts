@@ -5,7 +5,7 @@
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { enableEngine, useGate } from '../kernels/ort/engine.js'
-import type { DType, FloatArray } from '../kernels/types.js'
+import type { FloatArray, WireDType } from '../kernels/types.js'
 import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import type { Gate } from './gate.js'
 import { handleRequest, type RequestTask } from './request.js'
@@ -18,7 +18,7 @@ enableEngine()
  * With a reply spec, the reply's JSON as UTF-8 bytes, encoded here (off the main thread) and
  * moved back in a buffer of their own; else the result itself, moved.
  */
-function answer (result: FloatArray, task: { dtype: DType, reply?: ReplySpec }): unknown {
+function answer (result: FloatArray, task: { dtype: WireDType, reply?: ReplySpec }): unknown {
   if (task.reply === undefined) return move(result)
   return move(encodeReplyBytes(result, task.dtype, task.reply))
 }
@@ -27,7 +27,7 @@ function answer (result: FloatArray, task: { dtype: DType, reply?: ReplySpec }):
 type FromPool<T> = T & { reply?: ReplySpec, gate?: Gate }
 
 /** Runs one operation's task under its stop gate and answers with its result. */
-function compute<T extends { dtype: DType }> (kernel: (task: T) => FloatArray, task: FromPool<T>): unknown {
+function compute<T extends { dtype: WireDType }> (kernel: (task: T) => FloatArray, task: FromPool<T>): unknown {
   useGate(task.gate ?? null)
   return answer(kernel(task), task)
 }

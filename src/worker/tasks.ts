@@ -9,15 +9,15 @@ import { conv2d as conv2dKernel, type Conv2dInfo } from '../kernels/conv2d.js'
 import { dot as dotKernel, type DotInfo } from '../kernels/dot.js'
 import { linear as linearKernel, type LinearInfo } from '../kernels/linear.js'
 import { matmul as matmulKernel, type MatmulInfo } from '../kernels/matmul.js'
-import { allocate, type DType, type FloatArray } from '../kernels/types.js'
+import { allocate, type FloatArray, type WireDType } from '../kernels/types.js'
 
 /** `threads`: the native engine's threads for this matmul, when the pool gave it more than one worker's share. */
-export interface MatmulTask { dtype: DType, a: FloatArray, b: FloatArray, info: MatmulInfo, threads?: number }
-export interface DotTask { dtype: DType, a: FloatArray, b: FloatArray, info: DotInfo }
-export interface LinearTask { dtype: DType, input: FloatArray, weights: FloatArray, bias: FloatArray | null, info: LinearInfo }
-export interface Conv2dTask { dtype: DType, input: FloatArray, kernel: FloatArray, bias: FloatArray | null, info: Conv2dInfo }
+export interface MatmulTask { dtype: WireDType, a: FloatArray, b: FloatArray, info: MatmulInfo, threads?: number }
+export interface DotTask { dtype: WireDType, a: FloatArray, b: FloatArray, info: DotInfo }
+export interface LinearTask { dtype: WireDType, input: FloatArray, weights: FloatArray, bias: FloatArray | null, info: LinearInfo }
+export interface Conv2dTask { dtype: WireDType, input: FloatArray, kernel: FloatArray, bias: FloatArray | null, info: Conv2dInfo }
 export interface AttentionTask {
-  dtype: DType
+  dtype: WireDType
   query: FloatArray
   key: FloatArray
   value: FloatArray

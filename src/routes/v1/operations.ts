@@ -2,6 +2,10 @@
  * The operation routes, one per entry of src/operations: schema (body, a 200 reply and the error
  * replies, all in the OpenAPI document), then decode -> shape checks -> one pool call -> encode.
  *
+ * Two body formats, each a decoder into the value the body schema validates: JSON
+ * (application/json) and safetensors files (application/octet-stream, src/tensor/safetensors.ts).
+ * The reply's format follows Accept (406 when it allows neither); errors are always JSON.
+ *
  * Bodies of WORKER_PARSE_MIN_BYTES or more whose bulk is numbers are not parsed on the main
  * thread: the route hands the raw bytes to a worker, which parses, validates (same schema, same
  * Ajv options), decodes, computes and encodes (src/worker/request.ts). Parsing the numbers of big
@@ -21,12 +25,57 @@ import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
 import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { formatSchemaErrors } from '../../schemas/validation.js'
-import { encodeReply, type ReplySpec } from '../../tensor/encode.js'
+import { encodeReplyBody, type ReplyFormat, type ReplySpec } from '../../tensor/encode.js'
 import { parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
+import { decodeSafetensorsBody, isFileBody } from '../../tensor/safetensors.js'
+import type { BodyFormat } from '../../worker/request.js'
 
-/** A JSON body left unparsed on the main thread, for a worker to parse. */
-export class RawJson {
-  constructor (readonly bytes: Uint8Array) {}
+/** A body left unparsed on the main thread, for a worker to parse: JSON, or a safetensors file. */
+export class RawBody {
+  constructor (readonly bytes: Uint8Array, readonly format: BodyFormat) {}
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The reply's format, negotiated from Accept when the request arrives. */
+    replyFormat?: ReplyFormat
+  }
+}
+
+export const JSON_TYPE = 'application/json'
+export const BINARY_TYPE = 'application/octet-stream'
+
+/** The quality an Accept header gives a media type (its most specific range); 1 without Accept. */
+function quality (accept: string, type: string): number {
+  let best = -1
+  let q = 0
+  for (const range of accept.split(',')) {
+    const [media, ...params] = range.split(';')
+    const m = media.trim().toLowerCase()
+    const specificity = m === type ? 2 : m === type.slice(0, type.indexOf('/')) + '/*' ? 1 : m === '*/*' ? 0 : -1
+    if (specificity <= best) continue
+    best = specificity
+    q = 1
+    for (const p of params) {
+      const [k, v] = p.split('=')
+      if (k.trim().toLowerCase() === 'q') q = Number(v) >= 0 && Number(v) <= 1 ? Number(v) : 0
+    }
+  }
+  return best < 0 ? 0 : q
+}
+
+/**
+ * The reply's format: what Accept prefers, the request's own format on a tie (as with no Accept,
+ * or *\/*), null when it allows neither (406).
+ */
+export function replyFormatOf (accept: string | undefined, binaryRequest: boolean): ReplyFormat | null {
+  const own: ReplyFormat = binaryRequest ? 'safetensors' : 'json'
+  if (accept === undefined || accept === '*/*' || accept === '') return own
+  if (accept === JSON_TYPE) return 'json'
+  const json = quality(accept, JSON_TYPE)
+  const binary = quality(accept, BINARY_TYPE)
+  if (json === 0 && binary === 0) return null
+  return json === binary ? own : json > binary ? 'json' : 'safetensors'
 }
 
 const errorReplies = {
@@ -71,13 +120,14 @@ function validationError (errors: Parameters<typeof formatSchemaErrors>[0]): Fas
 export default async function operationRoutes (app: FastifyInstance): Promise<void> {
   const { config } = app
   // (encapsulated: this parser and this validator compiler apply to the operation routes only)
+  app.decorateRequest('replyFormat', undefined)
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const bytes = body as Buffer
     const large = config.workerParseMinBytes > 0 && bytes.length >= config.workerParseMinBytes
     if ((large || bytes.length >= SCAN_MIN_BYTES) && mostlyNumbers(bytes)) {
       if (large) {
-        done(null, new RawJson(ownBytes(bytes)))
+        done(null, new RawBody(ownBytes(bytes), 'json'))
         return
       }
       // the rows of numbers converted in WebAssembly: the value (and the failures) of Fastify's parser
@@ -97,7 +147,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   app.setValidatorCompiler(({ schema }) => {
     const validate = compileBodyValidator(schema as Parameters<typeof compileBodyValidator>[0])
     const check = (data: unknown): boolean => {
-      if (data instanceof RawJson) return true
+      if (data instanceof RawBody) return true
       const ok = validate(data)
       check.errors = validate.errors as FastifySchemaValidationError[] | null | undefined
       return ok
@@ -106,17 +156,33 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
     return check
   })
 
-  /** Computes a prepared task on the pool (or inline) and gives the reply's JSON. */
+  // safetensors files: decoded here (a copy of each tensor's bytes), or from WORKER_PARSE_MIN_BYTES in a worker
+  app.addContentTypeParser(BINARY_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer
+    if (config.workerParseMinBytes > 0 && bytes.length >= config.workerParseMinBytes) {
+      done(null, new RawBody(ownBytes(bytes), 'safetensors'))
+      return
+    }
+    let value: unknown
+    try {
+      value = decodeSafetensorsBody(bytes, app.limits)
+    } catch (err) {
+      done(err as FastifyError, undefined)
+      return
+    }
+    done(null, value)
+  })
+
+  /** Computes a prepared task on the pool (or inline) and gives the reply's body. */
   async function computePrepared (spec: Operation, prepared: Prepared, replySpec: ReplySpec, reply: FastifyReply): Promise<Buffer | string> {
-    // a worker answers with the reply's JSON bytes (the encoding shares the pool's cores); inline
+    // a worker answers with the reply's bytes (the encoding shares the pool's cores); inline
     // and split computations give the result buffer, encoded here
     // (the reply spec is added to the task in place: spreading the task into a new object took 0.7 µs)
     const task: Prepared['task'] & { reply?: ReplySpec } = prepared.task
     task.reply = replySpec
     const result = await app.compute(spec.name, task, prepared.transfer, reply)
-    return result instanceof Uint8Array
-      ? Buffer.from(result.buffer, result.byteOffset, result.byteLength)
-      : encodeReply(result as FloatArray, prepared.task.dtype, replySpec)
+    const body = result instanceof Uint8Array ? result : encodeReplyBody(result as FloatArray, prepared.task.dtype, replySpec)
+    return typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
   }
 
   const beforeBody: onRequestHookHandler[] = []
@@ -146,23 +212,33 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
         if (app.poolFull()) {
           app.metrics.shed.inc({ reason: 'queue' })
           done(overloaded(config))
-        } else {
-          done()
+          return
         }
+        const type = request.headers['content-type']
+        const format = replyFormatOf(request.headers.accept, type !== undefined && type.startsWith(BINARY_TYPE))
+        if (format === null) {
+          done(new ApiError('NOT_ACCEPTABLE', `Accept ${JSON.stringify(String(request.headers.accept).slice(0, 100))} allows neither ${JSON_TYPE} nor ${BINARY_TYPE} (safetensors)`))
+          return
+        }
+        request.replyFormat = format
+        done()
       }]
     }, async (request, reply) => {
-      reply.type('application/json; charset=utf-8')
-      if (request.body instanceof RawJson) {
+      const format = request.replyFormat ?? 'json'
+      reply.type(format === 'json' ? 'application/json; charset=utf-8' : BINARY_TYPE)
+      if (request.body instanceof RawBody) {
         const outcome = await app.computeRequest({
           op: spec.name,
           body: request.body.bytes,
+          format: request.body.format,
+          reply: format,
           limits: app.limits,
           splitMinFlops: config.splitMinFlops
         }, reply)
         switch (outcome.kind) {
           case 'reply':
             request.shapes = outcome.shapes
-            return Buffer.from(outcome.json.buffer, outcome.json.byteOffset, outcome.json.byteLength)
+            return Buffer.from(outcome.bytes.buffer, outcome.bytes.byteOffset, outcome.bytes.byteLength)
           case 'prepared':
             request.shapes = outcome.shapes
             return await computePrepared(spec, outcome.prepared, outcome.reply, reply)
@@ -178,8 +254,8 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       const body = request.body as CommonBody
       const shapes: Record<string, number[]> = {}
       request.shapes = shapes
-      const prepared = spec.prepare(body, decoderFor(app.limits, shapes))
-      return await computePrepared(spec, prepared, replySpecOf(body, prepared), reply)
+      const prepared = spec.prepare(body, decoderFor(app.limits, shapes, isFileBody(body)))
+      return await computePrepared(spec, prepared, replySpecOf(body, prepared, format, app.limits), reply)
     })
   }
 }

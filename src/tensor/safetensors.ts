@@ -1,0 +1,253 @@
+/**
+ * The safetensors format (https://github.com/huggingface/safetensors), the binary body of every
+ * operation: an 8-byte little-endian header length N, N bytes of a JSON header
+ * `{"__metadata__": {string: string}, "<name>": {"dtype", "shape", "data_offsets": [begin, end]}}`,
+ * then the tensors' little-endian bytes, which the offsets (relative to the end of the header)
+ * must cover exactly.
+ *
+ * Reading gives the body the JSON form would give, for the same schema to validate: each tensor
+ * becomes a FileTensor in its field (`operands.0`, `operands.1` … fill the array `operands`),
+ * each `__metadata__` entry a field, read as JSON when it parses as JSON, else as the string.
+ * Writing lays a reply out as the safetensors library does: the header compact, padded with
+ * spaces to a multiple of 8 bytes, the tensors in order of their names.
+ */
+import { Buffer } from 'node:buffer'
+import sjson from 'secure-json-parse'
+import { invalidTensor } from '../errors.js'
+import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
+import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { FILE_VALUES, type FileTensor } from './decode.js'
+import { bitsToFloat32, toBits16Array } from './half.js'
+
+/** The longest header the format allows (the library refuses longer ones). */
+export const MAX_HEADER_BYTES = 100_000_000
+
+const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
+
+/** The format's dtype names, and the bool a mask may be. */
+const FILE_DTYPES: Record<string, WireDType | 'bool'> = { F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16', BOOL: 'bool' }
+const FILE_NAMES: Record<WireDType, string> = { float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16' }
+const ITEMSIZE: Record<WireDType | 'bool', number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2, bool: 1 }
+
+/** Marks a body read from a file: its tensor fields must be tensors of the file (src/operations/spec.ts). */
+export const FROM_FILE = Symbol('body read from a safetensors file')
+
+export function isFileBody (body: unknown): boolean {
+  return typeof body === 'object' && body !== null && FROM_FILE in body
+}
+
+interface Entry { name: string, dtype: WireDType | 'bool', shape: number[], begin: number, end: number }
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function isIndex (v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+const show = (v: unknown): string => {
+  const s = JSON.stringify(v) ?? String(v)
+  return s.length > 40 ? s.slice(0, 40) + '…' : s
+}
+
+/** The header's entries and metadata, every rule of the format checked; throws INVALID_TENSOR or TOO_LARGE. */
+export function readHeader (bytes: Uint8Array, limits: Limits): { entries: Entry[], metadata: Record<string, string>, dataStart: number } {
+  if (bytes.length < 8) {
+    throw invalidTensor(`the body is ${bytes.length} bytes; a safetensors file starts with an 8-byte little-endian header length`)
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const n = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32
+  if (n > MAX_HEADER_BYTES) throw invalidTensor(`the safetensors header length ${n} is over the format's limit of ${MAX_HEADER_BYTES} bytes`)
+  if (8 + n > bytes.length) {
+    throw invalidTensor(`the safetensors header length ${n} runs past the end of the body (${bytes.length} bytes: at most ${bytes.length - 8})`)
+  }
+  let header: unknown
+  try {
+    const text = utf8.decode(bytes.subarray(8, 8 + n))
+    if (!text.startsWith('{')) throw new Error('not an object')
+    header = sjson.parse(text, PARSE_OPTIONS)
+  } catch {
+    throw invalidTensor('the safetensors header is not a JSON object (UTF-8, starting with "{")')
+  }
+  if (!isObject(header)) throw invalidTensor('the safetensors header is not a JSON object (UTF-8, starting with "{")')
+  const dataStart = 8 + n
+  const dataBytes = bytes.length - dataStart
+  let metadata: Record<string, string> = {}
+  const entries: Entry[] = []
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      if (!isObject(info) || !Object.values(info).every(v => typeof v === 'string')) {
+        throw invalidTensor('the safetensors __metadata__ must map strings to strings')
+      }
+      metadata = info as Record<string, string>
+      continue
+    }
+    entries.push(readEntry(name, info, limits))
+  }
+  // the data offsets must cover the data exactly: in order, no hole, no overlap, nothing after
+  const sorted = entries.slice().sort((x, y) => x.begin - y.begin || x.end - y.end)
+  let at = 0
+  for (const e of sorted) {
+    if (e.begin !== at) {
+      throw invalidTensor(e.begin < at
+        ? `the data of tensor ${show(e.name)} [${e.begin},${e.end}] overlaps the tensor before it (which ends at ${at})`
+        : `the data offsets leave a hole: no tensor covers bytes [${at},${e.begin}) (before tensor ${show(e.name)})`)
+    }
+    at = e.end
+  }
+  if (at !== dataBytes) {
+    throw invalidTensor(at > dataBytes
+      ? `the data offsets reach byte ${at}, past the end of the data (${dataBytes} bytes after the header)`
+      : `the body has ${dataBytes - at} bytes after the last tensor's data (the offsets must cover the data exactly)`)
+  }
+  return { entries, metadata, dataStart }
+}
+
+function readEntry (name: string, info: unknown, limits: Limits): Entry {
+  const what = `tensor ${show(name)}`
+  if (!isObject(info)) throw invalidTensor(`${what} in the safetensors header is not an object {dtype, shape, data_offsets}`)
+  for (const key of Object.keys(info)) {
+    if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') {
+      throw invalidTensor(`${what} has an unknown key ${show(key)}; an entry has dtype, shape and data_offsets`)
+    }
+  }
+  const { dtype: fileDtype, shape, data_offsets: offsets } = info
+  if (fileDtype === undefined || shape === undefined || offsets === undefined) {
+    throw invalidTensor(`${what} lacks ${fileDtype === undefined ? 'dtype' : shape === undefined ? 'shape' : 'data_offsets'}; an entry has dtype, shape and data_offsets`)
+  }
+  if (typeof fileDtype !== 'string' || !Object.hasOwn(FILE_DTYPES, fileDtype)) {
+    throw invalidTensor(`${what} has dtype ${show(fileDtype)}; accepted: F64, F32, F16, BF16 (and BOOL for a mask)`)
+  }
+  if (!Array.isArray(shape) || !shape.every(isIndex)) throw invalidTensor(`${what} has shape ${show(shape)}; a shape is an array of integers >= 0`)
+  if (shape.length > MAX_RANK) throw invalidTensor(`${what} has shape ${formatShape(shape)} of rank ${shape.length}, over the maximum rank ${MAX_RANK}`)
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex) || offsets[0] > offsets[1]) {
+    throw invalidTensor(`${what} has data_offsets ${show(offsets)}; expected [begin, end] with 0 <= begin <= end`)
+  }
+  const dtype = FILE_DTYPES[fileDtype]
+  const count = elementCount(shape, what, limits)
+  const [begin, end] = offsets as number[]
+  if (end - begin !== count * ITEMSIZE[dtype]) {
+    throw invalidTensor(`${what} holds ${end - begin} bytes, but ${count} elements of ${fileDtype} need ${count * ITEMSIZE[dtype]}`)
+  }
+  return { name, dtype, shape: shape as number[], begin, end }
+}
+
+/** A tensor's values in an array of their own (aligned, so that it can move to a worker). */
+function valuesOf (bytes: Uint8Array, e: Entry, dataStart: number): FloatArray | Uint8Array {
+  const src = bytes.subarray(dataStart + e.begin, dataStart + e.end)
+  const count = (e.end - e.begin) / ITEMSIZE[e.dtype]
+  switch (e.dtype) {
+    case 'bool': {
+      const out = new Uint8Array(count)
+      for (let i = 0; i < count; i++) out[i] = src[i] === 0 ? 0 : 1
+      return out
+    }
+    case 'float16':
+    case 'bfloat16': {
+      const bits = new Uint16Array(count)
+      new Uint8Array(bits.buffer).set(src)
+      return bitsToFloat32(bits, e.dtype)
+    }
+    default: {
+      const out = e.dtype === 'float64' ? new Float64Array(count) : new Float32Array(count)
+      new Uint8Array(out.buffer).set(src)
+      return out
+    }
+  }
+}
+
+/** A metadata value: its JSON value when it parses as JSON, else the string itself. */
+function metadataValue (s: string): unknown {
+  try {
+    return sjson.parse(s, PARSE_OPTIONS)
+  } catch {
+    return s
+  }
+}
+
+const ARRAY_ITEM = /^([^.]+)\.(0|[1-9][0-9]{0,5})$/
+
+/**
+ * The request body a safetensors file stands for (to be validated by the operation's schema):
+ * its tensors as FileTensors in their fields, its metadata as the other fields.
+ */
+export function decodeSafetensorsBody (bytes: Uint8Array, limits: Limits): Record<string, unknown> {
+  const { entries, metadata, dataStart } = readHeader(bytes, limits)
+  const body: Record<string, unknown> = {}
+  const arrays = new Map<string, unknown[]>()
+  for (const e of entries) {
+    const tensor: FileTensor = { shape: e.shape, data: [], [FILE_VALUES]: valuesOf(bytes, e, dataStart) }
+    if (e.dtype !== 'bool') tensor.dtype = e.dtype
+    const item = ARRAY_ITEM.exec(e.name)
+    if (item !== null) {
+      const index = Number(item[2])
+      if (index >= entries.length) throw gap(item[1], index)
+      let list = arrays.get(item[1])
+      if (list === undefined) arrays.set(item[1], list = [])
+      list[index] = tensor
+    } else {
+      setField(body, e.name, tensor)
+    }
+  }
+  for (const [field, list] of arrays) {
+    if (list.includes(undefined) || Object.keys(list).length !== list.length) throw gap(field, list.length - 1)
+    if (Object.hasOwn(body, field)) throw invalidTensor(`the file has both a tensor ${show(field)} and tensors ${show(`${field}.0`)}…`)
+    setField(body, field, list)
+  }
+  for (const [key, value] of Object.entries(metadata)) {
+    if (Object.hasOwn(body, key)) {
+      throw invalidTensor(`__metadata__ entry ${show(key)} names a tensor of the file; tensor fields are tensors of the file, never __metadata__ entries`)
+    }
+    setField(body, key, metadataValue(value))
+  }
+  Object.defineProperty(body, FROM_FILE, { value: true })
+  return body
+}
+
+function gap (field: string, index: number): Error {
+  return invalidTensor(`the file has tensor ${show(`${field}.${index}`)}, but the items of ${show(field)} must be numbered ${field}.0, ${field}.1, … without gaps`)
+}
+
+function setField (body: Record<string, unknown>, key: string, value: unknown): void {
+  // (the header's parser refuses __proto__ keys; a field of that name is never set, whatever the input)
+  Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
+/**
+ * A safetensors file of the result tensors cut in order from one buffer, laid out as the
+ * safetensors library writes them: names in order (all of one dtype), header padded with spaces.
+ */
+export function encodeSafetensors (buffer: FloatArray, dtype: WireDType, outputs: ReadonlyArray<{ field: string, shape: number[], length: number }>): Uint8Array {
+  const itemsize = ITEMSIZE[dtype]
+  let offset = 0
+  const placed = outputs.map(o => {
+    const p = { ...o, from: offset }
+    offset += o.length
+    return p
+  }).sort((x, y) => x.field < y.field ? -1 : x.field > y.field ? 1 : 0)
+  let end = 0
+  const header: Record<string, unknown> = {}
+  for (const o of placed) {
+    const begin = end
+    end += o.length * itemsize
+    header[o.field] = { dtype: FILE_NAMES[dtype], shape: o.shape, data_offsets: [begin, end] }
+  }
+  let text = JSON.stringify(header)
+  text += ' '.repeat((8 - (Buffer.byteLength(text) % 8)) % 8)
+  const headerBytes = Buffer.from(text, 'utf8')
+  const out = new Uint8Array(8 + headerBytes.length + end)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, headerBytes.length, true)
+  out.set(headerBytes, 8)
+  let at = 8 + headerBytes.length
+  for (const o of placed) {
+    const data = buffer.subarray(o.from, o.from + o.length)
+    const src = itemsize === 2 ? toBits16Array(data, dtype as 'float16' | 'bfloat16') : data
+    out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), at)
+    at += src.byteLength
+  }
+  return out
+}
