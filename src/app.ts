@@ -13,6 +13,7 @@ import { type Config, defaultConfig } from './config.js'
 import { isApiError } from './errors.js'
 import type { Limits } from './kernels/types.js'
 import authPlugin from './plugins/auth.js'
+import compressPlugin from './plugins/compress.js'
 import headersPlugin from './plugins/headers.js'
 import metricsPlugin from './plugins/metrics.js'
 import poolPlugin from './plugins/pool.js'
@@ -151,7 +152,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
       let message = err.message
       if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
         const type = String(request.headers['content-type'] ?? 'none').slice(0, 100)
-        message = `unsupported content-type ${JSON.stringify(type)}: send the body as application/json`
+        message = `unsupported content-type ${JSON.stringify(type)}: send the body as application/json, or a safetensors file as application/octet-stream`
       }
       request.errorCode = err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST')
       return reply.code(status).send({
@@ -182,6 +183,8 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
 
   // security headers (the content security policy covers /docs too) and CORS when configured
   await app.register(headersPlugin)
+  // Content-Encoding of request bodies and of replies
+  await app.register(compressPlugin)
   await app.register(swagger, { openapi: openapiInfo })
   await app.register(swaggerUi, {
     routePrefix: '/docs',

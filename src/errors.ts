@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'NOT_ACCEPTABLE'
   /** A Content-Encoding the service does not decode. */
   | 'UNSUPPORTED_ENCODING'
+  /** A compressed body that does not decompress. */
+  | 'INVALID_ENCODING'
   | 'UNAUTHORIZED'
   | 'RATE_LIMITED'
   | 'OVERLOADED'
@@ -28,6 +30,7 @@ export const STATUS: Record<ErrorCode, number> = {
   NOT_FOUND: 404,
   NOT_ACCEPTABLE: 406,
   UNSUPPORTED_ENCODING: 415,
+  INVALID_ENCODING: 400,
   UNAUTHORIZED: 401,
   RATE_LIMITED: 429,
   OVERLOADED: 503,

@@ -500,9 +500,13 @@ describe('404 NOT_FOUND and 415 FST_ERR_CTP_INVALID_MEDIA_TYPE', () => {
   it('a body without a content-type, and other non-JSON types', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/dot', payload: '{"a":[1],"b":[2]}' })
     expectError(res, 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-    for (const type of ['multipart/form-data; boundary=x', 'application/octet-stream', 'application/xml']) {
+    for (const type of ['multipart/form-data; boundary=x', 'application/xml']) {
       expectError(await post(app, '/v1/dot', '{"a":[1],"b":[2]}', { 'content-type': type }), 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
     }
+    // application/octet-stream is a safetensors file: JSON text is not one
+    const json = await post(app, '/v1/dot', '{"a":[1],"b":[2]}', { 'content-type': 'application/octet-stream' })
+    expectError(json, 400, 'INVALID_TENSOR')
+    expect(json.json().message).toMatch(/safetensors header length \d+ is over/)
   })
 
   it('application/json with a charset is JSON', async () => {

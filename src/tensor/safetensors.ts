@@ -59,8 +59,9 @@ export function readHeader (bytes: Uint8Array, limits: Limits): { entries: Entry
     throw invalidTensor(`the body is ${bytes.length} bytes; a safetensors file starts with an 8-byte little-endian header length`)
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const n = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32
-  if (n > MAX_HEADER_BYTES) throw invalidTensor(`the safetensors header length ${n} is over the format's limit of ${MAX_HEADER_BYTES} bytes`)
+  const length = view.getBigUint64(0, true)
+  if (length > BigInt(MAX_HEADER_BYTES)) throw invalidTensor(`the safetensors header length ${length} is over the format's limit of ${MAX_HEADER_BYTES} bytes`)
+  const n = Number(length)
   if (8 + n > bytes.length) {
     throw invalidTensor(`the safetensors header length ${n} runs past the end of the body (${bytes.length} bytes: at most ${bytes.length - 8})`)
   }
