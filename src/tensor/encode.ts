@@ -9,7 +9,7 @@
 import { Buffer } from 'node:buffer'
 import type { FloatArray, WireDType } from '../kernels/types.js'
 import { begin, end } from '../kernels/wasm/runtime.js'
-import { format16, type HalfDType, roundTo16, textTable, toBits16Array } from './half.js'
+import { format16, type HalfDType, roundTo16, textOf, toBits16Array } from './half.js'
 import { encodeSafetensors } from './safetensors.js'
 
 /** Most bytes the WebAssembly printer writes for one float64 and its comma ("-0.0000012345678901234567,"). */
@@ -115,12 +115,11 @@ function formatterOf (dtype: WireDType): (x: number) => string {
   if (dtype === 'float64') return formatFloat64
   if (dtype === 'bfloat16') {
     // the values are bfloat16 already: their bits are the float32's top half
-    const table = textTable(dtype)
     const f = new Float32Array(1)
     const u = new Uint32Array(f.buffer)
     return x => {
       f[0] = x
-      return table[u[0] >>> 16]
+      return textOf(u[0] >>> 16, dtype)
     }
   }
   return x => format16(x, dtype)

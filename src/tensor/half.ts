@@ -131,34 +131,58 @@ export function roundTo16 (data: ArrayLike<number>, dtype: HalfDType, out: Float
   return out
 }
 
-const texts: Partial<Record<HalfDType, string[]>> = {}
+const texts: Record<HalfDType, string[]> = { float16: new Array<string>(65536), bfloat16: new Array<string>(65536) }
 
-/** The shortest decimal that reads back (rounded to the type) to the same 16-bit value. */
+/** |x| = m·2^e exactly (m, e integers), for a finite non-zero 16-bit value. */
+function dyadic (x: number): [bigint, number] {
+  let e = 0
+  let m = Math.abs(x)
+  while (!Number.isInteger(m)) {
+    m *= 2
+    e--
+  }
+  return [BigInt(m), e]
+}
+
+const pow = (b: bigint, n: number): bigint => b ** BigInt(Math.max(0, n))
+
+/**
+ * The shortest decimal that reads back (rounded to the type) to the same 16-bit value, and of
+ * those the nearest to it (an exact tie: the even last digit, as NumPy prints). For each number of
+ * digits p the two p-digit decimals around the value are the only candidates: the values that
+ * read back to it form an interval around it. Exact, in integers.
+ */
 function shortest (h: number, dtype: HalfDType): string {
   const x = fromBits16(h, dtype)
   if (x !== x) return '"NaN"' // eslint-disable-line no-self-compare
   if (x === Infinity) return '"Infinity"'
   if (x === -Infinity) return '"-Infinity"'
   if (x === 0) return '0'
-  for (let p = 1; p < 9; p++) {
-    const s = Number(x.toPrecision(p))
-    if (toBits16(s, dtype) === h) return String(s)
+  const [m, e] = dyadic(x)
+  const exp10 = Number(x.toExponential().split('e')[1])
+  const sign = x < 0 ? '-' : ''
+  for (let p = 1; p <= 9; p++) {
+    const k = exp10 - (p - 1)
+    // c = floor(|x| / 10^k), and |x| against (c + 1/2)·10^k, all scaled to integers
+    const c = (m * pow(2n, e) * pow(10n, -k)) / (pow(2n, -e) * pow(10n, k))
+    const twice = 2n * m * pow(2n, e) * pow(10n, -k)
+    const half = (2n * c + 1n) * pow(10n, k) * pow(2n, -e)
+    const order = twice < half || (twice === half && c % 2n === 0n) ? [c, c + 1n] : [c + 1n, c]
+    for (const d of order) {
+      const y = Number(`${sign}${d}e${k}`)
+      if (toBits16(y, dtype) === h) return String(y)
+    }
   }
   return String(x)
 }
 
-/** The JSON text of each 16-bit value, by its bits (built on first use: 65,536 short strings). */
-export function textTable (dtype: HalfDType): string[] {
-  let t = texts[dtype]
-  if (t === undefined) {
-    t = new Array<string>(65536)
-    for (let h = 0; h < 65536; h++) t[h] = shortest(h, dtype)
-    texts[dtype] = t
-  }
-  return t
+/** The JSON text of each 16-bit value, by its bits (each worked out on first use). */
+export function textOf (h: number, dtype: HalfDType): string {
+  const t = texts[dtype]
+  return t[h] ?? (t[h] = shortest(h, dtype))
 }
 
 /** The JSON text of a value of the 16-bit type (already rounded to it). */
 export function format16 (x: number, dtype: HalfDType): string {
-  return textTable(dtype)[toBits16(x, dtype)]
+  return textOf(toBits16(x, dtype), dtype)
 }
