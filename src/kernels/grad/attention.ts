@@ -25,7 +25,7 @@ export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<Atte
   const gOffsets = consecutiveOffsets(B, Lq * Ev)
   const dValue = outs['grads.value']
   if (dValue !== undefined && wrt.includes('value')) {
-    accumulateProducts(dValue, vOffsets, transposeBlocks(P, 0, B, Lq, Lk), pOffsets, g, gOffsets, B, Lk, Lq, Ev)
+    accumulateProducts(dValue, vOffsets, transposeBlocks(P, 0, B, Lq, Lk), pOffsets, g, gOffsets, B, Lk, Lq, Ev, true)
   }
   const dQuery = outs['grads.query']
   const dKey = outs['grads.key']
@@ -47,6 +47,6 @@ export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<Atte
       dS[o + j] = p === 0 ? 0 : scale * p * (dS[o + j] - dot)
     }
   }
-  if (wantQ) accumulateProducts(dQuery, qOffsets, dS, pOffsets, key, kOffsets, B, Lq, Lk, E)
+  if (wantQ) accumulateProducts(dQuery, qOffsets, dS, pOffsets, key, kOffsets, B, Lq, Lk, E, true)
   if (wantK) accumulateProducts(dKey, kOffsets, transposeBlocks(dS, 0, B, Lq, Lk), pOffsets, query, qOffsets, B, Lk, Lq, E)
 }

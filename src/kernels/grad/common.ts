@@ -5,7 +5,7 @@
  * several batches (autograd sums over broadcast dimensions).
  */
 import { gemm } from '../matmul.js'
-import { engineMatmul, useEngine } from '../ort/kernels.js'
+import { allFinite, engineMatmul, useEngine } from '../ort/kernels.js'
 import { allocate, type FloatArray } from '../types.js'
 
 const like = (x: FloatArray, n: number): FloatArray => allocate(x instanceof Float32Array ? 'float32' : 'float64', n)
@@ -60,15 +60,23 @@ export function addInto (dst: FloatArray, dOff: number, src: FloatArray, sOff: n
  * Per batch t: out[outOffsets[t] ..] += the [m,n] product of a block (aOffsets[t]) and b block
  * (bOffsets[t]). Blocks of out used by several batches receive the sum. When out's blocks are
  * the batches in order (nothing broadcast on that side) and a's and b's are too, one batched
- * product; else a product per batch into a scratch block, then added.
+ * product; else a product per batch into a scratch block, then added. `skipZeros`: zeros of a
+ * times non-finite values of b add nothing (else NaN, as IEEE and PyTorch have it).
  */
 export function accumulateProducts (
   out: FloatArray, outOffsets: ArrayLike<number>,
   a: FloatArray, aOffsets: ArrayLike<number>,
   b: FloatArray, bOffsets: ArrayLike<number>,
-  batches: number, m: number, k: number, n: number
+  batches: number, m: number, k: number, n: number,
+  skipZeros = false
 ): void {
   if (batches === 0 || m === 0 || n === 0 || k === 0) return
+  if (skipZeros && !allFinite(b)) {
+    // with skipZeros, a zero coefficient of a takes no part, so a NaN or an infinity it would
+    // multiply does not leak (a masked key's row in attention); a GEMM would make it 0·∞ = NaN
+    for (let t = 0; t < batches; t++) sparseProduct(out, outOffsets[t], a, aOffsets[t], b, bOffsets[t], m, k, n)
+    return
+  }
   if (inOrder(outOffsets, batches, m * n) && inOrder(aOffsets, batches, m * k) && inOrder(bOffsets, batches, k * n)) {
     bmm(out, outOffsets[0], a, aOffsets[0], b, bOffsets[0], batches, m, k, n)
     return
@@ -77,6 +85,19 @@ export function accumulateProducts (
   for (let t = 0; t < batches; t++) {
     gemm(scratch, 0, a, aOffsets[t], b, bOffsets[t], m, k, n)
     addInto(out, outOffsets[t], scratch, 0, m * n)
+  }
+}
+
+/** out[oOff ..] += a·b for one block, skipping the zero entries of a. */
+function sparseProduct (out: FloatArray, oOff: number, a: FloatArray, aOff: number, b: FloatArray, bOff: number, m: number, k: number, n: number): void {
+  for (let i = 0; i < m; i++) {
+    const o = oOff + i * n
+    for (let p = 0; p < k; p++) {
+      const x = a[aOff + i * k + p]
+      if (x === 0) continue
+      const r = bOff + p * n
+      for (let j = 0; j < n; j++) out[o + j] += x * b[r + j]
+    }
   }
 }
 
