@@ -296,3 +296,25 @@ describe('a JSON reply over MAX_JSON_REPLY_BYTES', () => {
     }
   })
 })
+
+describe('backward routes in safetensors', () => {
+  it('gradOutput is a tensor of the file, wrt and returnResult are metadata; gradients come back as grads.<name>', async () => {
+    const a = f32([2, 3], [1, 2, 3, 4, 5, 6])
+    const b = f32([3, 2], [1, 0, -1, 2, 0.5, 1])
+    const g = f32([2, 2], [1, -1, 0.5, 2])
+    const json = { a: { shape: [2, 3], dtype: 'float32', data: [1, 2, 3, 4, 5, 6] }, b: { shape: [3, 2], dtype: 'float32', data: [1, 0, -1, 2, 0.5, 1] }, gradOutput: { shape: [2, 2], dtype: 'float32', data: [1, -1, 0.5, 2] }, returnResult: true, encoding: 'flat' }
+    const byJson = (await onMain.inject({ method: 'POST', url: '/v1/matmul/backward', payload: json })).json()
+    const res = await both('matmul/backward', writeFile({ a, b, gradOutput: g }, { returnResult: 'true' }))
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(200)
+    const { tensors } = checkFile(res.rawPayload)
+    expect(Object.keys(tensors)).toEqual(['grads.a', 'grads.b', 'result'])
+    expect(tensors['grads.a']).toEqual({ dtype: 'F32', shape: [2, 3], values: byJson.grads.a.data })
+    expect(tensors['grads.b']).toEqual({ dtype: 'F32', shape: [3, 2], values: byJson.grads.b.data })
+    expect(tensors.result.values).toEqual(byJson.result.data)
+    const onlyB = checkFile((await both('matmul/backward', writeFile({ a, b, gradOutput: g }, { wrt: '["b"]' }))).rawPayload)
+    expect(Object.keys(onlyB.tensors)).toEqual(['grads.b'])
+    // gradOutput from the metadata is refused like any tensor field
+    const body = expectError(await both('matmul/backward', writeFile({ a, b }, { gradOutput: '[[1,1],[1,1]]' })), 400, 'INVALID_TENSOR')
+    expect(body.message).toBe('gradOutput must be a tensor of the file; __metadata__ carries only the options')
+  })
+})

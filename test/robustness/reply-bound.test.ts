@@ -61,9 +61,9 @@ describe('a reply too big for JSON text', () => {
     resetPeak()
     const before = rss()
     let healthy = 0
-    let polling = true
+    const state = { polling: true }
     const poll = (async () => {
-      while (polling) {
+      while (state.polling) {
         const res = await fetch(base + '/health')
         expect(res.status).toBe(200)
         await res.text()
@@ -86,7 +86,7 @@ describe('a reply too big for JSON text', () => {
     const bare = await post({ a: Array.from({ length: 4096 }, (_, i) => [i / 7]), b: [Array.from({ length: 4096 }, (_, i) => i / 3)] })
     expect(bare.status).toBe(413)
     await bare.text()
-    polling = false
+    state.polling = false
     await poll
     const after = rss()
     console.log(`RSS before ${(before.now / MB).toFixed(0)} MB, peak during the refused nested requests ${(after.peak / MB).toFixed(0)} MB`)
