@@ -20,7 +20,7 @@ import poolPlugin from './plugins/pool.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import serviceRoutes from './routes/service.js'
 import operationRoutes from './routes/v1/operations.js'
-import { openapiInfo } from './openapi.js'
+import { openapiInfo, withBinaryBodies } from './openapi.js'
 import { AJV_OPTIONS } from './schemas/ajv.js'
 import { formatSchemaErrors } from './schemas/validation.js'
 
@@ -185,7 +185,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
   await app.register(headersPlugin)
   // Content-Encoding of request bodies and of replies
   await app.register(compressPlugin)
-  await app.register(swagger, { openapi: openapiInfo })
+  await app.register(swagger, { openapi: openapiInfo, transformObject: (doc) => withBinaryBodies('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject) })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false }

@@ -61,6 +61,36 @@ export const WWW_AUTHENTICATE_HEADER = {
   'WWW-Authenticate': { type: 'string', maxLength: 200, pattern: '^Bearer ', description: 'The scheme to authenticate with: Bearer' }
 }
 
+/** A safetensors file, as the request or the 200 reply of an operation. */
+const SAFETENSORS_FILE = {
+  type: 'string',
+  format: 'binary',
+  maxLength: 2147483647,
+  description: 'A safetensors file (https://github.com/huggingface/safetensors): an 8-byte little-endian header length, ' +
+    'a JSON header {"__metadata__": {...}, "<name>": {"dtype", "shape", "data_offsets"}}, then the tensors\' little-endian bytes. ' +
+    'Request: the tensor fields are the file\'s tensors by name (einsum operands as operands.0, operands.1, …), dtypes F64, F32, F16, BF16 ' +
+    '(BOOL for an attention mask); every other field is a __metadata__ entry, read as JSON when it parses as JSON, else as the ' +
+    'string. Reply (Accept: application/octet-stream, or a file request without Accept): the JSON reply\'s tensors by field ' +
+    'name (result, weights, grads.<name>).'
+}
+
+/**
+ * The document with the binary form of every operation: safetensors files as the request body
+ * (application/octet-stream) and as the 200 reply, beside JSON (the routes' schemas describe the
+ * JSON form, which a file meets once decoded).
+ */
+export function withBinaryBodies<T> (doc: T): T {
+  const paths = (doc as { paths?: Record<string, Record<string, any>> }).paths ?? {}
+  for (const methods of Object.values(paths)) {
+    const op = methods.post
+    if (op === undefined || !(op.tags as string[] | undefined)?.includes('operations')) continue
+    if (op.requestBody?.content !== undefined) op.requestBody.content['application/octet-stream'] = { schema: SAFETENSORS_FILE }
+    const ok = op.responses?.['200']
+    if (ok?.content !== undefined) ok.content['application/octet-stream'] = { schema: SAFETENSORS_FILE }
+  }
+  return doc
+}
+
 /** The committed form of the document: stable two-space JSON with a final newline. */
 export function openapiText (doc: unknown): string {
   return JSON.stringify(doc, null, 2) + '\n'

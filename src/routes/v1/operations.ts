@@ -79,10 +79,11 @@ export function replyFormatOf (accept: string | undefined, binaryRequest: boolea
 }
 
 const errorReplies = {
-  400: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT)' },
+  400: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING)' },
   401: { ...ErrorSchema, headers: { ...WWW_AUTHENTICATE_HEADER, ...REPLY_HEADERS }, description: 'No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE' },
-  413: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing' },
-  415: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The body is not application/json' },
+  406: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE)' },
+  413: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing' },
+  415: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING)' },
   429: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header' },
   500: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Internal error: the message carries only the request id' },
   503: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header' },
