@@ -3,6 +3,7 @@
  * (bench/peer/app.py, uvicorn with 2 workers), both on 127.0.0.1, measured in the same run with the same client:
  * autocannon, 8 connections, BENCH_SECONDS per side and case, ours then the peer for each case.
  * Each side's answer to each case is checked once first (status 200, and the two results agree numerically).
+ * The safetensors cases post a file (application/octet-stream) and are answered with one.
  * A last row measures ours at 4×4 with LOG_LEVEL=info (the service's default; its log goes to /dev/null)
  * against LOG_LEVEL=warn (what the other rows use).
  *
@@ -37,14 +38,39 @@ function base64f32 (n: number, seed: number): object {
   return { shape: [n, n], dtype: 'float32', data: Buffer.from(data.buffer).toString('base64') }
 }
 function nestedCase (n: number, target: number): Case {
-  return { name: `matmul ${n}×${n} nested`, body: JSON.stringify({ a: nested(n, 1), b: nested(n, 2) }), dtype: 'float64', target }
+  return { name: `matmul ${n}×${n} nested`, body: JSON.stringify({ a: nested(n, 1), b: nested(n, 2) }), dtype: 'float64', target, form: 'json' }
 }
 function base64Case (n: number, target: number): Case {
   const body = JSON.stringify({ a: base64f32(n, 1), b: base64f32(n, 2), encoding: 'base64' })
-  return { name: `matmul ${n}×${n} base64 float32`, body, dtype: 'float32', target }
+  return { name: `matmul ${n}×${n} base64 float32`, body, dtype: 'float32', target, form: 'json' }
+}
+/** A safetensors file of float32 tensors a and b, as safetensors.numpy.save lays it out. */
+function safetensorsFile (tensors: Record<string, { shape: number[], data: Float32Array }>): Buffer {
+  const header: Record<string, object> = {}
+  let at = 0
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [at, at + t.data.byteLength] }
+    at += t.data.byteLength
+  }
+  let text = JSON.stringify(header)
+  text += ' '.repeat((8 - (text.length % 8)) % 8)
+  const length = Buffer.alloc(8)
+  length.writeBigUInt64LE(BigInt(text.length))
+  return Buffer.concat([length, Buffer.from(text), ...Object.values(tensors).map(t => Buffer.from(t.data.buffer))])
+}
+function safetensorsCase (n: number, target: number): Case {
+  const body = safetensorsFile({ a: { shape: [n, n], data: Float32Array.from(values(n * n, 1)) }, b: { shape: [n, n], data: Float32Array.from(values(n * n, 2)) } })
+  return { name: `matmul ${n}×${n} safetensors float32`, body, dtype: 'float32', target, form: 'safetensors' }
 }
 
-interface Case { name: string, body: string, dtype: 'float64' | 'float32', target: number }
+interface Case { name: string, body: string | Buffer, dtype: 'float64' | 'float32', target: number, form: 'json' | 'safetensors' }
+
+/** The request headers of a case: a file is posted as application/octet-stream and answered with one. */
+function headersOf (c: Case): Record<string, string> {
+  return c.form === 'safetensors'
+    ? { 'content-type': 'application/octet-stream', accept: 'application/octet-stream' }
+    : { 'content-type': 'application/json' }
+}
 
 /** BENCH_CASES: comma-separated parts of case names to run (default: all), e.g. `base64` or `4×4,64×64`. */
 const ONLY = (process.env.BENCH_CASES ?? '').split(',').filter(s => s !== '')
@@ -53,7 +79,9 @@ const CASES: Case[] = [
   nestedCase(64, 2),
   nestedCase(256, 2),
   base64Case(512, 1.5),
-  base64Case(1024, 1.5)
+  safetensorsCase(512, 1.5),
+  base64Case(1024, 1.5),
+  safetensorsCase(1024, 1.5)
 ].filter(c => ONLY.length === 0 || ONLY.some(s => c.name.includes(s)))
 
 interface Answer { shape: number[], values: ArrayLike<number> }
@@ -66,7 +94,15 @@ function flatten (x: unknown, out: number[]): number[] {
 
 /** POSTs the case once; throws unless the answer is 200 with a result of the case's dtype. */
 async function answer (side: string, base: string, c: Case): Promise<Answer> {
-  const res = await fetch(`${base}/v1/matmul`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: c.body })
+  const res = await fetch(`${base}/v1/matmul`, { method: 'POST', headers: headersOf(c), body: c.body })
+  if (c.form === 'safetensors' && res.status === 200) {
+    const file = Buffer.from(await res.arrayBuffer())
+    const n = Number(file.readBigUInt64LE(0))
+    const { result } = JSON.parse(file.subarray(8, 8 + n).toString()) as { result: { dtype: string, shape: number[], data_offsets: [number, number] } }
+    if (result.dtype !== 'F32') throw new Error(`${c.name}, ${side}: dtype ${result.dtype}, expected F32`)
+    const data = file.subarray(8 + n + result.data_offsets[0], 8 + n + result.data_offsets[1])
+    return { shape: result.shape, values: new Float32Array(Uint8Array.from(data).buffer) }
+  }
   const text = await res.text()
   if (res.status !== 200) throw new Error(`${c.name}, ${side}: status ${res.status}: ${text.slice(0, 300)}`)
   const { result } = JSON.parse(text) as { result: { shape: number[], dtype: string, data: unknown } }
@@ -103,13 +139,13 @@ interface Run { rps: number, p50: number, p99: number, problems: string }
 
 async function measure (base: string, c: Case): Promise<Run> {
   const post = async (): Promise<void> => {
-    await fetch(`${base}/v1/matmul`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: c.body }).then(r => r.arrayBuffer())
+    await fetch(`${base}/v1/matmul`, { method: 'POST', headers: headersOf(c), body: c.body }).then(r => r.arrayBuffer())
   }
   for (const start = Date.now(); Date.now() - start < WARMUP_MS;) await post()
   const r = await autocannon({
     url: `${base}/v1/matmul`,
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: headersOf(c),
     body: c.body,
     connections: CONNECTIONS,
     duration: SECONDS,
@@ -126,7 +162,7 @@ async function measure (base: string, c: Case): Promise<Run> {
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, problems }
 }
 
-function row (name: string, body: string, ours: Run, peer: Run, target?: number): string {
+function row (name: string, body: string | Buffer, ours: Run, peer: Run, target?: number): string {
   const ratio = peer.rps > 0 ? ours.rps / peer.rps : Infinity
   const verdict = target === undefined ? '—' : ratio >= target ? 'met' : 'missed'
   const problems = [ours.problems !== '' ? `ours: ${ours.problems}` : '', peer.problems !== '' ? `peer: ${peer.problems}` : '']
@@ -144,11 +180,13 @@ const versions = spawnSync(PYTHON, ['-c',
 const ours = await startService()
 const peer = await startPeer()
 const rows: string[] = []
+const ourRates = new Map<string, number>()
 try {
   for (const c of CASES) agree(c, await answer('ours', ours.base, c), await answer('peer', peer.base, c))
   for (const c of CASES) {
     const o = await measure(ours.base, c)
     const p = await measure(peer.base, c)
+    ourRates.set(c.name, o.rps)
     rows.push(row(c.name, c.body, o, p, c.target))
     console.error(rows.at(-1))
   }
@@ -180,3 +218,8 @@ console.log('Ratio: ours req/s ÷ peer req/s. A note after met/missed counts non
 console.log('| case | body KiB | ours req/s | ours p50 / p99 ms | peer req/s | peer p50 / p99 ms | ratio | target | met/missed |')
 console.log('|---|---|---|---|---|---|---|---|---|')
 for (const r of rows) console.log(r)
+for (const n of [512, 1024]) {
+  const file = ourRates.get(`matmul ${n}×${n} safetensors float32`)
+  const b64 = ourRates.get(`matmul ${n}×${n} base64 float32`)
+  if (file !== undefined && b64 !== undefined) console.log(`\nours at ${n}×${n} float32: safetensors ${file.toFixed(1)} req/s, base64 JSON ${b64.toFixed(1)} req/s: ${(file / b64).toFixed(2)}×`)
+}
