@@ -318,3 +318,38 @@ describe('backward routes in safetensors', () => {
     expect(body.message).toBe('gradOutput must be a tensor of the file; __metadata__ carries only the options')
   })
 })
+
+describe('dtype promotion, as PyTorch promotes', () => {
+  const t = (dtype: string, data: number[]): object => ({ shape: [data.length], dtype, data })
+  it.each([
+    ['float16', 'float16', 'float16'],
+    ['bfloat16', 'bfloat16', 'bfloat16'],
+    ['float16', 'bfloat16', 'float32'],
+    ['float16', 'float32', 'float32'],
+    ['bfloat16', 'float64', 'float64'],
+    ['float32', 'float32', 'float32']
+  ])('%s with %s gives %s', async (x, y, want) => {
+    const res = await onMain.inject({ method: 'POST', url: '/v1/dot', payload: { a: t(x, [1, 2]), b: t(y, [3, 0.5]) } })
+    expect(res.json().result).toEqual({ shape: [], dtype: want, data: 4 })
+  })
+
+  it('a nested (float64) operand promotes to float64; a request-level dtype casts every operand first', async () => {
+    const res = await onMain.inject({ method: 'POST', url: '/v1/dot', payload: { a: t('float16', [0.5]), b: [0.1] } })
+    expect(res.json().result).toEqual({ shape: [], dtype: 'float64', data: 0.05 })
+    // 0.1 as float16 is 0.0999755859375; times 3 is 0.2999267578125, which rounds to the float16 0.2998 (0.29980469)
+    const cast = await onMain.inject({ method: 'POST', url: '/v1/dot', payload: { a: [0.1], b: [3], dtype: 'float16' } })
+    expect(cast.json().result).toEqual({ shape: [], dtype: 'float16', data: 0.2998 })
+    const b16 = await onMain.inject({ method: 'POST', url: '/v1/dot', payload: { a: [0.1], b: [3], dtype: 'bfloat16', encoding: 'base64' } })
+    // 0.1 as bfloat16 is 0.10009765625; times 3 is 0.30029296875, whose nearest bfloat16 is 0.30078125 (0x3E9A)
+    expect(b16.json().result).toEqual({ shape: [], dtype: 'bfloat16', data: Buffer.from([0x9a, 0x3e]).toString('base64') })
+  })
+
+  it('an attention mask takes no part: float16 query, key and value with a float64 mask give float16', async () => {
+    const res = await onMain.inject({
+      method: 'POST',
+      url: '/v1/attention',
+      payload: { query: { shape: [1, 2], dtype: 'float16', data: [[1, 0]] }, key: { shape: [2, 2], dtype: 'float16', data: [[1, 0], [0, 1]] }, value: { shape: [2, 1], dtype: 'float16', data: [[1], [3]] }, mask: [0, -1e9] }
+    })
+    expect(res.json().result).toEqual({ shape: [1, 1], dtype: 'float16', data: [[1]] })
+  })
+})
