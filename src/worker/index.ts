@@ -1,7 +1,7 @@
 /**
  * The worker entry: one export per operation (src/worker/tasks.ts). Each receives its decoded
  * operands (moved in, not copied) and the shape information checked on the main thread, and
- * moves back the reply's JSON bytes, or, without a reply spec, its result.
+ * moves back the reply's bytes (JSON or a safetensors file), or, without a reply spec, its result.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { enableEngine, useGate } from '../kernels/ort/engine.js'
@@ -15,8 +15,8 @@ import * as tasks from './tasks.js'
 enableEngine()
 
 /**
- * With a reply spec, the reply's JSON as UTF-8 bytes, encoded here (off the main thread) and
- * moved back in a buffer of their own; else the result itself, moved.
+ * With a reply spec, the reply's bytes (JSON as UTF-8, or a safetensors file), encoded here (off
+ * the main thread) and moved back in a buffer of their own; else the result itself, moved.
  */
 function answer (result: FloatArray, task: { dtype: WireDType, reply?: ReplySpec }): unknown {
   if (task.reply === undefined) return move(result)
