@@ -26,8 +26,8 @@ const compressors: Record<Coding, (data: Buffer) => Promise<Buffer>> = {
       [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length
     }
   }),
-  gzip: (data) => gzip(data, { level: 4 }),
-  deflate: (data) => deflate(data, { level: 4 })
+  gzip: (data) => gzip(data, { level: 1 }),
+  deflate: (data) => deflate(data, { level: 1 })
 }
 const brotli = promisify(zlib.brotliCompress)
 const gzip = promisify(zlib.gzip)
