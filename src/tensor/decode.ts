@@ -32,7 +32,7 @@ export interface DecodedMask {
 type Leaf = 'number' | 'bool'
 
 export const DTYPES: readonly WireDType[] = ['float64', 'float32', 'float16', 'bfloat16']
-export const ITEMSIZE: Record<WireDType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 }
+const ITEMSIZE: Record<WireDType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 }
 
 /** The values of a FileTensor, on a symbol: the body's schema sees `{shape, dtype, data: []}` only. */
 export const FILE_VALUES = Symbol('file tensor values')
@@ -56,6 +56,7 @@ export function isFileTensor (v: unknown): v is FileTensor {
 function isHalf (dtype: WireDType): dtype is HalfDType {
   return dtype === 'float16' || dtype === 'bfloat16'
 }
+
 const TENSOR_KEYS = new Set(['shape', 'data', 'dtype'])
 
 function isPlainObject (v: unknown): v is Record<string, unknown> {

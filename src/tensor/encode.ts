@@ -108,7 +108,6 @@ function rowTextsF64 (data: Float64Array, inner: number): string[] {
  */
 const WASM_MIN_VALUES = 256
 
-/** The JSON text of each row of `inner` values (inner >= 1), values separated by commas. */
 /** The printer of one value of the dtype. */
 function formatterOf (dtype: WireDType): (x: number) => string {
   if (dtype === 'float32') return formatFloat32
@@ -125,6 +124,7 @@ function formatterOf (dtype: WireDType): (x: number) => string {
   return x => format16(x, dtype)
 }
 
+/** The JSON text of each row of `inner` values (inner >= 1), values separated by commas. */
 function rowTexts (data: FloatArray, dtype: WireDType, inner: number): string[] {
   if (dtype === 'float64' && inner <= WASM_CHUNK && data.length >= WASM_MIN_VALUES) return rowTextsF64(data as Float64Array, inner)
   const fmt = formatterOf(dtype)
