@@ -136,10 +136,17 @@ function readEntry (name: string, info: unknown, limits: Limits): Entry {
   return { name, dtype, shape: shape as number[], begin, end }
 }
 
-/** A tensor's values in an array of their own (aligned, so that it can move to a worker). */
-function valuesOf (bytes: Uint8Array, e: Entry, dataStart: number): FloatArray | Uint8Array {
+/**
+ * A tensor's values. float64 and float32 values aligned in a body that owns its memory are viewed
+ * where they lie (the body's buffer then moves to a worker with them); others are copied into an
+ * array of their own.
+ */
+function valuesOf (bytes: Uint8Array, e: Entry, dataStart: number, owned: boolean): FloatArray | Uint8Array {
   const src = bytes.subarray(dataStart + e.begin, dataStart + e.end)
   const count = (e.end - e.begin) / ITEMSIZE[e.dtype]
+  if (owned && (e.dtype === 'float64' || e.dtype === 'float32') && src.byteOffset % ITEMSIZE[e.dtype] === 0) {
+    return e.dtype === 'float64' ? new Float64Array(src.buffer, src.byteOffset, count) : new Float32Array(src.buffer, src.byteOffset, count)
+  }
   switch (e.dtype) {
     case 'bool': {
       const out = new Uint8Array(count)
@@ -177,10 +184,12 @@ const ARRAY_ITEM = /^([^.]+)\.(0|[1-9][0-9]{0,5})$/
  */
 export function decodeSafetensorsBody (bytes: Uint8Array, limits: Limits): Record<string, unknown> {
   const { entries, metadata, dataStart } = readHeader(bytes, limits)
+  // (a small Buffer may be a slice of Node's shared pool, which must never move to a worker)
+  const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
   const body: Record<string, unknown> = {}
   const arrays = new Map<string, unknown[]>()
   for (const e of entries) {
-    const tensor: FileTensor = { shape: e.shape, data: [], [FILE_VALUES]: valuesOf(bytes, e, dataStart) }
+    const tensor: FileTensor = { shape: e.shape, data: [], [FILE_VALUES]: valuesOf(bytes, e, dataStart, owned) }
     if (e.dtype !== 'bool') tensor.dtype = e.dtype
     const item = ARRAY_ITEM.exec(e.name)
     if (item !== null) {

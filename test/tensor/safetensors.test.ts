@@ -85,6 +85,34 @@ describe('the body a file stands for', () => {
   })
 })
 
+describe('values viewed in place or copied', () => {
+  it('aligned float32 and float64 values of a body that owns its memory are views of it; others are copies', () => {
+    const file = writeFile({ a: { dtype: 'F64', shape: [2], values: [1, 2] }, b: { dtype: 'F32', shape: [3], values: [3, 4, 5] }, c: { dtype: 'F16', shape: [1], values: [6] } })
+    const owned = new Uint8Array(file) // (a buffer of its own)
+    const body = decodeSafetensorsBody(owned, LIMITS) as Record<string, FileTensor>
+    expect(body.a[FILE_VALUES].buffer).toBe(owned.buffer)
+    expect(body.b[FILE_VALUES].buffer).toBe(owned.buffer)
+    expect(Array.from(body.b[FILE_VALUES])).toEqual([3, 4, 5])
+    expect(body.c[FILE_VALUES].buffer).not.toBe(owned.buffer)
+    // a slice of a larger buffer (as Node's pooled small Buffers are) is never viewed
+    const pooled = new Uint8Array(owned.length + 16)
+    pooled.set(owned, 8)
+    const slice = pooled.subarray(8, 8 + owned.length)
+    const copied = decodeSafetensorsBody(slice, LIMITS) as Record<string, FileTensor>
+    expect(copied.a[FILE_VALUES].buffer).not.toBe(pooled.buffer)
+    expect(Array.from(copied.a[FILE_VALUES])).toEqual([1, 2])
+    // unaligned data (a header not padded to 8 bytes) is copied
+    const header = JSON.stringify({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } })
+    const odd = new Uint8Array(8 + header.length + 4)
+    new DataView(odd.buffer).setUint32(0, header.length, true)
+    odd.set(Buffer.from(header), 8)
+    new DataView(odd.buffer).setFloat32(8 + header.length, 7.5, true)
+    expect(header.length % 4).not.toBe(0)
+    const unaligned = decodeSafetensorsBody(odd, LIMITS) as Record<string, FileTensor>
+    expect(Array.from(unaligned.a[FILE_VALUES])).toEqual([7.5])
+  })
+})
+
 describe('the writer', () => {
   it('lays files out by the format\'s rules: names in order, header padded with spaces, data covered exactly', () => {
     for (const dtype of ['float64', 'float32', 'float16', 'bfloat16'] as const) {
