@@ -51,6 +51,29 @@ export function bmm (
   for (let t = 0; t < batches; t++) gemm(out, oOff + t * m * n, a, aOff + t * m * k, b, bOff + t * k * n, m, k, n)
 }
 
+/**
+ * out[oOff ..] = the `batches` products op(a)·op(b) of consecutive blocks, where with `transA` a's
+ * blocks are stored [k,m] and with `transB` b's are stored [n,k]: on the engine (which fuses the
+ * transposition into its GEMM) when it takes the work, else from transposed copies.
+ */
+export function productT (
+  out: FloatArray, oOff: number, a: FloatArray, aOff: number, transA: boolean, b: FloatArray, bOff: number, transB: boolean,
+  batches: number, m: number, k: number, n: number
+): void {
+  if (batches === 0 || m === 0 || n === 0) return
+  if (k === 0) {
+    out.fill(0, oOff, oOff + batches * m * n)
+    return
+  }
+  if (useEngine(batches * m * k * n)) {
+    engineMatmul(out, oOff, a, aOff, b, bOff, batches, m, k, n, 1, transA, transB)
+    return
+  }
+  const A = transA ? transposeBlocks(a, aOff, batches, k, m) : a
+  const B = transB ? transposeBlocks(b, bOff, batches, n, k) : b
+  bmm(out, oOff, A, transA ? 0 : aOff, B, transB ? 0 : bOff, batches, m, k, n)
+}
+
 /** dst[dOff + i] += src[sOff + i] for i < n. */
 export function addInto (dst: FloatArray, dOff: number, src: FloatArray, sOff: number, n: number): void {
   for (let i = 0; i < n; i++) dst[dOff + i] += src[sOff + i]

@@ -19,27 +19,33 @@ function as (like: FloatArray, x: FloatArray): FloatArray {
   return like instanceof Float32Array ? Float32Array.from(x) : Float64Array.from(x)
 }
 
-const matmulGraph = (t: ElemName) => (): Graph => ({
+const matmulGraph = (t: ElemName, transA: boolean, transB: boolean) => (): Graph => ({
   inputs: [['a', t], ['b', t]],
   outputs: [['c', t]],
-  nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }]
+  nodes: [
+    ...(transA ? [{ op: 'Transpose', inputs: ['a'], outputs: ['at'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] }] : []),
+    ...(transB ? [{ op: 'Transpose', inputs: ['b'], outputs: ['bt'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] }] : []),
+    { op: 'MatMul', inputs: [transA ? 'at' : 'a', transB ? 'bt' : 'b'], outputs: ['c'] }
+  ]
 })
 
 /**
  * out[oOff ..] = the [batches] products of a[aOff ..] [batches,m,k] and b[bOff ..] [batches,k,n]
- * (consecutive blocks), on `threads` intra-op threads.
+ * (consecutive blocks), on `threads` intra-op threads. With `transA` a's blocks are stored
+ * transposed ([k,m]), with `transB` b's ([n,k]): the engine fuses the transposition into its GEMM.
  */
 export function engineMatmul (
   out: FloatArray, oOff: number,
   a: FloatArray, aOff: number,
   b: FloatArray, bOff: number,
-  batches: number, m: number, k: number, n: number, threads = 1
+  batches: number, m: number, k: number, n: number, threads = 1,
+  transA = false, transB = false
 ): void {
   const t = elemOf(out)
-  const s = session(`matmul/${t}`, threads, matmulGraph(t))
+  const s = session(`matmul/${t}${transA ? '/ta' : ''}${transB ? '/tb' : ''}`, threads, matmulGraph(t, transA, transB))
   const A = as(out, a.subarray(aOff, aOff + batches * m * k))
   const B = as(out, b.subarray(bOff, bOff + batches * k * n))
-  run(s, { a: tensor(A, [batches, m, k]), b: tensor(B, [batches, k, n]) },
+  run(s, { a: tensor(A, transA ? [batches, k, m] : [batches, m, k]), b: tensor(B, transB ? [batches, n, k] : [batches, k, n]) },
     { c: tensor(out.subarray(oOff, oOff + batches * m * n), [batches, m, n]) })
 }
 
