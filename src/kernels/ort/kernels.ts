@@ -158,3 +158,56 @@ export function engineAttention (
   if (weights !== null) outputs.p = tensor(weights, [B, Lq, Lk])
   run(s, inputs, outputs)
 }
+
+/**
+ * Attention's gradients over contiguous [B,Lq,E], [B,Lk,E], [B,Lk,Ev] blocks and the output
+ * gradient g [B,Lq,Ev], in one graph: P = softmax((q·scale)·kᵀ + mask), dv = Pᵀ·g, dP = g·vᵀ,
+ * dS = P·(dP − (P·dP)·1)·scale, dq = dS·k, dk = dSᵀ·q. `mask` as in engineAttention. Where the
+ * result can differ from the kernel's semantics (a row that attends to nothing, a non-finite
+ * value behind a zero weight) it is not finite: the caller checks and computes such cases itself.
+ */
+export function engineAttentionBackward (
+  dq: FloatArray, dk: FloatArray, dv: FloatArray,
+  q: FloatArray, k: FloatArray, v: FloatArray, g: FloatArray, mask: FloatArray | null, scale: number,
+  B: number, Lq: number, Lk: number, E: number, Ev: number
+): void {
+  const t = elemOf(dq)
+  const masked = mask !== null
+  const T = (x: string, y: string): Graph['nodes'][number] => ({ op: 'Transpose', inputs: [x], outputs: [y], attributes: [{ name: 'perm', ints: [0, 2, 1] }] })
+  const s = session(`attention-backward/${t}/${masked ? 'mask' : ''}`, 1, () => ({
+    inputs: [['q', t], ['k', t], ['v', t], ['g', t], ['scale', t], ['ones', t], ...(masked ? [['mask', t] as [string, ElemName]] : [])],
+    outputs: [['dq', t], ['dk', t], ['dv', t]],
+    nodes: [
+      T('k', 'kt'),
+      { op: 'Mul', inputs: ['q', 'scale'], outputs: ['qs'] },
+      { op: 'MatMul', inputs: ['qs', 'kt'], outputs: ['ss'] },
+      ...(masked ? [{ op: 'Add', inputs: ['ss', 'mask'], outputs: ['sm'] }] : []),
+      { op: 'Softmax', inputs: [masked ? 'sm' : 'ss'], outputs: ['p'], attributes: [{ name: 'axis', int: 2 }] },
+      T('p', 'pt'),
+      { op: 'MatMul', inputs: ['pt', 'g'], outputs: ['dv'] },
+      T('v', 'vt'),
+      { op: 'MatMul', inputs: ['g', 'vt'], outputs: ['dp'] },
+      { op: 'Mul', inputs: ['p', 'dp'], outputs: ['pdp'] },
+      { op: 'MatMul', inputs: ['pdp', 'ones'], outputs: ['rs'] },
+      { op: 'Sub', inputs: ['dp', 'rs'], outputs: ['d'] },
+      { op: 'Mul', inputs: ['p', 'd'], outputs: ['ds0'] },
+      { op: 'Mul', inputs: ['ds0', 'scale'], outputs: ['ds'] },
+      { op: 'MatMul', inputs: ['ds', 'k'], outputs: ['dq'] },
+      T('ds', 'dst'),
+      { op: 'MatMul', inputs: ['dst', 'q'], outputs: ['dk'] }
+    ]
+  }))
+  const like = (x: FloatArray): FloatArray => as(dq, x)
+  const sc = dq instanceof Float32Array ? Float32Array.of(scale) : Float64Array.of(scale)
+  const ones = dq instanceof Float32Array ? new Float32Array(Lk).fill(1) : new Float64Array(Lk).fill(1)
+  const inputs: Record<string, ReturnType<typeof tensor>> = {
+    q: tensor(like(q), [B, Lq, E]),
+    k: tensor(like(k), [B, Lk, E]),
+    v: tensor(like(v), [B, Lk, Ev]),
+    g: tensor(like(g), [B, Lq, Ev]),
+    scale: tensor(sc, []),
+    ones: tensor(ones, [Lk, 1])
+  }
+  if (mask !== null) inputs.mask = tensor(like(mask), [B, Lq, Lk])
+  run(s, inputs, { dq: tensor(dq, [B, Lq, E]), dk: tensor(dk, [B, Lk, E]), dv: tensor(dv, [B, Lk, Ev]) })
+}
