@@ -12,7 +12,7 @@ import type { AttentionTask } from '../../worker/tasks.js'
 import { additiveMask, attention, blocks, scaleFitsF32 } from '../attention.js'
 import { allFinite, engineAttentionBackward, useEngine } from '../ort/kernels.js'
 import { allocate, type DType, type FloatArray } from '../types.js'
-import { accumulateProducts, addInto, consecutiveOffsets, transposeBlocks } from './common.js'
+import { accumulateProducts, addInto, consecutiveOffsets } from './common.js'
 
 export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<AttentionTask>, outs: GradOutputs): void {
   const { query, key, value, mask, info } = forward
@@ -31,7 +31,7 @@ export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<Atte
   const gOffsets = consecutiveOffsets(B, Lq * Ev)
   const dValue = outs['grads.value']
   if (dValue !== undefined && wrt.includes('value')) {
-    accumulateProducts(dValue, vOffsets, transposeBlocks(P, 0, B, Lq, Lk), pOffsets, g, gOffsets, B, Lk, Lq, Ev, true)
+    accumulateProducts(dValue, vOffsets, P, pOffsets, true, g, gOffsets, false, B, Lk, Lq, Ev, true)
   }
   const dQuery = outs['grads.query']
   const dKey = outs['grads.key']
@@ -41,8 +41,7 @@ export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<Atte
   // dS, scaled, in place of dP
   const dS = allocate(dtype, scores)
   if (Ev > 0) {
-    const vT = transposeBlocks(value, 0, value.length / (Lk * Ev), Lk, Ev) // [blocks, Ev, Lk]
-    accumulateProducts(dS, pOffsets, g, gOffsets, vT, vOffsets, B, Lq, Ev, Lk)
+    accumulateProducts(dS, pOffsets, g, gOffsets, false, value, vOffsets, true, B, Lq, Ev, Lk)
   }
   for (let r = 0; r < B * Lq; r++) {
     const o = r * Lk
@@ -53,8 +52,8 @@ export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<Atte
       dS[o + j] = p === 0 ? 0 : scale * p * (dS[o + j] - dot)
     }
   }
-  if (wantQ) accumulateProducts(dQuery, qOffsets, dS, pOffsets, key, kOffsets, B, Lq, Lk, E, true)
-  if (wantK) accumulateProducts(dKey, kOffsets, transposeBlocks(dS, 0, B, Lq, Lk), pOffsets, query, qOffsets, B, Lk, Lq, E)
+  if (wantQ) accumulateProducts(dQuery, qOffsets, dS, pOffsets, false, key, kOffsets, false, B, Lq, Lk, E, true)
+  if (wantK) accumulateProducts(dKey, kOffsets, dS, pOffsets, true, query, qOffsets, false, B, Lk, Lq, E)
 }
 
 /**
