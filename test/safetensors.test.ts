@@ -313,6 +313,20 @@ describe('backward routes in safetensors', () => {
     expect(tensors.result.values).toEqual(byJson.result.data)
     const onlyB = checkFile((await both('matmul/backward', writeFile({ a, b, gradOutput: g }, { wrt: '["b"]' }))).rawPayload)
     expect(Object.keys(onlyB.tensors)).toEqual(['grads.b'])
+    // float16 operands: float16 gradients, computed in float32 (these values are exact)
+    const h = (shape: number[], values: number[]): FileTensorSpec => ({ dtype: 'F16', shape, values })
+    for (const route of ['matmul', 'dot', 'linear', 'conv2d', 'attention']) {
+      const files: Record<string, Record<string, FileTensorSpec>> = {
+        matmul: { a: h([1, 2], [1, 2]), b: h([2, 1], [0.5, 0.25]), gradOutput: h([1, 1], [2]) },
+        dot: { a: h([2], [1, 2]), b: h([2], [0.5, 0.25]), gradOutput: h([], [2]) },
+        linear: { input: h([1, 2], [1, 2]), weights: h([2, 1], [0.5, 0.25]), gradOutput: h([1, 1], [2]) },
+        conv2d: { input: h([1, 1, 2, 2], [1, 2, 3, 4]), kernel: h([1, 1, 1, 1], [0.5]), gradOutput: h([1, 1, 2, 2], [1, 1, 1, 1]) },
+        attention: { query: h([1, 2], [1, 0]), key: h([1, 2], [1, 0]), value: h([1, 2], [1, 2]), gradOutput: h([1, 2], [1, 1]) }
+      }
+      const res16 = await both(`${route}/backward`, writeFile(files[route]))
+      expect(res16.statusCode, res16.body.slice(0, 300)).toBe(200)
+      for (const t of Object.values(checkFile(res16.rawPayload).tensors)) expect(t.dtype).toBe('F16')
+    }
     // gradOutput from the metadata is refused like any tensor field
     const body = expectError(await both('matmul/backward', writeFile({ a, b }, { gradOutput: '[[1,1],[1,1]]' })), 400, 'INVALID_TENSOR')
     expect(body.message).toBe('gradOutput must be a tensor of the file; __metadata__ carries only the options')

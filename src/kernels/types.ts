@@ -20,6 +20,11 @@ export interface Limits {
   maxJsonReplyBytes?: number
 }
 
+/** The array type a dtype's values are held and computed in. */
+export function kernelDtype (dtype: WireDType): DType {
+  return dtype === 'float64' ? 'float64' : 'float32'
+}
+
 export function allocate (dtype: WireDType, length: number): FloatArray {
   return dtype === 'float64' ? new Float64Array(length) : new Float32Array(length)
 }

@@ -11,10 +11,11 @@ import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
 import type { AttentionTask } from '../../worker/tasks.js'
 import { additiveMask, attention, blocks, scaleFitsF32 } from '../attention.js'
 import { allFinite, engineAttentionBackward, useEngine } from '../ort/kernels.js'
-import { allocate, type DType, type FloatArray } from '../types.js'
+import { allocate, type DType, type FloatArray, kernelDtype } from '../types.js'
 import { accumulateProducts, addInto, consecutiveOffsets } from './common.js'
 
-export function attentionBackward ({ dtype, forward, g, wrt }: BackwardTask<AttentionTask>, outs: GradOutputs): void {
+export function attentionBackward ({ dtype: wire, forward, g, wrt }: BackwardTask<AttentionTask>, outs: GradOutputs): void {
+  const dtype = kernelDtype(wire) // (float16 and bfloat16 are computed in float32)
   const { query, key, value, mask, info } = forward
   const { B, Lq, Lk, E, Ev, scale, qOffsets, kOffsets, vOffsets } = info
   const scores = B * Lq * Lk

@@ -16,7 +16,7 @@ import type { Conv2dTask } from '../../worker/tasks.js'
 import { conv2d, type Conv2dInfo } from '../conv2d.js'
 import { convTransposable, engineConvTranspose, useEngine } from '../ort/kernels.js'
 import { checkElements } from '../shape.js'
-import { allocate, type DType, type FloatArray, type Limits } from '../types.js'
+import { allocate, type DType, type FloatArray, kernelDtype, type Limits } from '../types.js'
 import { addInto, productT, transposeBlocks } from './common.js'
 
 /** [N, A, B, C] → [N, C, A, B] (NHWC → NCHW), into out. */
@@ -50,7 +50,8 @@ export function conv2dBackwardCheck (info: Conv2dInfo, wrt: string[], limits: Li
   if (wrt.includes('kernel')) checkElements(N * OH * OW * kh * kw, 'the conv2d kernel gradient\'s column buffer (N·OH·OW x kh·kw)', limits)
 }
 
-export function conv2dBackward ({ dtype, forward, g, wrt }: BackwardTask<Conv2dTask>, outs: GradOutputs): void {
+export function conv2dBackward ({ dtype: wire, forward, g, wrt }: BackwardTask<Conv2dTask>, outs: GradOutputs): void {
+  const dtype = kernelDtype(wire) // (float16 and bfloat16 are computed in float32)
   const { input, kernel, bias, info } = forward
   if (outs.result !== undefined) conv2d(outs.result, input, kernel, bias, info)
   const { N, C, H, W, K, kh, kw, OH, OW, groups } = info
