@@ -52,6 +52,10 @@ export function attention (task: FromPool<tasks.AttentionTask>): unknown {
   return compute(tasks.attention, task)
 }
 
+export function einsum (task: FromPool<tasks.EinsumTask>): unknown {
+  return compute(tasks.einsum, task)
+}
+
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
 export function request (task: FromPool<RequestTask>): unknown {
   useGate(task.gate ?? null)
