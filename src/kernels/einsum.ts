@@ -409,8 +409,7 @@ function fits (labels: number[], batch: number[], x: number[], y: number[]): boo
  * Plans a contraction into the program's output laid out in the order `output` (labels of size
  * 1 take no room), and returns the program. Any label of size 0 makes the output all zeros.
  */
-function program (inputs: number[], operands: Operand[], output: number[], p: Planner, finish?: (t: PTensor) => void): Program {
-  const outLength = p.size(output)
+function program (inputs: number[], operands: Operand[], output: number[], p: Planner, finish?: (t: PTensor) => void, outLength = p.size(output)): Program {
   // an empty operand: every sum has no terms
   if (!operands.some(o => o.shape.includes(0))) {
     const t = contract(p, operands, output)
@@ -493,7 +492,7 @@ export function einsumBackwardInfo (spec: EinsumSpec, wrt: number[], withResult:
       // G (labels t.labels) spread over operand i's shape
       const g = contiguousStrides(t.labels, spec.sizes)
       p.strided(t.slot, g, labels, [], OUT, labels.map(l => dstStrides[l]), length, repeated)
-    }))
+    }, length))
     grads.push({ operand: i, shape, length })
     flops += p.flops
   }
