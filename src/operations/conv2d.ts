@@ -1,8 +1,9 @@
 import { Type, type Static } from 'typebox'
-import { conv2dInfo } from '../kernels/conv2d.js'
+import { type Conv2dInfo, conv2dInfo } from '../kernels/conv2d.js'
 import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
+import { defineBackward } from './backward.js'
 
 const IntOrPair = (description: string) => Type.Union([
   Int32(),
@@ -25,7 +26,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation<Static<typeof Body>>({
+const conv2d = defineOperation<Static<typeof Body>>({
   name: 'conv2d',
   summary: 'Multi-channel 2-D convolution, torch.nn.functional.conv2d semantics',
   description: 'torch.nn.functional.conv2d: cross-correlation (no kernel flip). NCHW: input [N,C,H,W] or [C,H,W], kernel ' +
@@ -60,5 +61,25 @@ export default defineOperation<Static<typeof Body>>({
       transfer: buffersOf(id, kd, bd),
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
     }
+  }
+})
+
+export default conv2d
+
+/** POST /v1/conv2d/backward. */
+export const conv2dBackward = defineBackward<Conv2dInfo>(conv2d, {
+  name: 'conv2d',
+  operands: ['input', 'kernel', 'bias'],
+  work: (info, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
+  description: 'The gradients of conv2d with respect to input, kernel and bias, given gradOutput (of the result\'s shape), for ' +
+    'every option of the forward route (stride, padding, dilation, groups, NCHW and NHWC, unbatched input), as torch.autograd.grad ' +
+    'gives them: each of its operand\'s shape and layout; padded taps get no gradient; dbias sums over images and positions.',
+  example: {
+    input: [[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]]],
+    kernel: [[[[1, 0], [0, -1]]]],
+    bias: [0.5],
+    stride: 1,
+    padding: 'valid',
+    gradOutput: [[[[1, 0], [0, 1]]]]
   }
 })

@@ -20,12 +20,16 @@ export interface Prepared {
 
 export interface OperationSpec<Body = unknown> {
   name: TaskName
+  /** The route below /v1/ (default: the name), e.g. `matmul/backward`. */
+  path?: string
   summary: string
   description: string
   body: TSchema
   example: Body
   /** Extra fields of the 200 reply beyond `result` (attention's weights). */
   extraReply?: Record<string, TSchema>
+  /** The 200 reply's fields when they are not `result` and extraReply (a backward route's). */
+  reply?: Record<string, TSchema>
   prepare: (body: Body, decode: Decoder) => Prepared
 }
 

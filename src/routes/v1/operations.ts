@@ -124,12 +124,12 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   if (app.authEnabled) beforeBody.push(app.requireApiKey)
 
   for (const spec of Object.values(OPERATIONS)) {
-    const reply200 = Type.Object({ result: ResultTensorSchema, ...spec.extraReply }, {
+    const reply200 = Type.Object(spec.reply ?? { result: ResultTensorSchema, ...spec.extraReply }, {
       additionalProperties: false,
-      description: 'The result tensor in the object form',
+      description: spec.reply === undefined ? 'The result tensor in the object form' : 'The gradients (and the result when asked), tensors in the object form',
       headers: REPLY_HEADERS
     })
-    app.post(`/v1/${spec.name}`, {
+    app.post(`/v1/${spec.path ?? spec.name}`, {
       schema: {
         tags: ['operations'],
         operationId: spec.name,
