@@ -76,6 +76,10 @@ export function attentionBackward (task: FromPool<tasks.AttentionBackwardTask>):
   return compute(tasks.attentionBackward, task)
 }
 
+export function einsumBackward (task: FromPool<tasks.EinsumTask>): unknown {
+  return compute(tasks.einsumBackward, task)
+}
+
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
 export function request (task: FromPool<RequestTask>): unknown {
   useGate(task.gate ?? null)

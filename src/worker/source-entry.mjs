@@ -5,4 +5,4 @@ import { tsImport } from 'tsx/esm/api'
 
 const kernels = await tsImport('./index.ts', import.meta.url)
 
-export const { ping, matmul, dot, linear, conv2d, attention, einsum, request } = kernels
+export const { ping, matmul, dot, linear, conv2d, attention, einsum, einsumBackward, request } = kernels

@@ -98,6 +98,9 @@ export const linearBackward = backward(linearGrad)
 export const conv2dBackward = backward(conv2dGrad)
 export const attentionBackward = backward(attentionGrad)
 
+/** The gradients (and the result when asked), one after the other: the same programs' runner. */
+export const einsumBackward = einsum
+
 export const TASKS = {
   matmul,
   dot,
@@ -109,6 +112,7 @@ export const TASKS = {
   dotBackward,
   linearBackward,
   conv2dBackward,
-  attentionBackward
+  attentionBackward,
+  einsumBackward
 } as const
 export type TaskName = keyof typeof TASKS
