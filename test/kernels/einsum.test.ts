@@ -210,3 +210,63 @@ describe('einsum gradients by hand', () => {
     expect(grad('ij->i', [[2, 3]], [Float64Array.of(1, 2, 3, 4, 5, 6)], Float64Array.of(1, -1), [0])).toEqual([1, 1, 1, -1, -1, -1])
   })
 })
+
+describe('einsum gradients against finite differences (float64)', () => {
+  /** Every gradient of L = Σ g·einsum(operands), against (L(x + h·e_j) − L(x − h·e_j)) / 2h for each element j. */
+  function check (equation: string, shapes: number[][], seed: number): void {
+    const spec = parseEinsum(equation, shapes)
+    const fwd = einsumInfo(spec, LIMITS)
+    const ops = shapes.map((s, i) => values('float64', count(s), seed + i) as Float64Array)
+    const g = values('float64', fwd.outElements, seed + 50)
+    const loss = (xs: FloatArray[]): number => {
+      const y = einsum(new Float64Array(fwd.outElements), xs, fwd.programs, 'float64')
+      let s = 0
+      for (let i = 0; i < y.length; i++) s += g[i] * y[i]
+      return s
+    }
+    const wrt = shapes.map((_, i) => i)
+    const info = einsumBackwardInfo(spec, wrt, true, LIMITS)
+    const total = info.programs.reduce((n, p) => n + p.outLength, 0)
+    const all = einsum(new Float64Array(total), [...ops, g], info.programs, 'float64')
+    let offset = 0
+    for (const { operand, length } of info.grads) {
+      const got = all.subarray(offset, offset + length)
+      offset += length
+      const want = new Float64Array(length)
+      const h = 0.5
+      for (let j = 0; j < length; j++) {
+        const x = ops[operand]
+        const keep = x[j]
+        x[j] = keep + h
+        const up = loss(ops)
+        x[j] = keep - h
+        const down = loss(ops)
+        x[j] = keep
+        want[j] = (up - down) / (2 * h)
+      }
+      expectClose(got, want, { rtol: 1e-9, atol: 1e-9 * Math.max(1, ...Array.from(want, Math.abs)) }, `${equation} ${JSON.stringify(shapes)} operand ${operand} (seed ${seed})`)
+    }
+    // and the result that came with them
+    expectClose(all.subarray(offset), einsum(new Float64Array(fwd.outElements), ops, fwd.programs, 'float64'), { rtol: 0, atol: 0 }, 'result')
+  }
+
+  it('matmul, attention scores, trace, diagonal, broadcast, ellipsis and chains by hand', () => {
+    check('ij,jk->ik', [[3, 4], [4, 2]], 1)
+    check('bhqd,bhkd->bhqk', [[2, 2, 3, 4], [2, 2, 5, 4]], 2)
+    check('ii', [[4, 4]], 3)
+    check('iij->ji', [[3, 3, 2]], 4)
+    check('ij,jk', [[3, 1], [4, 2]], 5)
+    check('...ij,...jk->...ik', [[2, 1, 3, 4], [5, 4, 2]], 6)
+    check('bi,ij,bj->b', [[3, 4], [4, 4], [3, 4]], 7)
+    check('a...b,...b->...a', [[2, 3, 4, 5], [3, 1, 5]], 8)
+    check('ij->i', [[2, 3]], 9)
+    check(',i->i', [[], [3]], 10)
+  })
+
+  it('random equations over random shapes', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), (seed) => {
+      const c = randomCase(seed, 4, 600)
+      check(c.equation, c.shapes, seed)
+    }), { numRuns: 150 })
+  })
+})
