@@ -5,6 +5,8 @@ Input, one object per case (dtype "float32" or "float64"; conv2d has stride 1):
   {"name": ..., "kind": "batched",   "dtype": ..., "batch": .., "m": .., "k": .., "n": ..}  np.matmul([batch,m,k], [batch,k,n])
   {"name": ..., "kind": "conv2d",    "dtype": ..., "N", "C", "H", "W", "K", "kh", "kw", "pad"}
   {"name": ..., "kind": "attention", "dtype": ..., "B": .., "L": .., "E": ..}
+  {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
+                                                                   np.einsum(equation, *operands, optimize=True)
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
@@ -106,6 +108,9 @@ def case_fn(c, rng):
             p /= p.sum(axis=-1, keepdims=True)
             return p @ v
         return attention, 2 * B * L * L * E * 2
+    if kind == "einsum":
+        ops = [rand(*s) for s in c["shapes"]]
+        return (lambda: np.einsum(c["equation"], *ops, optimize=True)), c["flops"]
     raise ValueError(f"case {c.get('name')!r}: unknown kind {kind!r}")
 
 
