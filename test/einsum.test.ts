@@ -153,6 +153,23 @@ describe('einsum answers as the route that does the same work, bit for bit', () 
   })
 })
 
+describe('einsum bodies parsed in a worker', () => {
+  it('a large numeric body (over WORKER_PARSE_MIN_BYTES) answers as the same body in base64, forward and backward', async () => {
+    const q = tensor([2, 48, 40], 'float64', 20)
+    const k = tensor([2, 48, 40], 'float64', 21)
+    const flat = (t: { shape: number[], data: string }) => ({ shape: t.shape, data: Array.from(new Float64Array(Buffer.from(t.data, 'base64').buffer.slice(0))) })
+    const g = tensor([2, 48, 48], 'float64', 22)
+    for (const [url, extra] of [['/v1/einsum', {}], ['/v1/einsum/backward', { gradOutput: flat(g), wrt: [1], returnResult: true }]] as const) {
+      const body = { equation: 'bqd,bkd->bqk', operands: [flat(q), flat(k)], ...extra }
+      expect(JSON.stringify(body).length).toBeGreaterThan(32768)
+      const numeric = await post(url, body)
+      const base64 = await post(url, { ...body, operands: [q, k], ...('gradOutput' in extra ? { gradOutput: g } : {}) })
+      expect(numeric.status, numeric.body).toBe(200)
+      expect(numeric.body).toBe(base64.body)
+    }
+  })
+})
+
 describe('einsum errors through HTTP', () => {
   it('a malformed equation is INVALID_ARGUMENT saying where; sizes at odds SHAPE_MISMATCH naming both operands', async () => {
     const bad = await post('/v1/einsum', { equation: 'ij,jk->ikk', operands: [[[1]], [[1]]] })
