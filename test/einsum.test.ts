@@ -1,6 +1,7 @@
 /**
- * POST /v1/einsum and /v1/einsum/backward through the app: the reference fixtures of
- * test/fixtures/einsum*.json (numpy.einsum and torch.autograd, made by generate_einsum.py), the
+ * POST /v1/einsum and /v1/einsum/backward through the app: the reference fixtures
+ * test/fixtures/einsum.json and backward/einsum.json (numpy.einsum and torch.autograd, made by
+ * generate_einsum.py), the
  * equations that are another route's work answered bit for bit as that route answers them, and
  * the errors.
  */
@@ -63,10 +64,10 @@ describe(`einsum reference fixtures (${forward.generator})`, () => {
   }
 })
 
-const backward = load('einsum_backward')
+const backward = load('backward/einsum')
 describe(`einsum backward reference fixtures (${backward.generator})`, () => {
   it('the file is well formed', () => {
-    expect(backward.op).toBe('einsum_backward')
+    expect(backward.op).toBe('einsum')
     expect(new Set(backward.cases.map(c => c.name)).size).toBe(backward.cases.length)
   })
   for (const c of backward.cases) {

@@ -295,8 +295,8 @@ interface Operand { axes: number[], shape: number[] }
 
 /**
  * Plans the contraction of `operands` (buffers 0..n-1 of the program) into the labels `output`,
- * and returns where the result is, its labels in memory order. `finalOrder`: the order the
- * caller wants; the last product is laid out in it where it can be.
+ * and returns where the result is, with its labels in memory order: the last product is laid out
+ * in the order of `output` where it can be.
  */
 function contract (p: Planner, operands: Operand[], output: number[]): PTensor {
   const outSet = new Set(output)
