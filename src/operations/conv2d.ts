@@ -3,6 +3,7 @@ import { type Conv2dInfo, conv2dInfo } from '../kernels/conv2d.js'
 import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
+import { conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
 import { defineBackward } from './backward.js'
 
 const IntOrPair = (description: string) => Type.Union([
@@ -71,6 +72,7 @@ export const conv2dBackward = defineBackward<Conv2dInfo>(conv2d, {
   name: 'conv2d',
   operands: ['input', 'kernel', 'bias'],
   work: (info, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
+  check: conv2dBackwardCheck,
   description: 'The gradients of conv2d with respect to input, kernel and bias, given gradOutput (of the result\'s shape), for ' +
     'every option of the forward route (stride, padding, dilation, groups, NCHW and NHWC, unbatched input), as torch.autograd.grad ' +
     'gives them: each of its operand\'s shape and layout; padded taps get no gradient; dbias sums over images and positions.',

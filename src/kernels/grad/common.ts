@@ -51,39 +51,65 @@ export function bmm (
   for (let t = 0; t < batches; t++) gemm(out, oOff + t * m * n, a, aOff + t * m * k, b, bOff + t * k * n, m, k, n)
 }
 
+/**
+ * out[oOff ..] = the `batches` products op(a)·op(b) of consecutive blocks, where with `transA` a's
+ * blocks are stored [k,m] and with `transB` b's are stored [n,k]: on the engine (which fuses the
+ * transposition into its GEMM) when it takes the work, else from transposed copies.
+ */
+export function productT (
+  out: FloatArray, oOff: number, a: FloatArray, aOff: number, transA: boolean, b: FloatArray, bOff: number, transB: boolean,
+  batches: number, m: number, k: number, n: number
+): void {
+  if (batches === 0 || m === 0 || n === 0) return
+  if (k === 0) {
+    out.fill(0, oOff, oOff + batches * m * n)
+    return
+  }
+  if (useEngine(batches * m * k * n)) {
+    engineMatmul(out, oOff, a, aOff, b, bOff, batches, m, k, n, 1, transA, transB)
+    return
+  }
+  const A = transA ? transposeBlocks(a, aOff, batches, k, m) : a
+  const B = transB ? transposeBlocks(b, bOff, batches, n, k) : b
+  bmm(out, oOff, A, transA ? 0 : aOff, B, transB ? 0 : bOff, batches, m, k, n)
+}
+
 /** dst[dOff + i] += src[sOff + i] for i < n. */
 export function addInto (dst: FloatArray, dOff: number, src: FloatArray, sOff: number, n: number): void {
   for (let i = 0; i < n; i++) dst[dOff + i] += src[sOff + i]
 }
 
 /**
- * Per batch t: out[outOffsets[t] ..] += the [m,n] product of a block (aOffsets[t]) and b block
- * (bOffsets[t]). Blocks of out used by several batches receive the sum. When out's blocks are
- * the batches in order (nothing broadcast on that side) and a's and b's are too, one batched
- * product; else a product per batch into a scratch block, then added. `skipZeros`: zeros of a
- * times non-finite values of b add nothing (else NaN, as IEEE and PyTorch have it).
+ * Per batch t: out[outOffsets[t] ..] += the [m,n] product op(a)·op(b) of a block (aOffsets[t])
+ * and b block (bOffsets[t]), op transposing a block stored [k,m] (transA) or [n,k] (transB).
+ * Blocks of out used by several batches receive the sum. When out's blocks are the batches in
+ * order (nothing broadcast on that side) and a's and b's are too, one batched product; else a
+ * product per batch into a scratch block, then added. `skipZeros`: zeros of a times non-finite
+ * values of b add nothing (else NaN, as IEEE and PyTorch have it).
  */
 export function accumulateProducts (
   out: FloatArray, outOffsets: ArrayLike<number>,
-  a: FloatArray, aOffsets: ArrayLike<number>,
-  b: FloatArray, bOffsets: ArrayLike<number>,
+  a: FloatArray, aOffsets: ArrayLike<number>, transA: boolean,
+  b: FloatArray, bOffsets: ArrayLike<number>, transB: boolean,
   batches: number, m: number, k: number, n: number,
   skipZeros = false
 ): void {
   if (batches === 0 || m === 0 || n === 0 || k === 0) return
   if (skipZeros && !allFinite(b)) {
-    // with skipZeros, a zero coefficient of a takes no part, so a NaN or an infinity it would
-    // multiply does not leak (a masked key's row in attention); a GEMM would make it 0·∞ = NaN
-    for (let t = 0; t < batches; t++) sparseProduct(out, outOffsets[t], a, aOffsets[t], b, bOffsets[t], m, k, n)
+    // a zero coefficient of a takes no part, so a NaN or an infinity it would multiply does not
+    // leak (a masked key's row in attention); a GEMM would make it 0·∞ = NaN
+    const A = transA ? transposeBlocks(a, 0, a.length / (m * k), k, m) : a
+    const B = transB ? transposeBlocks(b, 0, b.length / (k * n), n, k) : b
+    for (let t = 0; t < batches; t++) sparseProduct(out, outOffsets[t], A, aOffsets[t], B, bOffsets[t], m, k, n)
     return
   }
   if (inOrder(outOffsets, batches, m * n) && inOrder(aOffsets, batches, m * k) && inOrder(bOffsets, batches, k * n)) {
-    bmm(out, outOffsets[0], a, aOffsets[0], b, bOffsets[0], batches, m, k, n)
+    productT(out, outOffsets[0], a, aOffsets[0], transA, b, bOffsets[0], transB, batches, m, k, n)
     return
   }
   const scratch = like(out, m * n)
   for (let t = 0; t < batches; t++) {
-    gemm(scratch, 0, a, aOffsets[t], b, bOffsets[t], m, k, n)
+    productT(scratch, 0, a, aOffsets[t], transA, b, bOffsets[t], transB, 1, m, k, n)
     addInto(out, outOffsets[t], scratch, 0, m * n)
   }
 }

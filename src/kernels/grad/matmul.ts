@@ -5,8 +5,8 @@
  */
 import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
 import type { MatmulTask } from '../../worker/tasks.js'
-import { gemm, matmul } from '../matmul.js'
-import { accumulateProducts, consecutiveOffsets, shared, inOrder, transposeBlocks } from './common.js'
+import { matmul } from '../matmul.js'
+import { accumulateProducts, consecutiveOffsets, inOrder, productT, shared } from './common.js'
 
 export function matmulBackward ({ forward, g, wrt }: BackwardTask<MatmulTask>, outs: GradOutputs): void {
   const { a, b, info } = forward
@@ -16,22 +16,15 @@ export function matmulBackward ({ forward, g, wrt }: BackwardTask<MatmulTask>, o
   const db = outs['grads.b']
   if (B === 0 || m === 0 || n === 0 || k === 0) return // the gradients are zeros
   const gOffsets = consecutiveOffsets(B, m * n)
+  // every a block against the one b (a broadcast b): the batch is one [B·m, k] product
+  const stacked = shared(bOffsets, B) && inOrder(aOffsets, B, m * k)
   if (da !== undefined && wrt.includes('a')) {
-    const bT = transposeBlocks(b, 0, b.length / (k * n), k, n) // [blocks, n, k]
-    if (shared(bOffsets, B) && inOrder(aOffsets, B, m * k)) {
-      gemm(da, aOffsets[0], g, 0, bT, bOffsets[0], B * m, n, k) // every a block against the one b: one product
-    } else {
-      accumulateProducts(da, aOffsets, g, gOffsets, bT, bOffsets, B, m, n, k)
-    }
+    if (stacked) productT(da, aOffsets[0], g, 0, false, b, bOffsets[0], true, 1, B * m, n, k)
+    else accumulateProducts(da, aOffsets, g, gOffsets, false, b, bOffsets, true, B, m, n, k)
   }
   if (db !== undefined && wrt.includes('b')) {
-    if (shared(bOffsets, B) && inOrder(aOffsets, B, m * k)) {
-      // Σ_t a_tᵀ·g_t is the one product of the stacked a ([B·m, k]) transposed and the stacked g
-      const aT = transposeBlocks(a, aOffsets[0], 1, B * m, k)
-      gemm(db, bOffsets[0], aT, 0, g, 0, k, B * m, n)
-    } else {
-      const aT = transposeBlocks(a, 0, a.length / (m * k), m, k) // [blocks, k, m]
-      accumulateProducts(db, bOffsets, aT, aOffsets, g, gOffsets, B, k, m, n)
-    }
+    // Σ_t a_tᵀ·g_t: with a stacked, the one product of its transpose and the stacked g
+    if (stacked) productT(db, bOffsets[0], a, aOffsets[0], true, g, 0, false, 1, k, B * m, n)
+    else accumulateProducts(db, bOffsets, a, aOffsets, true, g, gOffsets, false, B, k, m, n)
   }
 }
