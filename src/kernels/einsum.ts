@@ -15,8 +15,9 @@
  */
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { dot as dotKernel } from './dot.js'
+import { transposeBlocks } from './grad/common.js'
 import { matmul as matmulKernel, type MatmulInfo } from './matmul.js'
-import { engineMatmulT, useEngine } from './ort/kernels.js'
+import { engineMatmul, useEngine } from './ort/kernels.js'
 import { checkElements, checkFlops, formatShape, stridesOf } from './shape.js'
 import { allocate, type DType, type FloatArray, type Limits } from './types.js'
 
@@ -590,18 +591,6 @@ function strided (dst: FloatArray, src: FloatArray, s: StridedStep): void {
   }
 }
 
-/** [rows, cols] blocks of x, each transposed to [cols, rows]. */
-function transposeBlocks (x: FloatArray, batches: number, rows: number, cols: number): FloatArray {
-  const out = x instanceof Float32Array ? new Float32Array(x.length) : new Float64Array(x.length)
-  for (let t = 0; t < batches; t++) {
-    const o = t * rows * cols
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < cols; c++) out[o + c * rows + r] = x[o + r * cols + c]
-    }
-  }
-  return out
-}
-
 function gemmStep (out: FloatArray, a: FloatArray, b: FloatArray, s: GemmStep): void {
   const { batches: B, m, k, n } = s
   if (B * m * n === 0) return
@@ -617,11 +606,12 @@ function gemmStep (out: FloatArray, a: FloatArray, b: FloatArray, s: GemmStep): 
   const transA = s.transA && m > 1 && k > 1
   const transB = s.transB && n > 1 && k > 1
   if ((transA || transB) && useEngine(B * m * k * n)) {
-    engineMatmulT(out, a, b, B, m, k, n, transA, transB)
+    // the engine fuses the transposition into its GEMM
+    engineMatmul(out, 0, a, 0, b, 0, B, m, k, n, 1, transA, transB)
     return
   }
-  const A = transA ? transposeBlocks(a, B, k, m) : a
-  const Bm = transB ? transposeBlocks(b, B, n, k) : b
+  const A = transA ? transposeBlocks(a, 0, B, k, m) : a
+  const Bm = transB ? transposeBlocks(b, 0, B, n, k) : b
   const aOffsets = new Int32Array(B)
   const bOffsets = new Int32Array(B)
   for (let t = 0; t < B; t++) {

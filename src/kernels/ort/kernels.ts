@@ -49,33 +49,6 @@ export function engineMatmul (
     { c: tensor(out.subarray(oOff, oOff + batches * m * n), [batches, m, n]) })
 }
 
-const matmulTGraph = (t: ElemName, transA: boolean, transB: boolean) => (): Graph => ({
-  inputs: [['a', t], ['b', t]],
-  outputs: [['c', t]],
-  nodes: [
-    ...(transA ? [{ op: 'Transpose', inputs: ['a'], outputs: ['at'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] }] : []),
-    ...(transB ? [{ op: 'Transpose', inputs: ['b'], outputs: ['bt'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] }] : []),
-    { op: 'MatMul', inputs: [transA ? 'at' : 'a', transB ? 'bt' : 'b'], outputs: ['c'] }
-  ]
-})
-
-/**
- * out = the [batches] products of a and b (consecutive blocks), where a is stored [batches,k,m]
- * when transA (else [batches,m,k]) and b [batches,n,k] when transB (else [batches,k,n]): the
- * engine fuses the transposition into its GEMM (einsum's contractions, such as `bhqd,bhkd->bhqk`).
- */
-export function engineMatmulT (
-  out: FloatArray, a: FloatArray, b: FloatArray,
-  batches: number, m: number, k: number, n: number, transA: boolean, transB: boolean, threads = 1
-): void {
-  const t = elemOf(out)
-  const s = session(`matmul/${t}/${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, threads, matmulTGraph(t, transA, transB))
-  run(s, {
-    a: tensor(as(out, a.subarray(0, batches * m * k)), transA ? [batches, k, m] : [batches, m, k]),
-    b: tensor(as(out, b.subarray(0, batches * k * n)), transB ? [batches, n, k] : [batches, k, n])
-  }, { c: tensor(out.subarray(0, batches * m * n), [batches, m, n]) })
-}
-
 /** Whether every element is finite (x − x is 0 for a finite x, NaN for NaN and ±∞). */
 export function allFinite (x: FloatArray | Uint8Array): boolean {
   if (x instanceof Float32Array) return finite32(x)
