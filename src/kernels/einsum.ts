@@ -565,7 +565,11 @@ function strided (dst: FloatArray, src: FloatArray, s: StridedStep): void {
       for (let x = 0; x < inner; x++) {
         let acc = 0
         let off = so + x * si
-        if (sumTotal > 0) {
+        if (sr === 1) {
+          // one summed dimension (a row sum, a trace): a plain loop
+          const st = sumStrides[0]
+          for (let t = 0; t < sumTotal; t++, off += st) acc += src[off]
+        } else if (sumTotal > 0) {
           sumIdx.fill(0)
           for (let t = 0; t < sumTotal; t++) {
             acc += src[off]
