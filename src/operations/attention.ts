@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { type AttentionInfo, attentionInfo } from '../kernels/attention.js'
-import { product } from '../kernels/shape.js'
+import { checkElements, product } from '../kernels/shape.js'
 import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
@@ -68,6 +68,12 @@ export const attentionBackward = defineBackward<AttentionInfo>(attention, {
   name: 'attention',
   operands: ['query', 'key', 'value'],
   constants: ['mask'],
+  // the operands' blocks per batch, as the gradients are formed before they are summed
+  check: (info, wrt, limits) => {
+    checkElements(info.B * info.Lq * info.E, 'attention query blocks per batch (the query gradient before its broadcast sum)', limits)
+    checkElements(info.B * info.Lk * info.E, 'attention key blocks per batch (the key gradient before its broadcast sum)', limits)
+    checkElements(info.B * info.Lk * info.Ev, 'attention value blocks per batch (the value gradient before its broadcast sum)', limits)
+  },
   work: (info, wrt) => {
     const s = 2 * info.B * info.Lq * info.Lk
     const qk = wrt.includes('query') || wrt.includes('key')
