@@ -5,12 +5,12 @@ Input, one object per case (dtype "float32" or "float64"; conv2d has stride 1):
   {"name": ..., "kind": "batched",   "dtype": ..., "batch": .., "m": .., "k": .., "n": ..}  np.matmul([batch,m,k], [batch,k,n])
   {"name": ..., "kind": "conv2d",    "dtype": ..., "N", "C", "H", "W", "K", "kh", "kw", "pad"}
   {"name": ..., "kind": "attention", "dtype": ..., "B": .., "L": .., "E": ..}
-  {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
-                                                                   np.einsum(equation, *operands, optimize=True)
 and the same with "backward": true: the gradients with respect to every operand given the output's
 gradient (matmul: g·bᵀ and aᵀ·g; conv2d: dkernel = G·colsᵀ and dinput as the full correlation of G
 with the flipped kernel; attention: dV = Pᵀ·G, dP = G·Vᵀ, the softmax's product, dQ and dK, with P
-recomputed), their FLOPs counted as twice the forward's.
+recomputed), their FLOPs counted as twice the forward's; and
+  {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
+                                                                   np.einsum(equation, *operands, optimize=True)
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
