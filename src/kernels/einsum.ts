@@ -18,7 +18,7 @@ import { dot as dotKernel } from './dot.js'
 import { transposeBlocks } from './grad/common.js'
 import { matmul as matmulKernel, type MatmulInfo } from './matmul.js'
 import { engineMatmul, useEngine } from './ort/kernels.js'
-import { checkElements, checkFlops, formatShape, stridesOf } from './shape.js'
+import { checkElements, checkFlops, elementCount, formatShape, stridesOf } from './shape.js'
 import { allocate, type DType, type FloatArray, type Limits } from './types.js'
 
 export const MAX_OPERANDS = 8
@@ -408,7 +408,7 @@ function fits (labels: number[], batch: number[], x: number[], y: number[]): boo
 
 /**
  * Plans a contraction into the program's output laid out in the order `output` (labels of size
- * 1 take no room), and returns the program. Any label of size 0 makes the output all zeros.
+ * 1 take no room), and returns the program. An empty operand leaves the output all zeros.
  */
 function program (inputs: number[], operands: Operand[], output: number[], p: Planner, finish?: (t: PTensor) => void, outLength = p.size(output)): Program {
   // an empty operand: every sum has no terms
@@ -435,21 +435,11 @@ export interface EinsumInfo {
 
 /** The forward plan, checked against the limits: every intermediate, the result and the work. */
 export function einsumInfo (spec: EinsumSpec, limits: Limits): EinsumInfo {
-  const outElements = sizeChecked(spec.outShape, 'the result', limits)
+  const outElements = elementCount(spec.outShape, 'the result', limits)
   const p = new Planner(spec.inputs.length, spec.sizes, limits, 'this einsum')
   const prog = program(spec.inputs.map((_, i) => i), spec.inputs.map((axes, i) => ({ axes, shape: spec.shapes[i] })), spec.output, p)
   checkFlops(p.flops, 'this einsum', limits)
   return { spec, programs: [prog], outShape: spec.outShape, outElements, flops: p.flops }
-}
-
-function sizeChecked (shape: number[], what: string, limits: Limits): number {
-  if (shape.includes(0)) return 0
-  let n = 1
-  for (const d of shape) {
-    n *= d
-    if (n > limits.maxElements) checkElements(shape.reduce((x, y) => x * y, 1), `${what} ${formatShape(shape)}`, limits)
-  }
-  return n
 }
 
 /**
@@ -463,13 +453,13 @@ function sizeChecked (shape: number[], what: string, limits: Limits): number {
  */
 export function einsumBackwardInfo (spec: EinsumSpec, wrt: number[], withResult: boolean, limits: Limits): EinsumInfo & { grads: Array<{ operand: number, shape: number[], length: number }> } {
   const n = spec.inputs.length
-  const outElements = sizeChecked(spec.outShape, 'the result', limits)
+  const outElements = elementCount(spec.outShape, 'the result', limits)
   const programs: Program[] = []
   const grads: Array<{ operand: number, shape: number[], length: number }> = []
   let flops = 0
   for (const i of wrt) {
     const shape = spec.shapes[i]
-    const length = sizeChecked(shape, `the gradient of operand ${i}`, limits)
+    const length = elementCount(shape, `the gradient of operand ${i}`, limits)
     const others = [...Array(n).keys()].filter(j => j !== i)
     const operands: Operand[] = [
       { axes: spec.output, shape: spec.outShape },
