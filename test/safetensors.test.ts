@@ -367,3 +367,28 @@ describe('dtype promotion, as PyTorch promotes', () => {
     expect(res.json().result).toEqual({ shape: [1, 1], dtype: 'float16', data: [[1]] })
   })
 })
+
+describe('einsum in safetensors', () => {
+  it('operands.0, operands.1 … fill the operands array; equation in the metadata; gradients as grads.operands.<i>', async () => {
+    const a = f32([2, 3], [1, 2, 3, 4, 5, 6])
+    const b = f32([3, 2], [1, 0, -1, 2, 0.5, 1])
+    const res = await both('einsum', writeFile({ 'operands.1': b, 'operands.0': a }, { equation: 'ij,jk->ik' }))
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(200)
+    expect(checkFile(res.rawPayload).tensors.result).toEqual({ dtype: 'F32', shape: [2, 2], values: [0.5, 7, 2, 16] })
+    // three operands, one of them float16: float32
+    const three = await both('einsum', writeFile({ 'operands.0': a, 'operands.1': b, 'operands.2': { dtype: 'F16', shape: [2], values: [1, -1] } }, { equation: 'ij,jk,k->i' }))
+    expect(checkFile(three.rawPayload).tensors.result).toEqual({ dtype: 'F32', shape: [2], values: [-6.5, -14] })
+    // backward: only operand 1 asked for; the JSON reply has null in place 0, the file no tensor
+    const g = f32([2, 2], [1, 1, 1, 1])
+    const back = await both('einsum/backward', writeFile({ 'operands.0': a, 'operands.1': b, gradOutput: g }, { equation: 'ij,jk->ik', wrt: '[1]', returnResult: 'true' }))
+    expect(back.statusCode, back.body.slice(0, 300)).toBe(200)
+    const { tensors } = checkFile(back.rawPayload)
+    expect(Object.keys(tensors)).toEqual(['grads.operands.1', 'result'])
+    expect(tensors['grads.operands.1']).toEqual({ dtype: 'F32', shape: [3, 2], values: [5, 5, 7, 7, 9, 9] })
+    const json = await both('einsum/backward', writeFile({ 'operands.0': a, 'operands.1': b, gradOutput: g }, { equation: 'ij,jk->ik', wrt: '[1]', encoding: 'flat' }), { accept: 'application/json' })
+    expect(json.json()).toEqual({ grads: { operands: [null, { shape: [3, 2], dtype: 'float32', data: [5, 5, 7, 7, 9, 9] }] } })
+    // a gap in the operands, and an operand in the metadata
+    expectError(await both('einsum', writeFile({ 'operands.0': a, 'operands.2': b }, { equation: 'ij,jk->ik' })), 400, 'INVALID_TENSOR')
+    expectError(await both('einsum', writeFile({ 'operands.0': a }, { equation: 'ij,jk->ik', operands: '[[1]]' })), 400, 'INVALID_TENSOR')
+  })
+})

@@ -17,7 +17,7 @@ export interface Prepared {
   task: object & { dtype: WireDType, info: { flops: number } }
   transfer: ArrayBuffer[]
   /** Shapes of the result tensors, in order, cut from the one buffer the kernel returns. */
-  outputs: Array<{ field: string, shape: number[], length: number }>
+  outputs: ReplySpec['outputs']
 }
 
 export interface OperationSpec<Body = unknown> {

@@ -9,7 +9,8 @@
  * becomes a FileTensor in its field (`operands.0`, `operands.1` … fill the array `operands`),
  * each `__metadata__` entry a field, read as JSON when it parses as JSON, else as the string.
  * Writing lays a reply out as the safetensors library does: the header compact, padded with
- * spaces to a multiple of 8 bytes, the tensors in order of their names.
+ * spaces to a multiple of 8 bytes, the tensors in order of their names (the library's order for
+ * tensors of one dtype).
  */
 import { Buffer } from 'node:buffer'
 import sjson from 'secure-json-parse'
@@ -230,14 +231,15 @@ function setField (body: Record<string, unknown>, key: string, value: unknown): 
  * A safetensors file of the result tensors cut in order from one buffer, laid out as the
  * safetensors library writes them: names in order (all of one dtype), header padded with spaces.
  */
-export function encodeSafetensors (buffer: FloatArray, dtype: WireDType, outputs: ReadonlyArray<{ field: string, shape: number[], length: number }>): Uint8Array {
+export function encodeSafetensors (buffer: FloatArray, dtype: WireDType, outputs: ReadonlyArray<{ field: string, shape: number[], length: number, absent?: boolean }>): Uint8Array {
   const itemsize = ITEMSIZE[dtype]
   let offset = 0
+  // (an absent output, an einsum gradient not asked for, is no tensor of the file)
   const placed = outputs.map(o => {
     const p = { ...o, from: offset }
     offset += o.length
     return p
-  }).sort((x, y) => x.field < y.field ? -1 : x.field > y.field ? 1 : 0)
+  }).filter(o => o.absent !== true).sort((x, y) => x.field < y.field ? -1 : x.field > y.field ? 1 : 0)
   let end = 0
   const header: Record<string, unknown> = {}
   for (const o of placed) {
