@@ -22,7 +22,9 @@ const VALID: Record<string, Buffer> = {
   dot: writeFile({ a: { dtype: 'F16', shape: [3], values: [1, 2, 3] }, b: { dtype: 'BF16', shape: [3], values: [1, 1, 1] } }),
   linear: writeFile({ input: f32([2, 3]), weights: f32([3, 2]), bias: f32([2]) }, { activation: 'gelu' }),
   conv2d: writeFile({ input: f32([1, 1, 4, 4]), kernel: f32([2, 1, 2, 2]) }, { stride: '[2,2]', padding: '1' }),
-  attention: writeFile({ query: f32([2, 2]), key: f32([3, 2]), value: f32([3, 2]), mask: { dtype: 'BOOL', shape: [3], values: [1, 0, 1] } }, { returnWeights: 'true' })
+  attention: writeFile({ query: f32([2, 2]), key: f32([3, 2]), value: f32([3, 2]), mask: { dtype: 'BOOL', shape: [3], values: [1, 0, 1] } }, { returnWeights: 'true' }),
+  einsum: writeFile({ 'operands.0': f32([2, 3]), 'operands.1': f32([3, 2]) }, { equation: 'ij,jk->ik' }),
+  'matmul/backward': writeFile({ a: f32([2, 3]), b: f32([3, 2]), gradOutput: f32([2, 2]) }, { wrt: '["a"]' })
 }
 
 function headerOf (file: Buffer): { header: Record<string, any>, data: Buffer } {
@@ -139,7 +141,7 @@ describe('fuzzing safetensors bodies', () => {
       const where = `${route} ${m.kind} ${JSON.stringify(m.value, (_, v) => typeof v === 'bigint' ? String(v) : v)?.slice(0, 200)} → ${res.body.slice(0, 300)}`
       if (res.statusCode === 200) {
         expect(res.headers['content-type']).toBe('application/octet-stream')
-        expect(Object.keys(checkFile(res.rawPayload).tensors)).toContain('result')
+        expect(Object.keys(checkFile(res.rawPayload).tensors).length).toBeGreaterThan(0)
       } else {
         expect([400, 413], where).toContain(res.statusCode)
         const json = JSON.parse(res.body)
