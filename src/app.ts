@@ -10,7 +10,7 @@ import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import type { DestinationStream } from 'pino'
 import { type Config, defaultConfig } from './config.js'
-import { isApiError } from './errors.js'
+import { errorBody, internalMessage, isApiError, STATUS_TEXT, unsupportedMediaMessage } from './errors.js'
 import type { Limits } from './kernels/types.js'
 import authPlugin from './plugins/auth.js'
 import headersPlugin from './plugins/headers.js'
@@ -19,7 +19,7 @@ import poolPlugin from './plugins/pool.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import serviceRoutes from './routes/service.js'
 import operationRoutes from './routes/v1/operations.js'
-import { openapiInfo } from './openapi.js'
+import { swaggerOptions } from './openapi.js'
 import { AJV_OPTIONS } from './schemas/ajv.js'
 import { formatSchemaErrors } from './schemas/validation.js'
 
@@ -42,19 +42,6 @@ declare module 'fastify' {
 const ALWAYS_ANSWER = /^\/(health|ready|metrics|openapi\.json|docs)(\/|$)/
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  404: 'Not Found',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  499: 'Client Closed Request',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout'
-}
 
 export interface AppOptions {
   /** Where the log lines go (default: pino's synchronous stdout); the process passes its buffered one. */
@@ -138,19 +125,14 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     if (isApiError(err)) {
       request.errorCode = err.code
       if (err.code === 'OVERLOADED') reply.header('retry-after', '1')
-      return reply.code(err.statusCode).send({
-        statusCode: err.statusCode,
-        code: err.code,
-        error: STATUS_TEXT[err.statusCode] ?? 'Error',
-        message: err.message
-      })
+      return reply.code(err.statusCode).send(errorBody(err.statusCode, err.code, err.message))
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500
     if (status >= 400 && status < 500) {
       let message = err.message
       if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
         const type = String(request.headers['content-type'] ?? 'none').slice(0, 100)
-        message = `unsupported content-type ${JSON.stringify(type)}: send the body as application/json`
+        message = unsupportedMediaMessage(type)
       }
       request.errorCode = err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST')
       return reply.code(status).send({
@@ -162,12 +144,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     }
     request.errorCode = 'INTERNAL'
     request.log.error({ err }, 'request failed')
-    return reply.code(500).send({
-      statusCode: 500,
-      code: 'INTERNAL',
-      error: STATUS_TEXT[500],
-      message: `internal error (request id ${request.id})`
-    })
+    return reply.code(500).send(errorBody(500, 'INTERNAL', internalMessage(request.id)))
   })
 
   app.setNotFoundHandler((request, reply) => {
@@ -181,7 +158,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
 
   // security headers (the content security policy covers /docs too) and CORS when configured
   await app.register(headersPlugin)
-  await app.register(swagger, { openapi: openapiInfo })
+  await app.register(swagger, swaggerOptions as Parameters<typeof swagger>[1])
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false }

@@ -1,3 +1,17 @@
+/**
+ * The OpenAPI document: its header, the replies of the operation routes with their examples, and
+ * what turns the routes' TypeBox schemas into named components (every schema with an `$id`:
+ * Tensor and its forms, ResultTensor, Error, each operation's body and reply).
+ */
+import { type TSchema, Type } from 'typebox'
+import { defaultConfig } from './config.js'
+import { errorBody, internalMessage, isApiError, type ErrorBody, unsupportedMediaMessage } from './errors.js'
+import { decoderFor, type Operation } from './operations/spec.js'
+import { KEY_REQUIRED } from './plugins/auth.js'
+import { overloaded, timeout } from './plugins/pool.js'
+import { rateLimited } from './plugins/rate-limit.js'
+import { ErrorSchema } from './schemas/tensor.js'
+
 /** The OpenAPI document's header; the paths come from the routes' schemas. */
 export const openapiInfo = {
   openapi: '3.0.3',
@@ -7,8 +21,11 @@ export const openapiInfo = {
       'Tensors are nested arrays, {shape, data, dtype} objects with flat or nested data, or base64 little-endian bytes. ' +
       'The strings "NaN", "Infinity" and "-Infinity" stand for those values.',
     version: '1.0.0',
-    contact: { name: 'Tensor service maintainers' }
+    contact: { name: 'Tensor service maintainers' },
+    license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' }
   },
+  // open unless the service is started with API keys: the operations state their own requirement
+  security: [],
   servers: [{
     url: '/',
     description: 'Production or local: the instance serving this document (Swagger UI sends requests to it)',
@@ -59,6 +76,122 @@ export const RETRY_AFTER_HEADER = { 'Retry-After': count('Seconds to wait before
 
 export const WWW_AUTHENTICATE_HEADER = {
   'WWW-Authenticate': { type: 'string', maxLength: 200, pattern: '^Bearer ', description: 'The scheme to authenticate with: Bearer' }
+}
+
+const { maxElements, maxFlops } = defaultConfig()
+/** The limits the examples are computed with: the defaults. */
+const EXAMPLE_LIMITS = { maxElements, maxFlops }
+
+/** The error an operation's prepare step gives for a body, rendered as the service renders it. */
+function prepareError (spec: Operation, body: object): ErrorBody | undefined {
+  try {
+    spec.prepare(body, decoderFor(EXAMPLE_LIMITS, {}))
+  } catch (err) {
+    if (isApiError(err)) return errorBody(err.statusCode, err.code, err.message)
+    throw err
+  }
+  return undefined
+}
+
+/** The example body with its first tensor operand replaced. */
+function withFirstTensor (spec: Operation, tensor: unknown): object {
+  const body: Record<string, unknown> = { ...spec.example }
+  const first = Object.keys(body).find(k => Array.isArray(body[k]) || typeof body[k] === 'number')
+  if (first !== undefined) body[first] = tensor
+  return body
+}
+
+/**
+ * The bodies of an operation's error replies: each one the service's answer to a request (the
+ * 400 and 413 ones computed here by the operation's own checks, with the default limits; the
+ * others with the settings their description names). test/openapi.test.ts replays them.
+ */
+export function errorExamples (spec: Operation): Record<number, ErrorBody> {
+  const { ragged, huge } = errorRequests(spec)
+  const examples: Record<number, ErrorBody | undefined> = {
+    400: prepareError(spec, ragged),
+    413: prepareError(spec, huge),
+    401: errorBody(401, 'UNAUTHORIZED', KEY_REQUIRED),
+    415: errorBody(415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE', unsupportedMediaMessage('text/plain')),
+    429: fromApiError(rateLimited(100, 60000, '1 minute')),
+    500: errorBody(500, 'INTERNAL', internalMessage('4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61')),
+    503: fromApiError(overloaded({ workers: 4, maxQueue: 64 })),
+    504: fromApiError(timeout({ taskTimeoutMs: 30000 }))
+  }
+  return Object.fromEntries(Object.entries(examples).filter(([, e]) => e !== undefined)) as Record<number, ErrorBody>
+}
+
+/** The requests of the 400 and 413 examples: the operation's example with its first tensor ragged, or too large. */
+export function errorRequests (spec: Operation): { ragged: object, huge: object } {
+  return {
+    ragged: withFirstTensor(spec, [[1, 2], [3]]),
+    huge: withFirstTensor(spec, { shape: [65536, 65536], dtype: 'float32', data: '' })
+  }
+}
+
+function fromApiError (err: { statusCode: number, code: string, message: string }): ErrorBody {
+  return errorBody(err.statusCode, err.code, err.message)
+}
+
+const ERROR_REPLIES: Record<number, { description: string, headers: Record<string, unknown> }> = {
+  400: { headers: REPLY_HEADERS, description: 'Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT)' },
+  401: { headers: { ...WWW_AUTHENTICATE_HEADER, ...REPLY_HEADERS }, description: 'No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE' },
+  413: { headers: REPLY_HEADERS, description: 'Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing' },
+  415: { headers: REPLY_HEADERS, description: 'The body is not application/json' },
+  429: { headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100' },
+  500: { headers: REPLY_HEADERS, description: 'Internal error: the message carries only the request id' },
+  503: { headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4' },
+  504: { headers: REPLY_HEADERS, description: 'The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT)' }
+}
+
+/** A reply's schema: a component, with the reply's description, headers and example. */
+function replyOf (component: TSchema, reply: { description: string, headers: Record<string, unknown> }, example: unknown): TSchema {
+  return Type.Unsafe({ allOf: [component], ...reply, ...(example === undefined ? {} : { examples: [example] }) })
+}
+
+/** The replies of an operation route: its 200 with the reply to its example, and every error with a real one. */
+export function operationReplies (spec: Operation): Record<number, TSchema> {
+  const examples = errorExamples(spec)
+  const replies: Record<number, TSchema> = {
+    200: replyOf(spec.reply, { description: 'The result tensor in the object form', headers: REPLY_HEADERS }, spec.exampleReply)
+  }
+  for (const [status, reply] of Object.entries(ERROR_REPLIES)) {
+    replies[Number(status)] = replyOf(ErrorSchema, reply, examples[Number(status)])
+  }
+  return replies
+}
+
+/**
+ * The document's last step: a schema that is one component and nothing else (a route's body or
+ * reply, written `allOf: [component]` so that the component is named) becomes a plain reference.
+ */
+export function referenceComponents<T> (doc: T): T {
+  const visit = (node: unknown): void => {
+    if (typeof node !== 'object' || node === null) return
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'schema' && isComponentOnly(value)) (node as Record<string, unknown>)[key] = { $ref: value.allOf[0].$ref }
+      else visit(value)
+    }
+  }
+  visit(doc)
+  return doc
+}
+
+function isComponentOnly (schema: unknown): schema is { allOf: [{ $ref: string }] } {
+  if (typeof schema !== 'object' || schema === null) return false
+  const { allOf, ...rest } = schema as { allOf?: unknown }
+  return Array.isArray(allOf) && allOf.length === 1 && typeof allOf[0]?.$ref === 'string' &&
+    Object.keys(rest).every(k => k === 'description' || k === 'example')
+}
+
+/** @fastify/swagger's options: components named by their `$id`. */
+export const swaggerOptions = {
+  openapi: openapiInfo,
+  refResolver: {
+    buildLocalReference: (json: { $id?: unknown }, _base: unknown, _fragment: unknown, i: number): string =>
+      typeof json.$id === 'string' ? json.$id : `def-${i}`
+  },
+  transformObject: ({ openapiObject }: { openapiObject: object }) => referenceComponents(openapiObject)
 }
 
 /** The committed form of the document: stable two-space JSON with a final newline. */

@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { attentionInfo } from '../kernels/attention.js'
 import { product } from '../kernels/shape.js'
 import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
@@ -16,7 +16,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation<Static<typeof Body>>({
+export default defineOperation({
   name: 'attention',
   summary: 'Scaled dot-product attention: softmax(Q·Kᵀ·scale + mask)·V',
   description: 'softmax(query·keyᵀ·scale + mask)·value over the last axis. query [..., Lq, E], key [..., Lk, E], value ' +
@@ -32,6 +32,10 @@ export default defineOperation<Static<typeof Body>>({
     value: [[1, 2], [3, 4], [5, 6]],
     causal: true,
     returnWeights: true
+  },
+  exampleReply: {
+    result: { shape: [2, 2], dtype: 'float64', data: [[1, 2], [2.3395230986533138, 3.3395230986533138]] },
+    weights: { shape: [2, 3], dtype: 'float64', data: [[1, 0, 0], [0.3302384506733431, 0.6697615493266569, 0]] }
   },
   prepare (body, decode) {
     const { limits } = decode

@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { conv2dInfo } from '../kernels/conv2d.js'
 import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
@@ -25,7 +25,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation<Static<typeof Body>>({
+export default defineOperation({
   name: 'conv2d',
   summary: 'Multi-channel 2-D convolution, torch.nn.functional.conv2d semantics',
   description: 'torch.nn.functional.conv2d: cross-correlation (no kernel flip). NCHW: input [N,C,H,W] or [C,H,W], kernel ' +
@@ -39,6 +39,7 @@ export default defineOperation<Static<typeof Body>>({
     stride: 1,
     padding: 'valid'
   },
+  exampleReply: { result: { shape: [1, 1, 2, 2], dtype: 'float64', data: [[[[-3.5, -3.5], [-3.5, -3.5]]]] } },
   prepare (body, decode) {
     const { limits } = decode
     const input = decode.tensor(body.input, 'input')

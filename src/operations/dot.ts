@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { dotInfo } from '../kernels/dot.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
 import { binaryPrepare, defineOperation } from './spec.js'
@@ -9,7 +9,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation<Static<typeof Body>>({
+export default defineOperation({
   name: 'dot',
   summary: 'Dot product of two same-shaped tensors',
   description: 'The rank-0 sum of a*b over two tensors of the same shape (any rank): the vector dot product, and for ' +
@@ -17,5 +17,6 @@ export default defineOperation<Static<typeof Body>>({
     'Empty operands give 0.',
   body: Body,
   example: { a: [1, 2, 3], b: [4, 5, 6] },
+  exampleReply: { result: { shape: [], dtype: 'float64', data: 32 } },
   prepare: binaryPrepare(dotInfo)
 })

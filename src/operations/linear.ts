@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { linearInfo } from '../kernels/linear.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
@@ -14,7 +14,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation<Static<typeof Body>>({
+export default defineOperation({
   name: 'linear',
   summary: 'A layer of neurons: activation(input·weights + bias)',
   description: 'activation(input·weights + bias). input [..., in], weights [in, out], optional bias [out]; the result is ' +
@@ -22,6 +22,7 @@ export default defineOperation<Static<typeof Body>>({
     'x·Φ(x) with the error function) and softmax over the last axis; a softmax row that is all -Infinity gives zeros.',
   body: Body,
   example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu' },
+  exampleReply: { result: { shape: [1, 2], dtype: 'float64', data: [[2.7, 2.3]] } },
   prepare (body, decode) {
     const { limits } = decode
     const input = decode.tensor(body.input, 'input')

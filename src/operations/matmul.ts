@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { matmulInfo } from '../kernels/matmul.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
 import { binaryPrepare, defineOperation } from './spec.js'
@@ -9,7 +9,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation<Static<typeof Body>>({
+export default defineOperation({
   name: 'matmul',
   summary: 'Matrix product, numpy.matmul semantics',
   description: 'numpy.matmul(a, b). 2-D: [m,k]·[k,n] → [m,n]. N-D: the last two dimensions multiply and the ' +
@@ -17,5 +17,6 @@ export default defineOperation<Static<typeof Body>>({
     '[k,1], and the added dimension is removed from the result ([k]·[k] gives a rank-0 result). Rank-0 operands are refused.',
   body: Body,
   example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
+  exampleReply: { result: { shape: [2, 2], dtype: 'float64', data: [[19, 22], [43, 50]] } },
   prepare: binaryPrepare(matmulInfo)
 })

@@ -4,7 +4,8 @@
  * operands, checks their shapes against the limits and casts them to the compute dtype. Pure: the
  * routes (src/routes/v1/operations.ts) and the workers (src/worker/request.ts) both run it.
  */
-import type { TSchema } from 'typebox'
+import { type Static, type TObject, type TSchema, Type } from 'typebox'
+import { ResultTensorSchema } from '../schemas/tensor.js'
 import type { DType, FloatArray, Limits } from '../kernels/types.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor } from '../tensor/decode.js'
 import type { Encoding, ReplySpec } from '../tensor/encode.js'
@@ -18,32 +19,52 @@ export interface Prepared {
   outputs: Array<{ field: string, shape: number[], length: number }>
 }
 
-export interface OperationSpec<Body = unknown> {
+export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>> {
   name: TaskName
   summary: string
   description: string
-  body: TSchema
-  example: Body
+  body: B
+  /** A body that answers 200, the example of the OpenAPI document and of Swagger UI. */
+  example: Static<B>
+  /** The 200 reply to `example`, exactly as the service writes it (a test checks it). */
+  exampleReply: object
   /** Extra fields of the 200 reply beyond `result` (attention's weights). */
-  extraReply?: Record<string, TSchema>
-  prepare: (body: Body, decode: Decoder) => Prepared
+  extraReply?: E
+  prepare: (body: Static<B>, decode: Decoder) => Prepared
 }
 
 /** The fields every operation's body may carry besides its operands. */
 export interface CommonBody { encoding?: Encoding, dtype?: DType }
 
-/** An operation with its body type erased: its prepare step only ever sees a body its schema accepted. */
-export interface Operation extends Omit<OperationSpec, 'prepare'> {
+/**
+ * An operation with its prepare step's body type erased (it only ever sees a body its schema
+ * accepted), and its body and reply schemas, named components of the OpenAPI document
+ * (`MatmulBody`, `MatmulReply`) and the types of the client.
+ */
+export interface Operation<B extends TObject = TObject, R extends TObject = TObject> extends Omit<OperationSpec<B>, 'prepare' | 'extraReply'> {
+  reply: R
   prepare: (body: CommonBody, decode: Decoder) => Prepared
 }
 
-export function defineOperation<Body extends CommonBody> (spec: OperationSpec<Body>): Operation {
-  return spec as unknown as Operation
+/** The name of an operation's components: matmul → Matmul, conv2d → Conv2d. */
+export function componentName (name: string): string {
+  return name.split(/[^A-Za-z0-9]+/).map(w => w.charAt(0).toUpperCase() + w.slice(1)).join('')
 }
 
-/** The body schema as routes and workers compile it: the operation's schema with its example. */
+export function defineOperation<const B extends TObject, const E extends Record<string, TSchema> = {}> (spec: OperationSpec<B, E>) {
+  const component = componentName(spec.name)
+  const reply = Type.Object({ result: ResultTensorSchema, ...(spec.extraReply ?? {}) as E }, {
+    $id: `${component}Reply`,
+    additionalProperties: false,
+    description: 'The result tensor in the object form'
+  })
+  const { extraReply, ...rest } = spec
+  return { ...rest, body: { ...spec.body, $id: `${component}Body` }, reply } as unknown as Operation<B, typeof reply>
+}
+
+/** The body schema as routes and workers compile it: the operation's schema (a component) with its example. */
 export function bodySchema (spec: Operation): TSchema {
-  return { ...spec.body, examples: [spec.example] }
+  return { allOf: [spec.body], examples: [spec.example] }
 }
 
 /** How the reply to a prepared body is written: the body's encoding, the prepared outputs. */

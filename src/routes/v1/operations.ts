@@ -11,15 +11,13 @@
  */
 import { Buffer } from 'node:buffer'
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
-import { Type } from 'typebox'
 import { ApiError, type ErrorCode } from '../../errors.js'
 import type { FloatArray } from '../../kernels/types.js'
 import { OPERATIONS } from '../../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
-import { OPERATION_SECURITY, REPLY_HEADERS, RETRY_AFTER_HEADER, WWW_AUTHENTICATE_HEADER } from '../../openapi.js'
+import { OPERATION_SECURITY, operationReplies } from '../../openapi.js'
 import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
-import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { formatSchemaErrors } from '../../schemas/validation.js'
 import { encodeReply, type ReplySpec } from '../../tensor/encode.js'
 import { parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
@@ -27,17 +25,6 @@ import { parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
 /** A JSON body left unparsed on the main thread, for a worker to parse. */
 export class RawJson {
   constructor (readonly bytes: Uint8Array) {}
-}
-
-const errorReplies = {
-  400: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT)' },
-  401: { ...ErrorSchema, headers: { ...WWW_AUTHENTICATE_HEADER, ...REPLY_HEADERS }, description: 'No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE' },
-  413: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing' },
-  415: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The body is not application/json' },
-  429: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header' },
-  500: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Internal error: the message carries only the request id' },
-  503: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header' },
-  504: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT)' }
 }
 
 /** The bytes in a buffer of their own, so that they can move to a worker. */
@@ -93,6 +80,9 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
     }
     parseJson(request, bytes as unknown as string, done) // (it takes a Buffer as well)
   })
+  // the replies are JSON the encoder wrote (src/tensor/encode.ts), or errors of four fields: the
+  // response schemas are the document's, and the components they share are not compiled
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data))
   // Fastify's validator with the service's Ajv options, letting raw bodies through to the worker
   app.setValidatorCompiler(({ schema }) => {
     const validate = compileBodyValidator(schema as Parameters<typeof compileBodyValidator>[0])
@@ -123,12 +113,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   if (app.rateLimitHook !== undefined) beforeBody.push(app.rateLimitHook)
   if (app.authEnabled) beforeBody.push(app.requireApiKey)
 
-  for (const spec of Object.values(OPERATIONS)) {
-    const reply200 = Type.Object({ result: ResultTensorSchema, ...spec.extraReply }, {
-      additionalProperties: false,
-      description: 'The result tensor in the object form',
-      headers: REPLY_HEADERS
-    })
+  for (const spec of Object.values(OPERATIONS) as Operation[]) {
     app.post(`/v1/${spec.name}`, {
       schema: {
         tags: ['operations'],
@@ -137,7 +122,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
         description: spec.description,
         body: bodySchema(spec),
         security: OPERATION_SECURITY,
-        response: { 200: reply200, ...errorReplies }
+        response: operationReplies(spec)
       },
       // before the body is even parsed: the rate limit (RATE_LIMIT_MAX), the API key (API_KEYS),
       // and at capacity the refusal (under overload, refusing must stay cheaper than the work;
