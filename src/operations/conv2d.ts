@@ -1,27 +1,27 @@
-import { Type } from 'typebox'
+import { type TArray, Type } from 'typebox'
 import { conv2dInfo } from '../kernels/conv2d.js'
-import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
+import { commonFields, Int32AtLeast, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
 
-const IntOrPair = (description: string) => Type.Union([
-  Int32(),
-  Type.Array(Int32(), { minItems: 2, maxItems: 2 })
-], { description })
+/** An integer >= minimum, or a pair of them (in the document; below it the operation answers INVALID_ARGUMENT). */
+function intOrPair (minimum: number) {
+  const int = () => Int32AtLeast(minimum)
+  return [int(), Type.Array(int(), { minItems: 2, maxItems: 2 })] as [ReturnType<typeof int>, TArray<ReturnType<typeof int>>]
+}
 
 const Body = Type.Object({
   input: TensorSchema,
   kernel: TensorSchema,
   bias: Type.Optional(TensorSchema),
-  stride: Type.Optional(IntOrPair('Stride, an integer >= 1 or [sh, sw]; default 1')),
+  stride: Type.Optional(Type.Union(intOrPair(1), { description: 'Stride, an integer >= 1 or [sh, sw]; default 1' })),
   padding: Type.Optional(Type.Union([
-    Type.Enum(['valid', 'same']),
-    Int32(),
-    Type.Array(Int32(), { minItems: 2, maxItems: 2 })
+    StringEnum(['valid', 'same'], {}),
+    ...intOrPair(0)
   ], { description: '"valid" (default, no padding), "same" (stride 1; PyTorch placement: the extra row/column of an even kernel goes bottom/right), an integer >= 0, or [ph, pw]' })),
-  dilation: Type.Optional(IntOrPair('Dilation, an integer >= 1 or [dh, dw]; default 1')),
-  groups: Type.Optional(Int32({ description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
-  layout: Type.Optional(Type.Enum(['NCHW', 'NHWC'], { description: 'NCHW (default, PyTorch) or NHWC (TensorFlow)' })),
+  dilation: Type.Optional(Type.Union(intOrPair(1), { description: 'Dilation, an integer >= 1 or [dh, dw]; default 1' })),
+  groups: Type.Optional(Int32AtLeast(1, { description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
+  layout: Type.Optional(StringEnum(['NCHW', 'NHWC'], { description: 'NCHW (default, PyTorch) or NHWC (TensorFlow)' })),
   ...commonFields
 }, { additionalProperties: false })
 

@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { linearInfo } from '../kernels/linear.js'
-import { commonFields, TensorSchema } from '../schemas/tensor.js'
+import { commonFields, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
 
@@ -8,7 +8,7 @@ const Body = Type.Object({
   input: TensorSchema,
   weights: TensorSchema,
   bias: Type.Optional(TensorSchema),
-  activation: Type.Optional(Type.Enum(['none', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax'], {
+  activation: Type.Optional(StringEnum(['none', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax'], {
     description: 'none (default), relu, sigmoid, tanh, gelu (exact, erf-based) or softmax over the last axis'
   })),
   ...commonFields

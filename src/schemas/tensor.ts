@@ -48,7 +48,7 @@ export const Int32AtLeast = (minimum: number, options: Record<string, unknown> =
 const Dimension = Type.Integer({ format: 'int64', minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
 
 /** A string enum: typed in the document, checked by its values alone (the message lists them). */
-function StringEnum<const T extends string[]> (values: [...T], options: Record<string, unknown>) {
+export function StringEnum<const T extends string[]> (values: [...T], options: Record<string, unknown>) {
   return checkedAs(Type.Enum(values, { type: 'string', ...options }), Type.Enum(values))
 }
 
