@@ -147,13 +147,21 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     return reply.code(500).send(errorBody(500, 'INTERNAL', internalMessage(request.id)))
   })
 
+  // the methods of each path, for a 405 with Allow to a known path asked with another method
+  const methodsOf = new Map<string, string[]>()
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) methodsOf.set(route.url, [...(methodsOf.get(route.url) ?? []), method])
+  })
+
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({
-      statusCode: 404,
-      code: 'NOT_FOUND',
-      error: 'Not Found',
-      message: `no route ${request.method} ${request.url.split('?')[0]}`
-    })
+    const path = request.url.split('?')[0]
+    const allowed = methodsOf.get(path)
+    if (allowed !== undefined) {
+      request.errorCode = 'METHOD_NOT_ALLOWED'
+      return reply.code(405).header('allow', allowed.join(', '))
+        .send(errorBody(405, 'METHOD_NOT_ALLOWED', `${request.method} ${path} is not allowed: use ${allowed.join(' or ')}`))
+    }
+    return reply.code(404).send(errorBody(404, 'NOT_FOUND', `no route ${request.method} ${path}`))
   })
 
   // security headers (the content security policy covers /docs too) and CORS when configured

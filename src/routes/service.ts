@@ -1,4 +1,4 @@
-/** Health, readiness and the OpenAPI document. */
+/** Health, readiness, the OpenAPI document, and / leading to the documentation. */
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 
@@ -36,6 +36,9 @@ export default async function serviceRoutes (app: FastifyInstance): Promise<void
     if (!app.accepting) return reply.code(503).send({ status: 'unavailable' })
     return { status: 'ready' }
   })
+
+  // the service's address in a browser opens its documentation
+  app.get('/', { schema: { hide: true } }, async (request, reply) => await reply.redirect('/docs'))
 
   app.get('/openapi.json', {
     schema: { hide: true }

@@ -20,7 +20,7 @@ import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
 import { formatSchemaErrors } from '../../schemas/validation.js'
 import { encodeReply, type ReplySpec } from '../../tensor/encode.js'
-import { parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
+import { bareNonFinite, bareNonFiniteMessage, parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
 
 /** A JSON body left unparsed on the main thread, for a worker to parse. */
 export class RawJson {
@@ -43,6 +43,13 @@ function mostlyNumbers (body: Buffer): boolean {
   const mid = body.length >> 1
   const sample = body.subarray(mid, mid + 256)
   return sample.includes(0x2c) || sample.includes(0x22)
+}
+
+/** Fastify's error for a body that is not JSON; for a bare NaN or infinity, one that says what to send instead. */
+function invalidJson (bare: { token: string, at: number } | null): FastifyError {
+  const err = new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()
+  if (bare !== null) err.message = bareNonFiniteMessage(bare)
+  return err
 }
 
 /** The error Fastify's validator raises for a body that fails its schema (wrapValidationError). */
@@ -72,13 +79,15 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       try {
         value = parseJsonBytes(bytes)
       } catch {
-        done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined)
+        done(invalidJson(bareNonFinite(bytes)), undefined)
         return
       }
       done(null, value)
       return
     }
-    parseJson(request, bytes as unknown as string, done) // (it takes a Buffer as well)
+    parseJson(request, bytes as unknown as string, (err, value) => { // (it takes a Buffer as well)
+      done((err as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(bareNonFinite(bytes)) : err, value)
+    })
   })
   // the replies are JSON the encoder wrote (src/tensor/encode.ts), or errors of four fields: the
   // response schemas are the document's, and the components they share are not compiled
@@ -152,7 +161,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
             request.shapes = outcome.shapes
             return await computePrepared(spec, outcome.prepared, outcome.reply, reply)
           case 'invalid-json':
-            throw new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()
+            throw invalidJson(outcome.bare)
           case 'schema':
             throw validationError(outcome.errors)
           case 'api':
