@@ -12,6 +12,10 @@
  * - "NumPy": bench/numpy_kernels.py, run once before and once after our runs; the better of the
  *   two is shown (a busy moment of a shared machine then does not favour us).
  *
+ * The backward table times the gradient routes' kernels (every operand's gradient) through a
+ * worker beside the forward kernel of the same shapes, both from the first table's run, and
+ * NumPy's gradients written out by hand; GFLOP/s count a backward's work as twice its forward's.
+ *
  * The last table times one large matmul over the whole pool (both workers' threads, as the service
  * gives an idle pool's cores to one request) against one worker's thread in the same two-worker
  * pool, runs alternating.
@@ -25,6 +29,8 @@ import { conv2d, conv2dInfo } from '../src/kernels/conv2d.js'
 import { matmul, matmulInfo } from '../src/kernels/matmul.js'
 import { enableEngine } from '../src/kernels/ort/engine.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../src/kernels/types.js'
+import type { BackwardTask } from '../src/operations/backward.js'
+import { TASKS } from '../src/worker/tasks.js'
 import { type NumpyCase, numpyRun } from './numpy.js'
 
 const LIMITS: Limits = { maxElements: 1 << 26, maxFlops: 1e13 }
@@ -84,6 +90,8 @@ interface Case {
   local: () => ArrayLike<number>
   /** The target ratio to NumPy. */
   target: number
+  /** For a backward case: its forward case (the target is then the ratio to the forward's GFLOP/s). */
+  forward?: Case
 }
 
 const copy = (x: FloatArray): FloatArray => x.slice()
@@ -152,6 +160,45 @@ function attentionCase (dtype: DType, target: number): Case {
   }
 }
 
+/**
+ * The backward of a forward case: every operand's gradient from a random output gradient, through
+ * the worker entry's backward task. Its work is counted as twice the forward's.
+ */
+function backwardCase (f: Case, target: number): Case {
+  const { name: fname, task: ftask } = f.task()
+  const forward = ftask as { dtype: DType, info: { outElements?: number, outShape: number[] } } & Record<string, unknown>
+  const operands = fname === 'matmul' ? ['a', 'b'] : fname === 'conv2d' ? ['input', 'kernel'] : ['query', 'key', 'value']
+  const resultLength = forward.info.outShape.reduce((p, d) => p * d, 1)
+  const g = random(forward.dtype, resultLength, 8)
+  const make = (): BackwardTask<unknown> => {
+    const { task } = f.task()
+    const t = task as Record<string, FloatArray>
+    return {
+      dtype: forward.dtype,
+      forward: task,
+      g: copy(g),
+      wrt: operands,
+      returnResult: false,
+      layout: operands.map(o => [`grads.${o}`, t[o].length]),
+      info: { flops: 2 * f.flops }
+    }
+  }
+  const name = `${fname}Backward`
+  return {
+    name: `${f.name} backward`,
+    flops: 2 * f.flops,
+    numpy: { ...f.numpy, name: `${f.name} backward`, backward: true },
+    task: () => {
+      const t = make()
+      const transfer = [t.g, ...operands.map(o => (t.forward as Record<string, FloatArray>)[o])].map(x => x.buffer as ArrayBuffer)
+      return { name, task: t, transfer }
+    },
+    local: () => (TASKS[name as keyof typeof TASKS] as (t: object) => FloatArray)(make()),
+    target,
+    forward: f
+  }
+}
+
 const CASES: Case[] = []
 for (const dtype of ['float32', 'float64'] as const) {
   for (const n of [256, 512, 1024]) CASES.push(matmulCase(dtype, 0, n, n, n, 0.8))
@@ -159,6 +206,7 @@ for (const dtype of ['float32', 'float64'] as const) {
 for (const dtype of ['float32', 'float64'] as const) CASES.push(matmulCase(dtype, 64, 64, 64, 64, 0.8))
 for (const dtype of ['float32', 'float64'] as const) CASES.push(conv2dCase(dtype, 0.7))
 for (const dtype of ['float32', 'float64'] as const) CASES.push(attentionCase(dtype, 0.7))
+for (const f of CASES.filter(c => /^matmul (512|1024)x|^conv2d|^attention/.test(c.name))) CASES.push(backwardCase(f, 0.7))
 
 const numpyCases = CASES.map(c => c.numpy)
 const before = await numpyRun(numpyCases)
@@ -179,7 +227,16 @@ const after = await numpyRun(numpyCases)
 
 const fmt = (x: number): string => x.toFixed(1)
 const table: string[] = []
+const backwardTable: string[] = []
 for (const c of CASES) {
+  if (c.forward !== undefined) {
+    const fw = gf(c.forward.flops, timings.get(c.forward)?.[0] ?? NaN)
+    const bw = gf(c.flops, timings.get(c)?.[0] ?? NaN)
+    const np = Math.max(before.results.get(c.name)?.gflops ?? 0, after.results.get(c.name)?.gflops ?? 0)
+    const ratio = bw / fw
+    backwardTable.push(`| ${c.name} | ${(c.flops / 1e6).toFixed(1)} | ${fmt(fw)} | ${fmt(bw)} | ${ratio.toFixed(2)}x | ${c.target}x ${ratio >= c.target ? 'met' : 'missed'} | ${fmt(np)} | ${(bw / np).toFixed(2)}x |`)
+    continue
+  }
   const [worker, engine, wasm] = timings.get(c) ?? [NaN, NaN, NaN]
   const np = Math.max(before.results.get(c.name)?.gflops ?? 0, after.results.get(c.name)?.gflops ?? 0)
   const ratio = gf(c.flops, worker) / np
@@ -210,6 +267,10 @@ console.log(`\nKernels, GFLOP/s on one thread; ${cpus().length} x ${cpus()[0]?.m
 console.log('| case | MFLOP | 1 worker | engine | wasm | NumPy | 1 worker / NumPy | target |')
 console.log('|---|---|---|---|---|---|---|---|')
 for (const r of table) console.log(r)
+console.log('\nBackward (every operand\'s gradient), GFLOP/s through 1 worker counting twice the forward\'s work, beside the forward of the same shapes')
+console.log('| case | MFLOP | forward | backward | backward / forward | target | NumPy backward | backward / NumPy |')
+console.log('|---|---|---|---|---|---|---|---|')
+for (const r of backwardTable) console.log(r)
 console.log('\nOne matmul over the whole pool (2 workers): GFLOP/s on one worker\'s thread, on both workers\' threads')
 console.log('| case | 1 thread | whole pool | speed-up | target |')
 console.log('|---|---|---|---|---|')

@@ -11,8 +11,8 @@ import { PYTHON, checkPython, peerEnv } from './peer.js'
 
 type DType = 'float32' | 'float64'
 
-/** One case; `name` keys the result and must be unique. conv2d has stride 1. */
-export type NumpyCase = { name: string, dtype: DType } & (
+/** One case; `name` keys the result and must be unique. conv2d has stride 1. `backward`: its gradients instead. */
+export type NumpyCase = { name: string, dtype: DType, backward?: boolean } & (
   | { kind: 'matmul', m: number, k: number, n: number }
   | { kind: 'batched', batch: number, m: number, k: number, n: number }
   | { kind: 'conv2d', N: number, C: number, H: number, W: number, K: number, kh: number, kw: number, pad: number }

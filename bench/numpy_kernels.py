@@ -5,6 +5,10 @@ Input, one object per case (dtype "float32" or "float64"; conv2d has stride 1):
   {"name": ..., "kind": "batched",   "dtype": ..., "batch": .., "m": .., "k": .., "n": ..}  np.matmul([batch,m,k], [batch,k,n])
   {"name": ..., "kind": "conv2d",    "dtype": ..., "N", "C", "H", "W", "K", "kh", "kw", "pad"}
   {"name": ..., "kind": "attention", "dtype": ..., "B": .., "L": .., "E": ..}
+and the same with "backward": true: the gradients with respect to every operand given the output's
+gradient (matmul: g·bᵀ and aᵀ·g; conv2d: dkernel = G·colsᵀ and dinput as the full correlation of G
+with the flipped kernel; attention: dV = Pᵀ·G, dP = G·Vᵀ, the softmax's product, dQ and dK, with P
+recomputed), their FLOPs counted as twice the forward's.
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
@@ -77,6 +81,9 @@ def case_fn(c, rng):
         return (rng.random(shape, dtype=np.float64) - 0.5).astype(dtype)
 
     kind = c["kind"]
+    if c.get("backward"):
+        fn, flops = backward_fn(c, kind, rand)
+        return fn, 2 * flops
     if kind == "matmul":
         a, b = rand(c["m"], c["k"]), rand(c["k"], c["n"])
         return (lambda: a @ b), 2 * c["m"] * c["k"] * c["n"]
@@ -107,6 +114,46 @@ def case_fn(c, rng):
             return p @ v
         return attention, 2 * B * L * L * E * 2
     raise ValueError(f"case {c.get('name')!r}: unknown kind {kind!r}")
+
+
+def backward_fn(c, kind, rand):
+    """(the gradients' function, the forward FLOPs) for a backward case."""
+    dtype = np.dtype(c["dtype"])
+    if kind == "matmul":
+        m, k, n = c["m"], c["k"], c["n"]
+        a, b, g = rand(m, k), rand(k, n), rand(m, n)
+        return (lambda: (g @ b.T, a.T @ g)), 2 * m * k * n
+    if kind == "conv2d":
+        N, C, H, W, K, kh, kw, pad = (c[key] for key in ("N", "C", "H", "W", "K", "kh", "kw", "pad"))
+        x, w = rand(N, C, H, W), rand(K, C, kh, kw)
+        OH, OW = H + 2 * pad - kh + 1, W + 2 * pad - kw + 1
+        g = rand(N, K, OH, OW)
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, K * kh * kw)  # flipped, [C, K·kh·kw]
+
+        def grads():
+            xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            cols = sliding_window_view(xp, (kh, kw), axis=(2, 3)).transpose(0, 1, 4, 5, 2, 3).reshape(N, C * kh * kw, OH * OW)
+            dw = np.einsum("nkp,ncp->kc", g.reshape(N, K, OH * OW), cols, optimize=True).reshape(K, C, kh, kw)
+            gp = np.pad(g, ((0, 0), (0, 0), (kh - 1 - pad, kh - 1 - pad), (kw - 1 - pad, kw - 1 - pad)))
+            gcols = sliding_window_view(gp, (kh, kw), axis=(2, 3)).transpose(0, 1, 4, 5, 2, 3).reshape(N, K * kh * kw, H * W)
+            dx = np.matmul(wf, gcols).reshape(N, C, H, W)
+            return dw, dx
+        return grads, 2 * N * K * OH * OW * C * kh * kw
+    if kind == "attention":
+        B, L, E = c["B"], c["L"], c["E"]
+        q, k, v, g = rand(B, L, E), rand(B, L, E), rand(B, L, E), rand(B, L, E)
+        scale = dtype.type(1 / math.sqrt(E))
+
+        def grads():
+            s = (q @ k.transpose(0, 2, 1)) * scale
+            p = np.exp(s - s.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            dv = p.transpose(0, 2, 1) @ g
+            dp = g @ v.transpose(0, 2, 1)
+            ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True)) * scale
+            return ds @ k, ds.transpose(0, 2, 1) @ q, dv
+        return grads, 2 * B * L * L * E * 2
+    raise ValueError(f"case {c.get('name')!r}: no backward for kind {kind!r}")
 
 
 def main():

@@ -153,7 +153,7 @@ function replyOf (component: TSchema, reply: { description: string, headers: Rec
 export function operationReplies (spec: Operation): Record<number, TSchema> {
   const examples = errorExamples(spec)
   const replies: Record<number, TSchema> = {
-    200: replyOf(spec.reply, { description: 'The result tensor in the object form', headers: REPLY_HEADERS }, spec.exampleReply)
+    200: replyOf(spec.reply, { description: (spec.reply as { description?: string }).description ?? 'The result tensor', headers: REPLY_HEADERS }, spec.exampleReply)
   }
   for (const [status, reply] of Object.entries(ERROR_REPLIES)) {
     replies[Number(status)] = replyOf(ErrorSchema, reply, examples[Number(status)])

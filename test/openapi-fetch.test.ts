@@ -63,6 +63,22 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(data?.weights?.data).toEqual([[1, 0]])
   })
 
+  it('the backward routes: gradients read from grads', async () => {
+    const mm = await client.POST('/v1/matmul/backward', { body: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]], gradOutput: [[1, 0], [0, 1]], returnResult: true } })
+    expect(mm.data?.grads.a?.data).toEqual([[5, 7], [6, 8]])
+    expect(mm.data?.grads.b?.shape).toEqual([2, 2])
+    expect(mm.data?.result?.data).toEqual([[19, 22], [43, 50]])
+    const dot = await client.POST('/v1/dot/backward', { body: { a: [1, 2, 3], b: [4, 5, 6], gradOutput: 2, wrt: ['a'] } })
+    expect(dot.data?.grads.a?.data).toEqual([8, 10, 12])
+    expect(dot.data?.grads.b).toBeUndefined()
+    const lin = await client.POST('/v1/linear/backward', { body: { input: [[1, 2]], weights: [[1], [1]], bias: [0], activation: 'relu', gradOutput: [[1]] } })
+    expect(lin.data?.grads.bias?.data).toEqual([1])
+    const conv = await client.POST('/v1/conv2d/backward', { body: { input: [[[1, 2], [3, 4]]], kernel: [[[[1]]]], gradOutput: [[[1, 1], [1, 1]]], wrt: ['kernel'] } })
+    expect(conv.data?.grads.kernel?.data).toEqual([[[[10]]]])
+    const att = await client.POST('/v1/attention/backward', { body: { query: [[1, 0]], key: [[1, 0]], value: [[2, 3]], gradOutput: [[1, 1]], wrt: ['value'] } })
+    expect(att.data?.grads.value?.data).toEqual([[1, 1]])
+  })
+
   it('an error is read as the Error component', async () => {
     const { data, error, response } = await client.POST('/v1/matmul', { body: { a: [[1, 2, 3]], b: [[1, 2], [3, 4]] } })
     expect(data).toBeUndefined()

@@ -14,7 +14,8 @@ const specs = Object.values(OPERATIONS) as Operation[]
 
 interface Media { schema: { $ref?: string }, example?: unknown }
 interface Op { requestBody?: { content: Record<string, Media> }, responses: Record<string, { content?: Record<string, Media> }> }
-const operationOf = (spec: Operation): Op => doc.paths[`/v1/${spec.name}`].post
+const routeOf = (spec: Operation): string => `/v1/${spec.path ?? spec.name}`
+const operationOf = (spec: Operation): Op => doc.paths[routeOf(spec)].post
 
 describe('openapi/openapi.json', () => {
   let app: FastifyInstance
@@ -51,7 +52,7 @@ describe('openapi/openapi.json', () => {
     expect(names).toEqual(expect.arrayContaining(['Tensor', 'TensorObject', 'TensorBase64', 'NestedArrays', 'Mask', 'ResultTensor', 'Error', 'DType', 'Encoding', 'NonFinite']))
     for (const spec of specs) {
       const op = operationOf(spec)
-      const name = componentName(spec.name)
+      const name = componentName(spec.path ?? spec.name)
       expect(op.requestBody?.content['application/json'].schema).toEqual({ $ref: `#/components/schemas/${name}Body` })
       expect(op.responses['200'].content?.['application/json'].schema).toEqual({ $ref: `#/components/schemas/${name}Reply` })
       for (const [status, reply] of Object.entries(op.responses)) {
@@ -110,7 +111,7 @@ describe('the examples are the service\'s real replies', () => {
       const op = operationOf(spec)
       const request = op.requestBody?.content['application/json'].example
       expect(request).toEqual(spec.example)
-      const res = await app.inject({ method: 'POST', url: `/v1/${spec.name}`, payload: request as object })
+      const res = await app.inject({ method: 'POST', url: routeOf(spec), payload: request as object })
       expect(res.statusCode).toBe(200)
       expect(res.body).toBe(JSON.stringify(op.responses['200'].content?.['application/json'].example))
     })
@@ -121,7 +122,7 @@ describe('the examples are the service\'s real replies', () => {
       for (const [status, example] of Object.entries(examples)) {
         expect(op.responses[status].content?.['application/json'].example, status).toEqual(example)
       }
-      const url = `/v1/${spec.name}`
+      const url = routeOf(spec)
       const { ragged, huge } = errorRequests(spec)
       expect(await post(app, url, ragged)).toEqual({ status: 400, body: examples[400] })
       expect(await post(app, url, huge)).toEqual({ status: 413, body: examples[413] })

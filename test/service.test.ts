@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { expectError, post, waitFor } from './helpers/bodies.js'
 
-const OPERATIONS = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
+const FORWARD = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
+const OPERATIONS = [...FORWARD, ...FORWARD.map(op => `${op}/backward`)]
 const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 interface OpenApiOperation {
@@ -133,8 +134,12 @@ describe('the OpenAPI document', () => {
       const res = await post(app, `/v1/${name}`, example)
       expect(res.statusCode, res.body).toBe(200)
       const out = res.json()
-      expect(out.result).toBeTypeOf('object')
-      expect(Object.keys(out.result).sort()).toEqual(['data', 'dtype', 'shape'])
+      const tensors = name.endsWith('/backward') ? Object.values(out.grads) : [out.result]
+      expect(tensors.length).toBeGreaterThan(0)
+      for (const t of tensors) {
+        expect(t).toBeTypeOf('object')
+        expect(Object.keys(t as object).sort()).toEqual(['data', 'dtype', 'shape'])
+      }
     })
   }
 

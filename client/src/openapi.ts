@@ -141,6 +141,106 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/matmul/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of matmul (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradients of numpy.matmul(a, b) with respect to a and b, given gradOutput (the gradient of the loss with respect to the result): da = gradOutput·bᵀ and db = aᵀ·gradOutput, each summed over the batch dimensions that broadcast its operand, and of exactly its operand's shape (1-D operands included), as torch.autograd.grad gives them.
+         */
+        post: operations["matmulBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dot/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of dot (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradients of dot(a, b) = Σ a·b with respect to a and b, given the rank-0 gradOutput g: da = g·b, db = g·a.
+         */
+        post: operations["dotBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/linear/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of linear (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradients of activation(input·weights + bias) with respect to input, weights and bias, given gradOutput (of the result's shape), as torch.autograd.grad gives them: relu'(0) = 0, exact gelu's derivative Φ(z) + z·φ(z), softmax's Jacobian-vector product (a row that was all -Infinity gets zeros). dbias sums over every leading dimension.
+         */
+        post: operations["linearBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/conv2d/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of conv2d (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradients of conv2d with respect to input, kernel and bias, given gradOutput (of the result's shape), for every option of the forward route (stride, padding, dilation, groups, NCHW and NHWC, unbatched input), as torch.autograd.grad gives them: each of its operand's shape and layout; padded taps get no gradient; dbias sums over images and positions.
+         */
+        post: operations["conv2dBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/attention/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of attention (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradients of attention with respect to query, key and value, given gradOutput (of the output's shape, not the weights'), as torch.autograd.grad gives them, each summed over the batch dimensions that broadcast its operand. A masked or causally hidden key gets no gradient from that query; a query row that attends to no key gives zero gradients. The mask is not differentiable.
+         */
+        post: operations["attentionBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -288,6 +388,141 @@ export interface components {
         /** @description The result tensor in the object form */
         AttentionReply: {
             result: components["schemas"]["ResultTensor"];
+            weights?: components["schemas"]["ResultTensor"];
+        };
+        MatmulBackwardBody: {
+            a: components["schemas"]["Tensor"];
+            b: components["schemas"]["Tensor"];
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        MatmulBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                a?: components["schemas"]["ResultTensor"];
+                b?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        DotBackwardBody: {
+            a: components["schemas"]["Tensor"];
+            b: components["schemas"]["Tensor"];
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        DotBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                a?: components["schemas"]["ResultTensor"];
+                b?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        LinearBackwardBody: {
+            input: components["schemas"]["Tensor"];
+            weights: components["schemas"]["Tensor"];
+            bias?: components["schemas"]["Tensor"];
+            /**
+             * @description none (default), relu, sigmoid, tanh, gelu (exact, erf-based) or softmax over the last axis
+             * @enum {string}
+             */
+            activation?: "none" | "relu" | "sigmoid" | "tanh" | "gelu" | "softmax";
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        LinearBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                input?: components["schemas"]["ResultTensor"];
+                weights?: components["schemas"]["ResultTensor"];
+                bias?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        Conv2dBackwardBody: {
+            input: components["schemas"]["Tensor"];
+            kernel: components["schemas"]["Tensor"];
+            bias?: components["schemas"]["Tensor"];
+            /** @description Stride, an integer >= 1 or [sh, sw]; default 1 */
+            stride?: number | number[];
+            /** @description "valid" (default, no padding), "same" (stride 1; PyTorch placement: the extra row/column of an even kernel goes bottom/right), an integer >= 0, or [ph, pw] */
+            padding?: ("valid" | "same") | number | number[];
+            /** @description Dilation, an integer >= 1 or [dh, dw]; default 1 */
+            dilation?: number | number[];
+            /**
+             * Format: int32
+             * @description Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)
+             */
+            groups?: number;
+            /**
+             * @description NCHW (default, PyTorch) or NHWC (TensorFlow)
+             * @enum {string}
+             */
+            layout?: "NCHW" | "NHWC";
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        Conv2dBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                input?: components["schemas"]["ResultTensor"];
+                kernel?: components["schemas"]["ResultTensor"];
+                bias?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        AttentionBackwardBody: {
+            query: components["schemas"]["Tensor"];
+            key: components["schemas"]["Tensor"];
+            value: components["schemas"]["Tensor"];
+            mask?: components["schemas"]["Mask"];
+            /** @description Query i sees keys 0..i only (top-left aligned) */
+            causal?: boolean;
+            /** @description Score scale; default 1/sqrt(E) */
+            scale?: number;
+            /** @description Also return the attention weights [..., Lq, Lk] */
+            returnWeights?: boolean;
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        AttentionBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                query?: components["schemas"]["ResultTensor"];
+                key?: components["schemas"]["ResultTensor"];
+                value?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
             weights?: components["schemas"]["ResultTensor"];
         };
     };
@@ -1828,7 +2063,1645 @@ export interface operations {
             };
         };
     };
+    matmulBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "a": [
+                 *         [
+                 *           1,
+                 *           2
+                 *         ],
+                 *         [
+                 *           3,
+                 *           4
+                 *         ]
+                 *       ],
+                 *       "b": [
+                 *         [
+                 *           5,
+                 *           6
+                 *         ],
+                 *         [
+                 *           7,
+                 *           8
+                 *         ]
+                 *       ],
+                 *       "gradOutput": [
+                 *         [
+                 *           1,
+                 *           0
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1
+                 *         ]
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["MatmulBackwardBody"];
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "a": {
+                     *           "shape": [
+                     *             2,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               5,
+                     *               7
+                     *             ],
+                     *             [
+                     *               6,
+                     *               8
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "b": {
+                     *           "shape": [
+                     *             2,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               1,
+                     *               3
+                     *             ],
+                     *             [
+                     *               2,
+                     *               4
+                     *             ]
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["MatmulBackwardReply"];
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "a[1] has length 1, expected 2: a is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    /** @description The scheme to authenticate with: Bearer */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "a of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    dotBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "a": [
+                 *         1,
+                 *         2,
+                 *         3
+                 *       ],
+                 *       "b": [
+                 *         4,
+                 *         5,
+                 *         6
+                 *       ],
+                 *       "gradOutput": 1
+                 *     }
+                 */
+                "application/json": components["schemas"]["DotBackwardBody"];
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "a": {
+                     *           "shape": [
+                     *             3
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             4,
+                     *             5,
+                     *             6
+                     *           ]
+                     *         },
+                     *         "b": {
+                     *           "shape": [
+                     *             3
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             1,
+                     *             2,
+                     *             3
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DotBackwardReply"];
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "a[1] has length 1, expected 2: a is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    /** @description The scheme to authenticate with: Bearer */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "a of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    linearBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "input": [
+                 *         [
+                 *           1,
+                 *           2,
+                 *           3
+                 *         ]
+                 *       ],
+                 *       "weights": [
+                 *         [
+                 *           0.1,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.4
+                 *         ],
+                 *         [
+                 *           0.5,
+                 *           0.6
+                 *         ]
+                 *       ],
+                 *       "bias": [
+                 *         0.5,
+                 *         -0.5
+                 *       ],
+                 *       "activation": "relu",
+                 *       "gradOutput": [
+                 *         [
+                 *           1,
+                 *           1
+                 *         ]
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["LinearBackwardBody"];
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "input": {
+                     *           "shape": [
+                     *             1,
+                     *             3
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               0.30000000000000004,
+                     *               0.7,
+                     *               1.1
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "weights": {
+                     *           "shape": [
+                     *             3,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               1,
+                     *               1
+                     *             ],
+                     *             [
+                     *               2,
+                     *               2
+                     *             ],
+                     *             [
+                     *               3,
+                     *               3
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "bias": {
+                     *           "shape": [
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             1,
+                     *             1
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["LinearBackwardReply"];
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    /** @description The scheme to authenticate with: Bearer */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    conv2dBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "input": [
+                 *         [
+                 *           [
+                 *             [
+                 *               1,
+                 *               2,
+                 *               3
+                 *             ],
+                 *             [
+                 *               4,
+                 *               5,
+                 *               6
+                 *             ],
+                 *             [
+                 *               7,
+                 *               8,
+                 *               9
+                 *             ]
+                 *           ]
+                 *         ]
+                 *       ],
+                 *       "kernel": [
+                 *         [
+                 *           [
+                 *             [
+                 *               1,
+                 *               0
+                 *             ],
+                 *             [
+                 *               0,
+                 *               -1
+                 *             ]
+                 *           ]
+                 *         ]
+                 *       ],
+                 *       "bias": [
+                 *         0.5
+                 *       ],
+                 *       "stride": 1,
+                 *       "padding": "valid",
+                 *       "gradOutput": [
+                 *         [
+                 *           [
+                 *             [
+                 *               1,
+                 *               0
+                 *             ],
+                 *             [
+                 *               0,
+                 *               1
+                 *             ]
+                 *           ]
+                 *         ]
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["Conv2dBackwardBody"];
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "input": {
+                     *           "shape": [
+                     *             1,
+                     *             1,
+                     *             3,
+                     *             3
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               [
+                     *                 [
+                     *                   1,
+                     *                   0,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   0,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   0,
+                     *                   -1
+                     *                 ]
+                     *               ]
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "kernel": {
+                     *           "shape": [
+                     *             1,
+                     *             1,
+                     *             2,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               [
+                     *                 [
+                     *                   6,
+                     *                   8
+                     *                 ],
+                     *                 [
+                     *                   12,
+                     *                   14
+                     *                 ]
+                     *               ]
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "bias": {
+                     *           "shape": [
+                     *             1
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             2
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Conv2dBackwardReply"];
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    /** @description The scheme to authenticate with: Bearer */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    attentionBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "query": [
+                 *         [
+                 *           1,
+                 *           0
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1
+                 *         ]
+                 *       ],
+                 *       "key": [
+                 *         [
+                 *           1,
+                 *           0
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1
+                 *         ],
+                 *         [
+                 *           1,
+                 *           1
+                 *         ]
+                 *       ],
+                 *       "value": [
+                 *         [
+                 *           1,
+                 *           2
+                 *         ],
+                 *         [
+                 *           3,
+                 *           4
+                 *         ],
+                 *         [
+                 *           5,
+                 *           6
+                 *         ]
+                 *       ],
+                 *       "causal": true,
+                 *       "gradOutput": [
+                 *         [
+                 *           1,
+                 *           0
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1
+                 *         ]
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["AttentionBackwardBody"];
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "query": {
+                     *           "shape": [
+                     *             2,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               0,
+                     *               0
+                     *             ],
+                     *             [
+                     *               -0.3127971930902208,
+                     *               0.3127971930902208
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "key": {
+                     *           "shape": [
+                     *             3,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               0,
+                     *               -0.3127971930902208
+                     *             ],
+                     *             [
+                     *               0,
+                     *               0.3127971930902208
+                     *             ],
+                     *             [
+                     *               0,
+                     *               0
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "value": {
+                     *           "shape": [
+                     *             3,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               1,
+                     *               0.3302384506733431
+                     *             ],
+                     *             [
+                     *               0,
+                     *               0.6697615493266569
+                     *             ],
+                     *             [
+                     *               0,
+                     *               0
+                     *             ]
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AttentionBackwardReply"];
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "query[1] has length 1, expected 2: query is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    /** @description The scheme to authenticate with: Bearer */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "query of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+                    "Access-Control-Allow-Origin"?: string;
+                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
 }
 
 /** The operation routes: one client method each. */
-export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention"] as const
+export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward"] as const

@@ -229,8 +229,7 @@ export function attention (
   // float32 runs in float32 unless the problem is small (F32_MIN_MACS) or the scale itself is
   // outside float32's normal range (it would round to 0, a subnormal or ∞ there): then in float64,
   // as the reference does, rounded at the end
-  const f32Scale = scale === 0 || (Math.abs(Math.fround(scale)) >= 2 ** -126 && Number.isFinite(Math.fround(scale)))
-  const single = f32Scale && computesInF32(out, B * Lq * Lk * (E + Ev))
+  const single = scaleFitsF32(scale) && computesInF32(out, B * Lq * Lk * (E + Ev))
   if ((single || out instanceof Float64Array) && E > 0 && Lk > 0 && useEngine(B * Lq * Lk * (E + Ev)) &&
     onEngine(out, weights, query, key, value, mask, info)) return
   const es = single ? 4 : 8
@@ -271,8 +270,13 @@ export function attention (
   }
 }
 
+/** Whether float32 keeps the scale as it is (0, or a normal float32): else float32 work runs in float64. */
+export function scaleFitsF32 (scale: number): boolean {
+  return scale === 0 || (Math.abs(Math.fround(scale)) >= 2 ** -126 && Number.isFinite(Math.fround(scale)))
+}
+
 /** The [B, L, D] blocks of x at the given offsets, back to back (x itself when they already are). */
-function blocks (x: FloatArray, offsets: Int32Array, size: number): FloatArray {
+export function blocks (x: FloatArray, offsets: Int32Array, size: number): FloatArray {
   let plain = true
   for (let b = 0; b < offsets.length && plain; b++) plain = offsets[b] === b * size
   if (plain) return x.length === offsets.length * size ? x : x.subarray(0, offsets.length * size)
@@ -293,31 +297,39 @@ function onEngine (
   out: FloatArray, weights: FloatArray | null,
   query: FloatArray, key: FloatArray, value: FloatArray, mask: FloatArray | Uint8Array | null, info: AttentionInfo
 ): boolean {
-  const { B, Lq, Lk, E, Ev, scale, causal, qOffsets, kOffsets, vOffsets, maskOffsets, maskRowStride, maskColStride } = info
-  let additive: FloatArray | null = null
-  if (causal || (mask !== null && maskOffsets !== null)) {
-    additive = out instanceof Float32Array ? new Float32Array(B * Lq * Lk) : new Float64Array(B * Lq * Lk)
-    const bool = info.maskKind === 'bool'
-    for (let b = 0; b < B; b++) {
-      const mBase = maskOffsets === null ? 0 : maskOffsets[b]
-      for (let i = 0; i < Lq; i++) {
-        const row = (b * Lq + i) * Lk
-        const mRow = mBase + i * maskRowStride
-        const visible = causal && i + 1 < Lk ? i + 1 : Lk
-        for (let j = 0; j < Lk; j++) {
-          let x = 0
-          if (j >= visible) x = -Infinity
-          else if (mask !== null && maskOffsets !== null) {
-            const mv = mask[mRow + j * maskColStride]
-            x = bool ? (mv === 0 ? -Infinity : 0) : mv
-          }
-          additive[row + j] = x
-        }
-      }
-    }
-  }
+  const { B, Lq, Lk, E, Ev, scale, qOffsets, kOffsets, vOffsets } = info
+  const additive = additiveMask(out, mask, info)
   const w = weights !== null && weights.length > 0 ? weights : null
   engineAttention(out, w, blocks(query, qOffsets, Lq * E), blocks(key, kOffsets, Lk * E), blocks(value, vOffsets, Lk * Ev),
     additive, scale, B, Lq, Lk, E, Ev)
   return Ev > 0 ? allFinite(out) : w === null || allFinite(w)
+}
+
+/**
+ * The mask and `causal` as one additive [B,Lq,Lk] term of out's type (−∞ for a removed key), or
+ * null when there is neither.
+ */
+export function additiveMask (like: FloatArray, mask: FloatArray | Uint8Array | null, info: AttentionInfo): FloatArray | null {
+  const { B, Lq, Lk, causal, maskOffsets, maskRowStride, maskColStride } = info
+  if (!causal && (mask === null || maskOffsets === null)) return null
+  const additive = like instanceof Float32Array ? new Float32Array(B * Lq * Lk) : new Float64Array(B * Lq * Lk)
+  const bool = info.maskKind === 'bool'
+  for (let b = 0; b < B; b++) {
+    const mBase = maskOffsets === null ? 0 : maskOffsets[b]
+    for (let i = 0; i < Lq; i++) {
+      const row = (b * Lq + i) * Lk
+      const mRow = mBase + i * maskRowStride
+      const visible = causal && i + 1 < Lk ? i + 1 : Lk
+      for (let j = 0; j < Lk; j++) {
+        let x = 0
+        if (j >= visible) x = -Infinity
+        else if (mask !== null && maskOffsets !== null) {
+          const mv = mask[mRow + j * maskColStride]
+          x = bool ? (mv === 0 ? -Infinity : 0) : mv
+        }
+        additive[row + j] = x
+      }
+    }
+  }
+  return additive
 }

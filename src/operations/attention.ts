@@ -1,9 +1,10 @@
 import { Type } from 'typebox'
-import { attentionInfo } from '../kernels/attention.js'
-import { product } from '../kernels/shape.js'
+import { type AttentionInfo, attentionInfo } from '../kernels/attention.js'
+import { checkElements, product } from '../kernels/shape.js'
 import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
+import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
   query: TensorSchema,
@@ -16,7 +17,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation({
+const attention = defineOperation({
   name: 'attention',
   summary: 'Scaled dot-product attention: softmax(Q·Kᵀ·scale + mask)·V',
   description: 'softmax(query·keyᵀ·scale + mask)·value over the last axis. query [..., Lq, E], key [..., Lk, E], value ' +
@@ -60,6 +61,45 @@ export default defineOperation({
       task: { dtype, query: qd, key: kd, value: vd, mask: md, info },
       transfer: buffersOf(qd, kd, vd, md),
       outputs
+    }
+  }
+})
+
+export default attention
+
+/** POST /v1/attention/backward. */
+export const attentionBackward = defineBackward(attention, {
+  name: 'attention',
+  operands: ['query', 'key', 'value'],
+  constants: ['mask'],
+  // the operands' blocks per batch, as the gradients are formed before they are summed
+  check: (info: AttentionInfo, wrt, limits) => {
+    checkElements(info.B * info.Lq * info.E, 'attention query blocks per batch (the query gradient before its broadcast sum)', limits)
+    checkElements(info.B * info.Lk * info.E, 'attention key blocks per batch (the key gradient before its broadcast sum)', limits)
+    checkElements(info.B * info.Lk * info.Ev, 'attention value blocks per batch (the value gradient before its broadcast sum)', limits)
+  },
+  work: (info: AttentionInfo, wrt) => {
+    const s = 2 * info.B * info.Lq * info.Lk
+    const qk = wrt.includes('query') || wrt.includes('key')
+    return info.flops + (wrt.includes('value') ? s * info.Ev : 0) + (qk ? s * info.Ev : 0) +
+      (wrt.includes('query') ? s * info.E : 0) + (wrt.includes('key') ? s * info.E : 0)
+  },
+  description: 'The gradients of attention with respect to query, key and value, given gradOutput (of the output\'s shape, ' +
+    'not the weights\'), as torch.autograd.grad gives them, each summed over the batch dimensions that broadcast its operand. ' +
+    'A masked or causally hidden key gets no gradient from that query; a query row that attends to no key gives zero ' +
+    'gradients. The mask is not differentiable.',
+  example: {
+    query: [[1, 0], [0, 1]],
+    key: [[1, 0], [0, 1], [1, 1]],
+    value: [[1, 2], [3, 4], [5, 6]],
+    causal: true,
+    gradOutput: [[1, 0], [0, 1]]
+  },
+  exampleReply: {
+    grads: {
+      query: { shape: [2, 2], dtype: 'float64', data: [[0, 0], [-0.3127971930902208, 0.3127971930902208]] },
+      key: { shape: [3, 2], dtype: 'float64', data: [[0, -0.3127971930902208], [0, 0.3127971930902208], [0, 0]] },
+      value: { shape: [3, 2], dtype: 'float64', data: [[1, 0.3302384506733431], [0, 0.6697615493266569], [0, 0]] }
     }
   }
 })

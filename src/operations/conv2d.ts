@@ -1,8 +1,10 @@
 import { type TArray, Type } from 'typebox'
-import { conv2dInfo } from '../kernels/conv2d.js'
+import { type Conv2dInfo, conv2dInfo } from '../kernels/conv2d.js'
+import { conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
 import { commonFields, Int32AtLeast, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
+import { defineBackward } from './backward.js'
 
 /** An integer >= minimum, or a pair of them (in the document; below it the operation answers INVALID_ARGUMENT). */
 function intOrPair (minimum: number) {
@@ -25,7 +27,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation({
+const conv2d = defineOperation({
   name: 'conv2d',
   summary: 'Multi-channel 2-D convolution, torch.nn.functional.conv2d semantics',
   description: 'torch.nn.functional.conv2d: cross-correlation (no kernel flip). NCHW: input [N,C,H,W] or [C,H,W], kernel ' +
@@ -60,6 +62,34 @@ export default defineOperation({
       task: { dtype, input: id, kernel: kd, bias: bd, info },
       transfer: buffersOf(id, kd, bd),
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  }
+})
+
+export default conv2d
+
+/** POST /v1/conv2d/backward. */
+export const conv2dBackward = defineBackward(conv2d, {
+  name: 'conv2d',
+  operands: ['input', 'kernel', 'bias'],
+  work: (info: Conv2dInfo, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
+  check: conv2dBackwardCheck,
+  description: 'The gradients of conv2d with respect to input, kernel and bias, given gradOutput (of the result\'s shape), for ' +
+    'every option of the forward route (stride, padding, dilation, groups, NCHW and NHWC, unbatched input), as torch.autograd.grad ' +
+    'gives them: each of its operand\'s shape and layout; padded taps get no gradient; dbias sums over images and positions.',
+  example: {
+    input: [[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]]],
+    kernel: [[[[1, 0], [0, -1]]]],
+    bias: [0.5],
+    stride: 1,
+    padding: 'valid',
+    gradOutput: [[[[1, 0], [0, 1]]]]
+  },
+  exampleReply: {
+    grads: {
+      input: { shape: [1, 1, 3, 3], dtype: 'float64', data: [[[[1, 0, 0], [0, 0, 0], [0, 0, -1]]]] },
+      kernel: { shape: [1, 1, 2, 2], dtype: 'float64', data: [[[[6, 8], [12, 14]]]] },
+      bias: { shape: [1], dtype: 'float64', data: [2] }
     }
   }
 })

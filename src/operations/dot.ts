@@ -1,7 +1,8 @@
 import { Type } from 'typebox'
-import { dotInfo } from '../kernels/dot.js'
+import { type DotInfo, dotInfo } from '../kernels/dot.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
 import { binaryPrepare, defineOperation } from './spec.js'
+import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
   a: TensorSchema,
@@ -9,7 +10,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation({
+const dot = defineOperation({
   name: 'dot',
   summary: 'Dot product of two same-shaped tensors',
   description: 'The rank-0 sum of a*b over two tensors of the same shape (any rank): the vector dot product, and for ' +
@@ -19,4 +20,21 @@ export default defineOperation({
   example: { a: [1, 2, 3], b: [4, 5, 6] },
   exampleReply: { result: { shape: [], dtype: 'float64', data: 32 } },
   prepare: binaryPrepare(dotInfo)
+})
+
+export default dot
+
+/** POST /v1/dot/backward: da = g·b, db = g·a. */
+export const dotBackward = defineBackward(dot, {
+  name: 'dot',
+  operands: ['a', 'b'],
+  work: (info: DotInfo, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
+  description: 'The gradients of dot(a, b) = Σ a·b with respect to a and b, given the rank-0 gradOutput g: da = g·b, db = g·a.',
+  example: { a: [1, 2, 3], b: [4, 5, 6], gradOutput: 1 },
+  exampleReply: {
+    grads: {
+      a: { shape: [3], dtype: 'float64', data: [4, 5, 6] },
+      b: { shape: [3], dtype: 'float64', data: [1, 2, 3] }
+    }
+  }
 })

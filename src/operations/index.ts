@@ -1,11 +1,22 @@
-/** Every operation of the contract, by name: the routes and the workers share this table. */
-import attention from './attention.js'
-import conv2d from './conv2d.js'
-import dot from './dot.js'
-import linear from './linear.js'
-import matmul from './matmul.js'
+/** Every operation of the contract, by task name: the routes and the workers share this table. */
+import attention, { attentionBackward } from './attention.js'
+import conv2d, { conv2dBackward } from './conv2d.js'
+import dot, { dotBackward } from './dot.js'
+import linear, { linearBackward } from './linear.js'
+import matmul, { matmulBackward } from './matmul.js'
 import type { Operation } from './spec.js'
 
-export const OPERATIONS = { matmul, dot, linear, conv2d, attention } as const satisfies Record<string, Operation>
+export const OPERATIONS = {
+  matmul,
+  dot,
+  linear,
+  conv2d,
+  attention,
+  matmulBackward,
+  dotBackward,
+  linearBackward,
+  conv2dBackward,
+  attentionBackward
+} as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS

@@ -1,8 +1,9 @@
 import { Type } from 'typebox'
-import { linearInfo } from '../kernels/linear.js'
+import { type LinearInfo, linearInfo } from '../kernels/linear.js'
 import { commonFields, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
+import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
   input: TensorSchema,
@@ -14,7 +15,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-export default defineOperation({
+const linear = defineOperation({
   name: 'linear',
   summary: 'A layer of neurons: activation(input·weights + bias)',
   description: 'activation(input·weights + bias). input [..., in], weights [in, out], optional bias [out]; the result is ' +
@@ -37,6 +38,27 @@ export default defineOperation({
       task: { dtype, input: id, weights: wd, bias: bd, info },
       transfer: buffersOf(id, wd, bd),
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  }
+})
+
+export default linear
+
+/** POST /v1/linear/backward. */
+export const linearBackward = defineBackward(linear, {
+  name: 'linear',
+  operands: ['input', 'weights', 'bias'],
+  work: (info: LinearInfo, wrt, withResult) =>
+    info.flops * ((info.activation !== 'none' || withResult ? 1 : 0) + wrt.filter(n => n !== 'bias').length) + 2 * info.rows * info.outFeatures,
+  description: 'The gradients of activation(input·weights + bias) with respect to input, weights and bias, given gradOutput ' +
+    '(of the result\'s shape), as torch.autograd.grad gives them: relu\'(0) = 0, exact gelu\'s derivative Φ(z) + z·φ(z), ' +
+    'softmax\'s Jacobian-vector product (a row that was all -Infinity gets zeros). dbias sums over every leading dimension.',
+  example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu', gradOutput: [[1, 1]] },
+  exampleReply: {
+    grads: {
+      input: { shape: [1, 3], dtype: 'float64', data: [[0.30000000000000004, 0.7, 1.1]] },
+      weights: { shape: [3, 2], dtype: 'float64', data: [[1, 1], [2, 2], [3, 3]] },
+      bias: { shape: [2], dtype: 'float64', data: [1, 1] }
     }
   }
 })

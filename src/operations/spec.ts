@@ -21,6 +21,8 @@ export interface Prepared {
 
 export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>> {
   name: TaskName
+  /** The route below /v1/ (default: the name), e.g. `matmul/backward`. */
+  path?: string
   summary: string
   description: string
   body: B
@@ -46,20 +48,24 @@ export interface Operation<B extends TObject = TObject, R extends TObject = TObj
   prepare: (body: CommonBody, decode: Decoder) => Prepared
 }
 
-/** The name of an operation's components: matmul → Matmul, conv2d → Conv2d. */
-export function componentName (name: string): string {
-  return name.split(/[^A-Za-z0-9]+/).map(w => w.charAt(0).toUpperCase() + w.slice(1)).join('')
+/** The name of an operation's components: matmul → Matmul, conv2d → Conv2d, matmul/backward → MatmulBackward. */
+export function componentName (route: string): string {
+  return route.split(/[^A-Za-z0-9]+/).map(w => w.charAt(0).toUpperCase() + w.slice(1)).join('')
+}
+
+/** The operation with its body and reply named as components of the document (`MatmulBody`, `MatmulReply`). */
+export function withComponents<O extends Operation> (op: O): O {
+  const name = componentName(op.path ?? op.name)
+  return { ...op, body: { ...op.body, $id: `${name}Body` }, reply: { ...op.reply, $id: `${name}Reply` } }
 }
 
 export function defineOperation<const B extends TObject, const E extends Record<string, TSchema> = {}> (spec: OperationSpec<B, E>) {
-  const component = componentName(spec.name)
   const reply = Type.Object({ result: ResultTensorSchema, ...(spec.extraReply ?? {}) as E }, {
-    $id: `${component}Reply`,
     additionalProperties: false,
     description: 'The result tensor in the object form'
   })
   const { extraReply, ...rest } = spec
-  return { ...rest, body: { ...spec.body, $id: `${component}Body` }, reply } as unknown as Operation<B, typeof reply>
+  return withComponents({ ...rest, reply } as unknown as Operation<B, typeof reply>)
 }
 
 /** The body schema as routes and workers compile it: the operation's schema (a component) with its example. */

@@ -196,13 +196,35 @@ export function encodeReplyBytes (buffer: FloatArray, dtype: DType, spec: ReplyS
   return utf8.encode(encodeReply(buffer, dtype, spec))
 }
 
-/** The JSON text of a reply `{"result": ..., ...}`, its tensors cut in order from one buffer. */
+/**
+ * The JSON text of a reply `{"result": ..., ...}`, its tensors cut in order from one buffer. A
+ * dotted field nests (`grads.a` is `{"grads":{"a":...}}`; fields sharing a prefix are consecutive).
+ */
 export function encodeReply (buffer: FloatArray, dtype: DType, spec: ReplySpec): string {
   let offset = 0
-  const fields = spec.outputs.map(o => {
+  const texts = spec.outputs.map(o => {
     const data = buffer.subarray(offset, offset + o.length)
     offset += o.length
-    return `"${o.field}":${encodeTensor(o.shape, dtype, data, spec.encoding)}`
+    return encodeTensor(o.shape, dtype, data, spec.encoding)
   })
-  return `{${fields.join(',')}}`
+  return objectText(spec.outputs.map(o => o.field.split('.')), texts, 0, 0, texts.length)
+}
+
+/** The JSON object of the fields [from, to), whose paths agree before `depth`. */
+function objectText (paths: string[][], texts: string[], depth: number, from: number, to: number): string {
+  const parts: string[] = []
+  let i = from
+  while (i < to) {
+    const key = paths[i][depth]
+    if (paths[i].length === depth + 1) {
+      parts.push(`"${key}":${texts[i]}`)
+      i++
+      continue
+    }
+    let j = i + 1
+    while (j < to && paths[j][depth] === key && paths[j].length > depth + 1) j++
+    parts.push(`"${key}":${objectText(paths, texts, depth + 1, i, j)}`)
+    i = j
+  }
+  return `{${parts.join(',')}}`
 }

@@ -52,6 +52,26 @@ export function attention (task: FromPool<tasks.AttentionTask>): unknown {
   return compute(tasks.attention, task)
 }
 
+export function matmulBackward (task: FromPool<tasks.MatmulBackwardTask>): unknown {
+  return compute(tasks.matmulBackward, task)
+}
+
+export function dotBackward (task: FromPool<tasks.DotBackwardTask>): unknown {
+  return compute(tasks.dotBackward, task)
+}
+
+export function linearBackward (task: FromPool<tasks.LinearBackwardTask>): unknown {
+  return compute(tasks.linearBackward, task)
+}
+
+export function conv2dBackward (task: FromPool<tasks.Conv2dBackwardTask>): unknown {
+  return compute(tasks.conv2dBackward, task)
+}
+
+export function attentionBackward (task: FromPool<tasks.AttentionBackwardTask>): unknown {
+  return compute(tasks.attentionBackward, task)
+}
+
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
 export function request (task: FromPool<RequestTask>): unknown {
   useGate(task.gate ?? null)

@@ -10,6 +10,12 @@ import { dot as dotKernel, type DotInfo } from '../kernels/dot.js'
 import { linear as linearKernel, type LinearInfo } from '../kernels/linear.js'
 import { matmul as matmulKernel, type MatmulInfo } from '../kernels/matmul.js'
 import { allocate, type DType, type FloatArray } from '../kernels/types.js'
+import { attentionBackward as attentionGrad } from '../kernels/grad/attention.js'
+import { conv2dBackward as conv2dGrad } from '../kernels/grad/conv2d.js'
+import { dotBackward as dotGrad } from '../kernels/grad/dot.js'
+import { linearBackward as linearGrad } from '../kernels/grad/linear.js'
+import { matmulBackward as matmulGrad } from '../kernels/grad/matmul.js'
+import type { BackwardTask, GradOutputs } from '../operations/backward.js'
 
 /** `threads`: the native engine's threads for this matmul, when the pool gave it more than one worker's share. */
 export interface MatmulTask { dtype: DType, a: FloatArray, b: FloatArray, info: MatmulInfo, threads?: number }
@@ -51,5 +57,48 @@ export function attention ({ dtype, query, key, value, mask, info }: AttentionTa
   return all
 }
 
-export const TASKS = { matmul, dot, linear, conv2d, attention } as const
+/**
+ * A backward task's runner: one zeroed buffer for every reply tensor (gradients, then the result
+ * when asked), each kernel writing or accumulating into its views.
+ */
+function backward<F> (kernel: (task: BackwardTask<F>, outs: GradOutputs) => void) {
+  return (task: BackwardTask<F>): FloatArray => {
+    let total = 0
+    for (const [, length] of task.layout) total += length
+    const all = allocate(task.dtype, total)
+    const outs: GradOutputs = {}
+    let offset = 0
+    for (const [field, length] of task.layout) {
+      outs[field] = all.subarray(offset, offset + length)
+      offset += length
+    }
+    kernel(task, outs)
+    return all
+  }
+}
+
+export type MatmulBackwardTask = BackwardTask<MatmulTask>
+export type DotBackwardTask = BackwardTask<DotTask>
+export type LinearBackwardTask = BackwardTask<LinearTask>
+export type Conv2dBackwardTask = BackwardTask<Conv2dTask>
+export type AttentionBackwardTask = BackwardTask<AttentionTask>
+
+export const matmulBackward = backward(matmulGrad)
+export const dotBackward = backward(dotGrad)
+export const linearBackward = backward(linearGrad)
+export const conv2dBackward = backward(conv2dGrad)
+export const attentionBackward = backward(attentionGrad)
+
+export const TASKS = {
+  matmul,
+  dot,
+  linear,
+  conv2d,
+  attention,
+  matmulBackward,
+  dotBackward,
+  linearBackward,
+  conv2dBackward,
+  attentionBackward
+} as const
 export type TaskName = keyof typeof TASKS

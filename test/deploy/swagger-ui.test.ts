@@ -17,7 +17,8 @@ import { skipWithout } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const skip = skipWithout(CHROMIUM)
-const OPERATIONS = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention']
+const FORWARD = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention']
+const OPERATIONS = [...FORWARD, ...FORWARD.map(path => `${path}/backward`)]
 const SCREENSHOT = '/tmp/swagger.png'
 const RESPONSE_SHOT = '/tmp/swagger-response.png'
 
@@ -76,7 +77,7 @@ describe.skipIf(skip)(title, () => {
       await status.waitFor({ timeout: 20_000 })
       await expect(status.innerText(), path).resolves.toMatch(/^\s*200/)
       const shown = await op.locator('.live-responses-table .response-col_description .microlight, .live-responses-table .response-col_description pre').first().innerText()
-      expect(shown, path).toContain('"result"')
+      expect(shown, path).toContain(path.endsWith('/backward') ? '"grads"' : '"result"')
       if (path === OPERATIONS[0]) await op.locator('.live-responses-table').screenshot({ path: RESPONSE_SHOT })
     }
     // the top of the page: title, the operations, the first one opened

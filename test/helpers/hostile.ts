@@ -5,15 +5,21 @@
  */
 import fc from 'fast-check'
 
-export const ROUTES = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
-const FIELDS: Record<typeof ROUTES[number], string[]> = {
+const FORWARD = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
+/** Every operation route, forward and backward. */
+export const ROUTES = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const)]
+type Route = typeof ROUTES[number]
+const FORWARD_FIELDS: Record<typeof FORWARD[number], string[]> = {
   matmul: ['a', 'b'],
   dot: ['a', 'b'],
   linear: ['input', 'weights', 'bias'],
   conv2d: ['input', 'kernel', 'bias'],
   attention: ['query', 'key', 'value', 'mask']
 }
-const OPTIONS = ['encoding', 'dtype', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights']
+const forwardOf = (route: Route): typeof FORWARD[number] => route.split('/')[0] as typeof FORWARD[number]
+const backward = (route: Route): boolean => route.endsWith('/backward')
+const fieldsOf = (route: Route): string[] => backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
+const OPTIONS = ['encoding', 'dtype', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
 
 const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)
 const hostileString = fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', '', '__proto__', 'AAAA', 'AA=A', 'A', '====', 'AAAA\n', '3', 'true', 'null', '\u0000', 'é'.repeat(50))
@@ -37,30 +43,42 @@ const objectTensor = fc.record({
   dtype: fc.oneof(fc.constantFrom('float32', 'float64', 'int8', 'FLOAT32'), leaf)
 }, { requiredKeys: [] })
 const tensor = fc.oneof(rect, nested, deep, objectTensor, leaf, fc.dictionary(fc.string({ maxLength: 8 }), leaf, { maxKeys: 3 }))
-const option = fc.oneof(leaf, fc.constantFrom('same', 'valid', 'NCHW', 'NHWC', 'relu', 'gelu', 'base64', 'flat'), fc.array(extremeNumber, { maxLength: 3 }))
+const option = fc.oneof(leaf, fc.constantFrom('same', 'valid', 'NCHW', 'NHWC', 'relu', 'gelu', 'base64', 'flat'), fc.array(extremeNumber, { maxLength: 3 }),
+  fc.constantFrom([], ['a'], ['b', 'a'], ['mask'], ['input', 'input'], ['query', 'value'], ['kernel', 'bias'], ['__proto__'], ['weights']))
 
 /** A valid body per route, which random options may still spoil. */
-const VALID: Record<typeof ROUTES[number], object> = {
+const VALID_FORWARD: Record<typeof FORWARD[number], object> = {
   matmul: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
   dot: { a: [1, 'NaN', 3], b: [4, 5, 6] },
   linear: { input: [[1, 2, 3]], weights: [[1, 0], [0, 1], [1, 1]], bias: [0.5, -0.5] },
   conv2d: { input: [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], kernel: [[[[1, 0], [0, -1]]]] },
   attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] }
 }
+/** A gradOutput of each forward example's result shape. */
+const GRAD_OUTPUT: Record<typeof FORWARD[number], unknown> = {
+  matmul: [[1, 0], [0, 1]],
+  dot: 1,
+  linear: [[1, -1]],
+  conv2d: [[[1, 0], [0, 1]]],
+  attention: [[1, 1]]
+}
+const VALID = (route: Route): object => backward(route)
+  ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }
+  : VALID_FORWARD[forwardOf(route)]
 
 /** A body as JSON text: mostly the route's own shape with hostile parts, some plain junk. */
 export const hostileBody = fc.constantFrom(...ROUTES).chain(route => fc.oneof(
   {
     weight: 1,
     arbitrary: fc.subarray(OPTIONS, { maxLength: 2 }).chain(opts => fc.array(option, { minLength: 2, maxLength: 2 }).map(values => {
-      const b: Record<string, unknown> = { ...VALID[route] }
+      const b: Record<string, unknown> = { ...VALID(route) }
       opts.forEach((o, i) => { b[o] = values[i] })
       return { route, text: JSON.stringify(b) }
     }))
   },
   {
     weight: 6,
-    arbitrary: fc.tuple(fc.subarray(FIELDS[route]), fc.array(tensor, { minLength: 4, maxLength: 4 }), fc.subarray(OPTIONS, { maxLength: 4 }), fc.array(option, { minLength: 4, maxLength: 4 }), fc.boolean())
+    arbitrary: fc.tuple(fc.subarray(fieldsOf(route)), fc.array(tensor, { minLength: 5, maxLength: 5 }), fc.subarray(OPTIONS, { maxLength: 4 }), fc.array(option, { minLength: 4, maxLength: 4 }), fc.boolean())
       .map(([fields, tensors, opts, values, proto]) => {
         const parts = fields.map((f, i) => `${JSON.stringify(f)}:${JSON.stringify(tensors[i])}`)
         opts.forEach((o, i) => parts.push(`${JSON.stringify(o)}:${JSON.stringify(values[i])}`))

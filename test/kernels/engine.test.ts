@@ -1,6 +1,6 @@
 /**
  * The native engine (src/kernels/ort) against the same reference kernels: the whole suite of
- * fast.test.ts again, with the engine enabled in this thread for problems of every size (as the
+ * fast.test.ts and of gradients.test.ts again, with the engine enabled in this thread for problems of every size (as the
  * worker threads enable it for problems from F32_MIN_MACS multiply-adds), plus sizes where the
  * service itself uses it.
  */
@@ -17,6 +17,7 @@ import { expectClose, TOL } from '../helpers/compare.js'
 
 enableEngine(1)
 await import('./fast.test.js')
+await import('./gradients.test.js')
 
 const LIMITS: Limits = { maxElements: 16777216, maxFlops: 2e11 }
 

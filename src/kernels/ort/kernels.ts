@@ -19,27 +19,33 @@ function as (like: FloatArray, x: FloatArray): FloatArray {
   return like instanceof Float32Array ? Float32Array.from(x) : Float64Array.from(x)
 }
 
-const matmulGraph = (t: ElemName) => (): Graph => ({
+const matmulGraph = (t: ElemName, transA: boolean, transB: boolean) => (): Graph => ({
   inputs: [['a', t], ['b', t]],
   outputs: [['c', t]],
-  nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }]
+  nodes: [
+    ...(transA ? [{ op: 'Transpose', inputs: ['a'], outputs: ['at'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] }] : []),
+    ...(transB ? [{ op: 'Transpose', inputs: ['b'], outputs: ['bt'], attributes: [{ name: 'perm', ints: [0, 2, 1] }] }] : []),
+    { op: 'MatMul', inputs: [transA ? 'at' : 'a', transB ? 'bt' : 'b'], outputs: ['c'] }
+  ]
 })
 
 /**
  * out[oOff ..] = the [batches] products of a[aOff ..] [batches,m,k] and b[bOff ..] [batches,k,n]
- * (consecutive blocks), on `threads` intra-op threads.
+ * (consecutive blocks), on `threads` intra-op threads. With `transA` a's blocks are stored
+ * transposed ([k,m]), with `transB` b's ([n,k]): the engine fuses the transposition into its GEMM.
  */
 export function engineMatmul (
   out: FloatArray, oOff: number,
   a: FloatArray, aOff: number,
   b: FloatArray, bOff: number,
-  batches: number, m: number, k: number, n: number, threads = 1
+  batches: number, m: number, k: number, n: number, threads = 1,
+  transA = false, transB = false
 ): void {
   const t = elemOf(out)
-  const s = session(`matmul/${t}`, threads, matmulGraph(t))
+  const s = session(`matmul/${t}${transA ? '/ta' : ''}${transB ? '/tb' : ''}`, threads, matmulGraph(t, transA, transB))
   const A = as(out, a.subarray(aOff, aOff + batches * m * k))
   const B = as(out, b.subarray(bOff, bOff + batches * k * n))
-  run(s, { a: tensor(A, [batches, m, k]), b: tensor(B, [batches, k, n]) },
+  run(s, { a: tensor(A, transA ? [batches, k, m] : [batches, m, k]), b: tensor(B, transB ? [batches, n, k] : [batches, k, n]) },
     { c: tensor(out.subarray(oOff, oOff + batches * m * n), [batches, m, n]) })
 }
 
@@ -151,4 +157,57 @@ export function engineAttention (
   const outputs: Record<string, ReturnType<typeof tensor>> = { o: tensor(out, [B, Lq, Ev]) }
   if (weights !== null) outputs.p = tensor(weights, [B, Lq, Lk])
   run(s, inputs, outputs)
+}
+
+/**
+ * Attention's gradients over contiguous [B,Lq,E], [B,Lk,E], [B,Lk,Ev] blocks and the output
+ * gradient g [B,Lq,Ev], in one graph: P = softmax((q·scale)·kᵀ + mask), dv = Pᵀ·g, dP = g·vᵀ,
+ * dS = P·(dP − (P·dP)·1)·scale, dq = dS·k, dk = dSᵀ·q. `mask` as in engineAttention. Where the
+ * result can differ from the kernel's semantics (a row that attends to nothing, a non-finite
+ * value behind a zero weight) it is not finite: the caller checks and computes such cases itself.
+ */
+export function engineAttentionBackward (
+  dq: FloatArray, dk: FloatArray, dv: FloatArray,
+  q: FloatArray, k: FloatArray, v: FloatArray, g: FloatArray, mask: FloatArray | null, scale: number,
+  B: number, Lq: number, Lk: number, E: number, Ev: number
+): void {
+  const t = elemOf(dq)
+  const masked = mask !== null
+  const T = (x: string, y: string): Graph['nodes'][number] => ({ op: 'Transpose', inputs: [x], outputs: [y], attributes: [{ name: 'perm', ints: [0, 2, 1] }] })
+  const s = session(`attention-backward/${t}/${masked ? 'mask' : ''}`, 1, () => ({
+    inputs: [['q', t], ['k', t], ['v', t], ['g', t], ['scale', t], ['ones', t], ...(masked ? [['mask', t] as [string, ElemName]] : [])],
+    outputs: [['dq', t], ['dk', t], ['dv', t]],
+    nodes: [
+      T('k', 'kt'),
+      { op: 'Mul', inputs: ['q', 'scale'], outputs: ['qs'] },
+      { op: 'MatMul', inputs: ['qs', 'kt'], outputs: ['ss'] },
+      ...(masked ? [{ op: 'Add', inputs: ['ss', 'mask'], outputs: ['sm'] }] : []),
+      { op: 'Softmax', inputs: [masked ? 'sm' : 'ss'], outputs: ['p'], attributes: [{ name: 'axis', int: 2 }] },
+      T('p', 'pt'),
+      { op: 'MatMul', inputs: ['pt', 'g'], outputs: ['dv'] },
+      T('v', 'vt'),
+      { op: 'MatMul', inputs: ['g', 'vt'], outputs: ['dp'] },
+      { op: 'Mul', inputs: ['p', 'dp'], outputs: ['pdp'] },
+      { op: 'MatMul', inputs: ['pdp', 'ones'], outputs: ['rs'] },
+      { op: 'Sub', inputs: ['dp', 'rs'], outputs: ['d'] },
+      { op: 'Mul', inputs: ['p', 'd'], outputs: ['ds0'] },
+      { op: 'Mul', inputs: ['ds0', 'scale'], outputs: ['ds'] },
+      { op: 'MatMul', inputs: ['ds', 'k'], outputs: ['dq'] },
+      T('ds', 'dst'),
+      { op: 'MatMul', inputs: ['dst', 'q'], outputs: ['dk'] }
+    ]
+  }))
+  const like = (x: FloatArray): FloatArray => as(dq, x)
+  const sc = dq instanceof Float32Array ? Float32Array.of(scale) : Float64Array.of(scale)
+  const ones = dq instanceof Float32Array ? new Float32Array(Lk).fill(1) : new Float64Array(Lk).fill(1)
+  const inputs: Record<string, ReturnType<typeof tensor>> = {
+    q: tensor(like(q), [B, Lq, E]),
+    k: tensor(like(k), [B, Lk, E]),
+    v: tensor(like(v), [B, Lk, Ev]),
+    g: tensor(like(g), [B, Lq, Ev]),
+    scale: tensor(sc, []),
+    ones: tensor(ones, [Lk, 1])
+  }
+  if (mask !== null) inputs.mask = tensor(like(mask), [B, Lq, Lk])
+  run(s, inputs, { dq: tensor(dq, [B, Lq, E]), dk: tensor(dk, [B, Lk, E]), dv: tensor(dv, [B, Lk, Ev]) })
 }

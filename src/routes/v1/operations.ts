@@ -123,7 +123,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   if (app.authEnabled) beforeBody.push(app.requireApiKey)
 
   for (const spec of Object.values(OPERATIONS) as Operation[]) {
-    app.post(`/v1/${spec.name}`, {
+    app.post(`/v1/${spec.path ?? spec.name}`, {
       schema: {
         tags: ['operations'],
         operationId: spec.name,

@@ -1,0 +1,72 @@
+/**
+ * The README's "Train over HTTP" programs, run as printed against the service on an ephemeral
+ * port: a two-layer network learns XOR through forward and backward calls alone, from a fixed
+ * start, in TypeScript (fetch) and in Python (requests). Each must print a falling loss that ends
+ * below 0.01.
+ */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import type { FastifyInstance } from 'fastify'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildApp } from '../src/app.js'
+
+const run = promisify(execFile)
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+const section = readme.slice(readme.indexOf('### Train over HTTP'))
+const tsProgram = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+const pyProgram = /```python\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+const TSX = new URL('../node_modules/.bin/tsx', import.meta.url).pathname
+
+/** The losses printed ("epoch N: loss X" lines), in order. */
+function losses (stdout: string): number[] {
+  return [...stdout.matchAll(/^epoch \d+: loss (\S+)$/gm)].map(m => Number(m[1]))
+}
+
+function expectLearned (stdout: string): void {
+  const ls = losses(stdout)
+  expect(ls.length, stdout).toBe(4)
+  for (let i = 1; i < ls.length; i++) expect(ls[i], stdout).toBeLessThan(ls[i - 1])
+  expect(ls[ls.length - 1], stdout).toBeLessThan(0.01)
+}
+
+describe('README: train over HTTP', () => {
+  let app: FastifyInstance
+  let url: string
+  let dir: string
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const address = app.server.address()
+    url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+    dir = mkdtempSync(join(tmpdir(), 'train-'))
+  })
+
+  afterAll(async () => {
+    await app?.close()
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('finds both programs', () => {
+    expect(tsProgram).toContain("post('linear/backward'")
+    expect(pyProgram).toContain("post('linear/backward'")
+  })
+
+  it('the TypeScript program learns XOR: its loss falls below 0.01', async () => {
+    const file = join(dir, 'xor.mts')
+    writeFileSync(file, tsProgram)
+    const { stdout } = await run(TSX, [file], { env: { ...process.env, TENSOR_URL: url }, timeout: 120_000 })
+    expectLearned(stdout)
+  }, 130_000)
+
+  it('the Python program learns XOR: its loss falls below 0.01', async () => {
+    const file = join(dir, 'xor.py')
+    writeFileSync(file, pyProgram)
+    // Debian's Python, with python3-requests (.ci/run installs it)
+    const { stdout } = await run('/usr/bin/python3', [file], { env: { ...process.env, TENSOR_URL: url }, timeout: 120_000 })
+    expectLearned(stdout)
+  }, 130_000)
+})
