@@ -19,7 +19,7 @@ import poolPlugin from './plugins/pool.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import serviceRoutes from './routes/service.js'
 import operationRoutes from './routes/v1/operations.js'
-import { swaggerOptions } from './openapi.js'
+import { swaggerOptions, swaggerUiPlugins } from './openapi.js'
 import { AJV_OPTIONS } from './schemas/ajv.js'
 import { formatSchemaErrors } from './schemas/validation.js'
 
@@ -169,7 +169,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
   await app.register(swagger, swaggerOptions as Parameters<typeof swagger>[1])
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false }
+    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false, plugins: swaggerUiPlugins as never }
   })
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)

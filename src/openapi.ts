@@ -198,3 +198,42 @@ export const swaggerOptions = {
 export function openapiText (doc: unknown): string {
   return JSON.stringify(doc, null, 2) + '\n'
 }
+
+/**
+ * Swagger UI's plugins (their source is written into the page, so each is self-contained): the
+ * spec's download, and the examples of request and reply bodies laid out with an array of plain
+ * values (a matrix row) on one line, rather than one number per line (Swagger UI's own
+ * JSON.stringify(example, null, 2)): `[[1,2],[3,4]]` prints one row per line.
+ */
+export const swaggerUiPlugins = [
+  function DownloadUrl (system: unknown): unknown {
+    return (globalThis as unknown as { SwaggerUIBundle: { plugins: { DownloadUrl: (s: unknown) => unknown } } }).SwaggerUIBundle.plugins.DownloadUrl(system)
+  },
+  function CompactExamples (): unknown {
+    // (methods, not named functions: a bundler may wrap a named function in a helper the page lacks)
+    const layout = {
+      json (value: unknown, indent: string): string {
+        const inner = indent + '  '
+        if (Array.isArray(value)) {
+          if (value.every(v => v === null || typeof v !== 'object')) return '[' + value.map(v => JSON.stringify(v)).join(', ') + ']'
+          return '[\n' + value.map(v => inner + this.json(v, inner)).join(',\n') + '\n' + indent + ']'
+        }
+        if (value !== null && typeof value === 'object') {
+          const entries = Object.entries(value)
+          if (entries.length === 0) return '{}'
+          return '{\n' + entries.map(([k, v]) => inner + JSON.stringify(k) + ': ' + this.json(v, inner)).join(',\n') + '\n' + indent + '}'
+        }
+        return JSON.stringify(value)
+      }
+    }
+    return {
+      afterLoad (system: { fn: { getSampleSchema: (...args: any[]) => unknown } }) {
+        const original = system.fn.getSampleSchema
+        system.fn.getSampleSchema = (schema: unknown, contentType: unknown, config: unknown, example?: { toJS?: () => unknown }) => {
+          if (example === undefined || example === null || !/json/.test(String(contentType))) return original(schema, contentType, config, example)
+          return layout.json(typeof example.toJS === 'function' ? example.toJS() : example, '')
+        }
+      }
+    }
+  }
+]
