@@ -163,18 +163,33 @@ export function operationReplies (spec: Operation): Record<number, TSchema> {
 
 /**
  * The document's last step: a schema that is one component and nothing else (a route's body or
- * reply, written `allOf: [component]` so that the component is named) becomes a plain reference.
+ * reply, written `allOf: [component]` so that the component is named) becomes a plain reference,
+ * and the reply headers, the same on every operation, become components referenced by name.
  */
-export function referenceComponents<T> (doc: T): T {
+export function referenceComponents<T extends object> (doc: T): T {
+  const headers: Record<string, unknown> = {}
   const visit = (node: unknown): void => {
     if (typeof node !== 'object' || node === null) return
     for (const [key, value] of Object.entries(node)) {
       if (key === 'schema' && isComponentOnly(value)) (node as Record<string, unknown>)[key] = { $ref: value.allOf[0].$ref }
+      else if (key === 'headers' && typeof value === 'object' && value !== null && 'description' in node) referenceHeaders(value as Record<string, unknown>, headers)
       else visit(value)
     }
   }
-  visit(doc)
+  visit((doc as { paths?: unknown }).paths)
+  const components = (doc as { components?: Record<string, unknown> }).components
+  if (components !== undefined && Object.keys(headers).length > 0) components.headers = headers
   return doc
+}
+
+/** Each header of a reply as a reference to the one component of its name (inline if its definition differs). */
+function referenceHeaders (replyHeaders: Record<string, unknown>, components: Record<string, unknown>): void {
+  for (const [name, header] of Object.entries(replyHeaders)) {
+    const known = components[name]
+    if (known !== undefined && JSON.stringify(known) !== JSON.stringify(header)) continue
+    components[name] = header
+    replyHeaders[name] = { $ref: `#/components/headers/${name}` }
+  }
 }
 
 function isComponentOnly (schema: unknown): schema is { allOf: [{ $ref: string }] } {

@@ -529,7 +529,20 @@ export interface components {
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
+        "Access-Control-Allow-Origin": string;
+        /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
+        "RateLimit-Limit": number;
+        /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
+        "RateLimit-Remaining": number;
+        /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
+        "RateLimit-Reset": number;
+        /** @description The scheme to authenticate with: Bearer */
+        "WWW-Authenticate": string;
+        /** @description Seconds to wait before retrying */
+        "Retry-After": number;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -643,14 +656,10 @@ export interface operations {
             /** @description The result tensor in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -681,14 +690,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -706,16 +711,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -733,14 +733,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -758,14 +754,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -783,16 +775,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -810,14 +797,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -835,16 +818,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -862,14 +840,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -916,14 +890,10 @@ export interface operations {
             /** @description The result tensor in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -942,14 +912,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -967,16 +933,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -994,14 +955,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1019,14 +976,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1044,16 +997,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1071,14 +1019,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1096,16 +1040,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1123,14 +1062,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1193,14 +1128,10 @@ export interface operations {
             /** @description The result tensor in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1227,14 +1158,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1252,16 +1179,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1279,14 +1201,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1304,14 +1222,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1329,16 +1243,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1356,14 +1265,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1381,16 +1286,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1408,14 +1308,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1492,14 +1388,10 @@ export interface operations {
             /** @description The result tensor in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1536,14 +1428,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1561,16 +1449,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1588,14 +1471,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1613,14 +1492,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1638,16 +1513,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1665,14 +1535,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1690,16 +1556,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1717,14 +1578,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1801,14 +1658,10 @@ export interface operations {
             /** @description The result tensor in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1858,14 +1711,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1883,16 +1732,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1910,14 +1754,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1935,14 +1775,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1960,16 +1796,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1987,14 +1818,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2012,16 +1839,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2039,14 +1861,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2113,14 +1931,10 @@ export interface operations {
             /** @description The gradients (and the result when asked), tensors in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2170,14 +1984,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2195,16 +2005,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2222,14 +2027,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2247,14 +2048,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2272,16 +2069,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2299,14 +2091,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2324,16 +2112,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2351,14 +2134,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2406,14 +2185,10 @@ export interface operations {
             /** @description The gradients (and the result when asked), tensors in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2451,14 +2226,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2476,16 +2247,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2503,14 +2269,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2528,14 +2290,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2553,16 +2311,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2580,14 +2333,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2605,16 +2354,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2632,14 +2376,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2708,14 +2448,10 @@ export interface operations {
             /** @description The gradients (and the result when asked), tensors in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2776,14 +2512,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2801,16 +2533,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2828,14 +2555,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2853,14 +2576,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2878,16 +2597,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2905,14 +2619,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2930,16 +2640,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2957,14 +2662,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3055,14 +2756,10 @@ export interface operations {
             /** @description The gradients (and the result when asked), tensors in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3140,14 +2837,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3165,16 +2858,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3192,14 +2880,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3217,14 +2901,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3242,16 +2922,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3269,14 +2944,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3294,16 +2965,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3321,14 +2987,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3414,14 +3076,10 @@ export interface operations {
             /** @description The gradients (and the result when asked), tensors in the object form */
             200: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3496,14 +3154,10 @@ export interface operations {
             /** @description Invalid JSON, a body that fails the schema, a malformed tensor (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH) or an option out of range (INVALID_ARGUMENT) */
             400: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3521,16 +3175,11 @@ export interface operations {
             /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
             401: {
                 headers: {
-                    /** @description The scheme to authenticate with: Bearer */
-                    "WWW-Authenticate"?: string;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3548,14 +3197,10 @@ export interface operations {
             /** @description Body over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, or work over MAX_FLOPS (TOO_LARGE); refused before computing */
             413: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3573,14 +3218,10 @@ export interface operations {
             /** @description The body is not application/json */
             415: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3598,16 +3239,11 @@ export interface operations {
             /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
             429: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3625,14 +3261,10 @@ export interface operations {
             /** @description Internal error: the message carries only the request id */
             500: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3650,16 +3282,11 @@ export interface operations {
             /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
             503: {
                 headers: {
-                    /** @description Seconds to wait before retrying */
-                    "Retry-After"?: number;
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3677,14 +3304,10 @@ export interface operations {
             /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
             504: {
                 headers: {
-                    /** @description The request's origin, or *, when CORS_ORIGINS is set and allows it */
-                    "Access-Control-Allow-Origin"?: string;
-                    /** @description Requests allowed per window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Limit"?: number;
-                    /** @description Requests left in the current window (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the window resets (only when RATE_LIMIT_MAX is set) */
-                    "RateLimit-Reset"?: number;
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
