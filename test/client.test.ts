@@ -4,6 +4,11 @@
  * TensorServiceError with status, code, message and request id; a 503 is retried after its
  * Retry-After a bounded number of times; an AbortSignal stops a call.
  */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { methodName, OPERATION_ROUTES, type Tensor, TensorClient, TensorServiceError } from '../client/src/index.js'
@@ -32,10 +37,12 @@ const f64 = (shape: number[], ...values: number[]): Tensor<Float64Array> => ({ s
 describe('the TypeScript client against the live app', () => {
   let app: FastifyInstance
   let client: TensorClient
+  let baseUrl = ''
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
-    client = new TensorClient({ baseUrl: await listen(app) })
+    baseUrl = await listen(app)
+    client = new TensorClient({ baseUrl })
   })
   afterAll(async () => { await app.close() })
 
@@ -110,6 +117,25 @@ describe('the TypeScript client against the live app', () => {
     expect(other).toMatchObject({ status: 400, code: 'SHAPE_MISMATCH' })
     expect(other.requestId).toMatch(/^[0-9a-f-]{36}$/)
   })
+
+  it('the README\'s example runs as printed and prints what its comment says', async () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('### TypeScript\n'))
+    const program = (/```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? '')
+      .replace("from '@tensor-service/client'", `from ${JSON.stringify(new URL('../client/src/index.ts', import.meta.url).href)}`)
+      .replace('http://localhost:3000', baseUrl)
+    expect(program).toContain('client.matmul(')
+    const dir = mkdtempSync(join(tmpdir(), 'client-'))
+    try {
+      writeFileSync(join(dir, 'example.mts'), program)
+      const { stdout } = await promisify(execFile)(new URL('../node_modules/.bin/tsx', import.meta.url).pathname, [join(dir, 'example.mts')], { timeout: 60_000 })
+      const [first, second] = stdout.split('\n')
+      expect(first).toBe('[ 2, 2 ] float64 Float64Array(4) [ 19, 22, 43, 50 ]')
+      expect(second).toMatch(/^400 SHAPE_MISMATCH dot needs a and b of the same shape: .* [0-9a-f-]{36}$/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 70_000)
 
   it('an API key is sent as a bearer token', async () => {
     const secured = await buildApp({ logLevel: 'silent', workers: 1, apiKeys: ['k-client-0123456789abcdef'] })
