@@ -16,6 +16,11 @@
  * worker beside the forward kernel of the same shapes, both from the first table's run, and
  * NumPy's gradients written out by hand; GFLOP/s count a backward's work as twice its forward's.
  *
+ * The einsum table sets einsum beside the matmul calls that do the same work, each in one worker:
+ * attention scores `bhqd,bhkd->bhqk` against one matmul of q and kᵀ (kᵀ given transposed), and a
+ * chain of three matrices against the two matmuls its plan makes, one after the other (the
+ * intermediate moved back and forth, as a client calling /v1/matmul twice would have it).
+ *
  * The last table times one large matmul over the whole pool (both workers' threads, as the service
  * gives an idle pool's cores to one request) against one worker's thread in the same two-worker
  * pool, runs alternating.
@@ -26,6 +31,7 @@ import { cpus, loadavg } from 'node:os'
 import { Piscina } from 'piscina'
 import { attention, attentionInfo } from '../src/kernels/attention.js'
 import { conv2d, conv2dInfo } from '../src/kernels/conv2d.js'
+import { einsumInfo, parseEinsum } from '../src/kernels/einsum.js'
 import { matmul, matmulInfo } from '../src/kernels/matmul.js'
 import { enableEngine } from '../src/kernels/ort/engine.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../src/kernels/types.js'
@@ -208,7 +214,65 @@ for (const dtype of ['float32', 'float64'] as const) CASES.push(conv2dCase(dtype
 for (const dtype of ['float32', 'float64'] as const) CASES.push(attentionCase(dtype, 0.7))
 for (const f of CASES.filter(c => /^matmul (512|1024)x|^conv2d|^attention/.test(c.name))) CASES.push(backwardCase(f, 0.7))
 
-const numpyCases = CASES.map(c => c.numpy)
+/** einsum in a worker, and the matmul tasks of the same work one after the other in the same worker. */
+interface EinsumCase {
+  name: string
+  flops: number
+  numpy: NumpyCase
+  einsum: () => { name: string, task: object, transfer: ArrayBuffer[] }
+  matmuls: (pool: Piscina) => Promise<ArrayLike<number>>
+}
+
+function einsumCase (dtype: DType, equation: string, shapes: number[][], name: string): EinsumCase {
+  const info = einsumInfo(parseEinsum(equation, shapes), LIMITS)
+  const operands = shapes.map((s, i) => random(dtype, s.reduce((x, y) => x * y, 1), 10 + i))
+  return {
+    name: `${name} ${dtype}`,
+    flops: info.flops,
+    numpy: { name: `${name} ${dtype}`, kind: 'einsum', dtype, equation, shapes, flops: info.flops },
+    einsum: () => {
+      const t = { dtype, operands: operands.map(copy), info: { flops: info.flops, programs: info.programs, outElements: info.outElements } }
+      return { name: 'einsum', task: t, transfer: t.operands.map(o => o.buffer as ArrayBuffer) }
+    },
+    matmuls: async () => { throw new Error('set below') }
+  }
+}
+
+/** bhqd,bhkd->bhqk beside matmul(q [b,h,q,d], kᵀ [b,h,d,k]). */
+function scoresCase (dtype: DType): EinsumCase {
+  const [b, h, L, d] = [2, 4, 128, 64]
+  const c = einsumCase(dtype, 'bhqd,bhkd->bhqk', [[b, h, L, d], [b, h, L, d]], `bhqd,bhkd->bhqk ${b}x${h}x${L}x${d}`)
+  const info = matmulInfo([b, h, L, d], [b, h, d, L], LIMITS)
+  const q = random(dtype, b * h * L * d, 10)
+  const kt = random(dtype, b * h * L * d, 11)
+  c.matmuls = async (pool) => {
+    const t = { dtype, a: copy(q), b: copy(kt), info }
+    return await pool.run(t, { name: 'matmul', transferList: [t.a.buffer as ArrayBuffer, t.b.buffer as ArrayBuffer] }) as FloatArray
+  }
+  return c
+}
+
+/** ij,jk,kl->il beside the two matmuls of its plan ((ij,jk) first, then with kl). */
+function chainCase (dtype: DType): EinsumCase {
+  const [i, j, k, l] = [256, 512, 256, 512]
+  const c = einsumCase(dtype, 'ij,jk,kl->il', [[i, j], [j, k], [k, l]], `ij,jk,kl->il ${i}x${j}·${j}x${k}·${k}x${l}`)
+  const first = matmulInfo([i, j], [j, k], LIMITS)
+  const second = matmulInfo([i, k], [k, l], LIMITS)
+  if (first.flops + second.flops !== c.flops) throw new Error('the chain\'s plan is not the two matmuls timed beside it')
+  const [A, B, C] = [random(dtype, i * j, 10), random(dtype, j * k, 11), random(dtype, k * l, 12)]
+  c.matmuls = async (pool) => {
+    const t1 = { dtype, a: copy(A), b: copy(B), info: first }
+    const t2 = { dtype, b: copy(C), info: second }
+    const ab = await pool.run(t1, { name: 'matmul', transferList: [t1.a.buffer as ArrayBuffer, t1.b.buffer as ArrayBuffer] }) as FloatArray
+    return await pool.run({ ...t2, a: ab }, { name: 'matmul', transferList: [ab.buffer as ArrayBuffer, t2.b.buffer as ArrayBuffer] }) as FloatArray
+  }
+  return c
+}
+
+const EINSUM_CASES: EinsumCase[] = []
+for (const dtype of ['float32', 'float64'] as const) EINSUM_CASES.push(scoresCase(dtype), chainCase(dtype))
+
+const numpyCases = [...CASES.map(c => c.numpy), ...EINSUM_CASES.map(c => c.numpy)]
 const before = await numpyRun(numpyCases)
 
 const one = new Piscina({ filename: WORKER, minThreads: 1, maxThreads: 1 })
@@ -221,6 +285,17 @@ for (const c of CASES) {
   enableEngine(Infinity)
   const wasm = await time(c.local, none)
   timings.set(c, [worker, engine, wasm])
+}
+const einsumTimings = new Map<EinsumCase, number[]>()
+for (const c of EINSUM_CASES) {
+  const e: number[] = []
+  const m: number[] = []
+  // alternating, so that a busy moment of the machine falls on both
+  for (let r = 0; r < 3; r++) {
+    e.push(await time(async ({ name, task, transfer }) => await one.run(task, { name, transferList: transfer }) as FloatArray, c.einsum, 400))
+    m.push(await time(async () => await c.matmuls(one), none, 400))
+  }
+  einsumTimings.set(c, [median(e), median(m)])
 }
 await one.close()
 const after = await numpyRun(numpyCases)
@@ -241,6 +316,14 @@ for (const c of CASES) {
   const np = Math.max(before.results.get(c.name)?.gflops ?? 0, after.results.get(c.name)?.gflops ?? 0)
   const ratio = gf(c.flops, worker) / np
   table.push(`| ${c.name} | ${(c.flops / 1e6).toFixed(1)} | ${fmt(gf(c.flops, worker))} | ${fmt(gf(c.flops, engine))} | ${fmt(gf(c.flops, wasm))} | ${fmt(np)} | ${ratio.toFixed(2)}x | ${c.target}x ${ratio >= c.target ? 'met' : 'missed'} |`)
+}
+
+const einsumTable: string[] = []
+for (const c of EINSUM_CASES) {
+  const [e, m] = einsumTimings.get(c) ?? [NaN, NaN]
+  const np = Math.max(before.results.get(c.name)?.gflops ?? 0, after.results.get(c.name)?.gflops ?? 0)
+  const ratio = m / e
+  einsumTable.push(`| ${c.name} | ${(c.flops / 1e6).toFixed(1)} | ${fmt(gf(c.flops, e))} | ${fmt(gf(c.flops, m))} | ${ratio.toFixed(2)}x | ${fmt(np)} | 0.9x ${ratio >= 0.9 ? 'met' : 'missed'} |`)
 }
 
 // one 1024x1024 matmul on both workers' threads vs one worker's, in the same two-worker pool
@@ -271,6 +354,10 @@ console.log('\nBackward (every operand\'s gradient), GFLOP/s through 1 worker co
 console.log('| case | MFLOP | forward | backward | backward / forward | target | NumPy backward | backward / NumPy |')
 console.log('|---|---|---|---|---|---|---|---|')
 for (const r of backwardTable) console.log(r)
+console.log('\neinsum beside the matmul calls doing the same work, GFLOP/s in one worker; NumPy: np.einsum(optimize=True)')
+console.log('| case | MFLOP | einsum | matmul calls | einsum / matmul | NumPy einsum | target |')
+console.log('|---|---|---|---|---|---|---|')
+for (const r of einsumTable) console.log(r)
 console.log('\nOne matmul over the whole pool (2 workers): GFLOP/s on one worker\'s thread, on both workers\' threads')
 console.log('| case | 1 thread | whole pool | speed-up | target |')
 console.log('|---|---|---|---|---|')

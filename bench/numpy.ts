@@ -17,6 +17,7 @@ export type NumpyCase = { name: string, dtype: DType, backward?: boolean } & (
   | { kind: 'batched', batch: number, m: number, k: number, n: number }
   | { kind: 'conv2d', N: number, C: number, H: number, W: number, K: number, kh: number, kw: number, pad: number }
   | { kind: 'attention', B: number, L: number, E: number }
+  | { kind: 'einsum', equation: string, shapes: number[][], flops: number }
 )
 
 export interface NumpyResult { gflops: number, ms: number }

@@ -8,7 +8,9 @@ Input, one object per case (dtype "float32" or "float64"; conv2d has stride 1):
 and the same with "backward": true: the gradients with respect to every operand given the output's
 gradient (matmul: g·bᵀ and aᵀ·g; conv2d: dkernel = G·colsᵀ and dinput as the full correlation of G
 with the flipped kernel; attention: dV = Pᵀ·G, dP = G·Vᵀ, the softmax's product, dQ and dK, with P
-recomputed), their FLOPs counted as twice the forward's.
+recomputed), their FLOPs counted as twice the forward's; and
+  {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
+                                                                   np.einsum(equation, *operands, optimize=True)
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
@@ -113,6 +115,9 @@ def case_fn(c, rng):
             p /= p.sum(axis=-1, keepdims=True)
             return p @ v
         return attention, 2 * B * L * L * E * 2
+    if kind == "einsum":
+        ops = [rand(*s) for s in c["shapes"]]
+        return (lambda: np.einsum(c["equation"], *ops, optimize=True)), c["flops"]
     raise ValueError(f"case {c.get('name')!r}: unknown kind {kind!r}")
 
 

@@ -52,4 +52,13 @@ describe('founding examples', () => {
     const s = e.reduce((x, y) => x + y)
     w0.forEach((w, i) => expect(w).toBeCloseTo(e[i] / s, 14))
   })
+
+  it('einsum: the same scores as one equation, qd,kd->qk, without transposing K; and the Swagger UI example', async () => {
+    const q = [[1, 0, 1], [0, 1, 0]]
+    const k = [[1, 1, 1], [0, 0, 1], [2, 0, 0], [0, 3, 0]]
+    expect(await post('einsum', { equation: 'qd,kd->qk', operands: [q, k] }))
+      .toEqual({ result: { shape: [2, 4], dtype: 'float64', data: [[2, 1, 2, 0], [1, 0, 0, 3]] } })
+    expect(await post('einsum', { equation: 'bqd,bkd->bqk', operands: [[[[1, 0], [0, 1]]], [[[1, 2], [3, 4], [5, 6]]]] }))
+      .toEqual({ result: { shape: [1, 2, 3], dtype: 'float64', data: [[[1, 3, 5], [2, 4, 6]]] } })
+  })
 })

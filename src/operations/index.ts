@@ -2,6 +2,7 @@
 import attention, { attentionBackward } from './attention.js'
 import conv2d, { conv2dBackward } from './conv2d.js'
 import dot, { dotBackward } from './dot.js'
+import einsum, { einsumBackward } from './einsum.js'
 import linear, { linearBackward } from './linear.js'
 import matmul, { matmulBackward } from './matmul.js'
 import type { Operation } from './spec.js'
@@ -12,11 +13,13 @@ export const OPERATIONS = {
   linear,
   conv2d,
   attention,
+  einsum,
   matmulBackward,
   dotBackward,
   linearBackward,
   conv2dBackward,
-  attentionBackward
+  attentionBackward,
+  einsumBackward
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS

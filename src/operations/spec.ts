@@ -16,7 +16,7 @@ export interface Prepared {
   task: object & { dtype: DType, info: { flops: number } }
   transfer: ArrayBuffer[]
   /** Shapes of the result tensors, in order, cut from the one buffer the kernel returns. */
-  outputs: Array<{ field: string, shape: number[], length: number }>
+  outputs: ReplySpec['outputs']
 }
 
 export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>> {

@@ -186,7 +186,8 @@ export function encodeTensor (shape: readonly number[], dtype: DType, data: Floa
 /** Where each result tensor sits in the one buffer an operation returns, and how to write them. */
 export interface ReplySpec {
   encoding: Encoding
-  outputs: Array<{ field: string, shape: number[], length: number }>
+  /** `absent`: a place written as null (an einsum operand whose gradient was not asked for). */
+  outputs: Array<{ field: string, shape: number[], length: number, absent?: boolean }>
 }
 
 const utf8 = new TextEncoder()
@@ -198,11 +199,14 @@ export function encodeReplyBytes (buffer: FloatArray, dtype: DType, spec: ReplyS
 
 /**
  * The JSON text of a reply `{"result": ..., ...}`, its tensors cut in order from one buffer. A
- * dotted field nests (`grads.a` is `{"grads":{"a":...}}`; fields sharing a prefix are consecutive).
+ * dotted field nests (`grads.a` is `{"grads":{"a":...}}`; fields sharing a prefix are consecutive),
+ * and numeric segments make an array (`grads.operands.0`, `grads.operands.1`, … is
+ * `{"grads":{"operands":[…,…]}}`), with null for an index not given or `absent`.
  */
 export function encodeReply (buffer: FloatArray, dtype: DType, spec: ReplySpec): string {
   let offset = 0
   const texts = spec.outputs.map(o => {
+    if (o.absent === true) return 'null'
     const data = buffer.subarray(offset, offset + o.length)
     offset += o.length
     return encodeTensor(o.shape, dtype, data, spec.encoding)
@@ -212,19 +216,26 @@ export function encodeReply (buffer: FloatArray, dtype: DType, spec: ReplySpec):
 
 /** The JSON object of the fields [from, to), whose paths agree before `depth`. */
 function objectText (paths: string[][], texts: string[], depth: number, from: number, to: number): string {
-  const parts: string[] = []
+  const keys: string[] = []
+  const values: string[] = []
   let i = from
   while (i < to) {
     const key = paths[i][depth]
+    keys.push(key)
     if (paths[i].length === depth + 1) {
-      parts.push(`"${key}":${texts[i]}`)
+      values.push(texts[i])
       i++
       continue
     }
     let j = i + 1
     while (j < to && paths[j][depth] === key && paths[j].length > depth + 1) j++
-    parts.push(`"${key}":${objectText(paths, texts, depth + 1, i, j)}`)
+    values.push(objectText(paths, texts, depth + 1, i, j))
     i = j
   }
-  return `{${parts.join(',')}}`
+  if (keys.length > 0 && keys.every(k => /^(0|[1-9][0-9]{0,5})$/.test(k))) {
+    const items = new Array<string>(Math.max(...keys.map(Number)) + 1).fill('null')
+    keys.forEach((k, x) => { items[Number(k)] = values[x] })
+    return `[${items.join(',')}]`
+  }
+  return `{${keys.map((k, x) => `"${k}":${values[x]}`).join(',')}}`
 }

@@ -52,6 +52,10 @@ export function attention (task: FromPool<tasks.AttentionTask>): unknown {
   return compute(tasks.attention, task)
 }
 
+export function einsum (task: FromPool<tasks.EinsumTask>): unknown {
+  return compute(tasks.einsum, task)
+}
+
 export function matmulBackward (task: FromPool<tasks.MatmulBackwardTask>): unknown {
   return compute(tasks.matmulBackward, task)
 }
@@ -70,6 +74,10 @@ export function conv2dBackward (task: FromPool<tasks.Conv2dBackwardTask>): unkno
 
 export function attentionBackward (task: FromPool<tasks.AttentionBackwardTask>): unknown {
   return compute(tasks.attentionBackward, task)
+}
+
+export function einsumBackward (task: FromPool<tasks.EinsumTask>): unknown {
+  return compute(tasks.einsumBackward, task)
 }
 
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */

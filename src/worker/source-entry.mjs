@@ -14,9 +14,11 @@ export const {
   linear,
   conv2d,
   attention,
+  einsum,
   matmulBackward,
   dotBackward,
   linearBackward,
   conv2dBackward,
-  attentionBackward
+  attentionBackward,
+  einsumBackward
 } = kernels

@@ -7,6 +7,7 @@
 import { attention as attentionKernel, type AttentionInfo } from '../kernels/attention.js'
 import { conv2d as conv2dKernel, type Conv2dInfo } from '../kernels/conv2d.js'
 import { dot as dotKernel, type DotInfo } from '../kernels/dot.js'
+import { einsum as einsumKernel, type Program } from '../kernels/einsum.js'
 import { linear as linearKernel, type LinearInfo } from '../kernels/linear.js'
 import { matmul as matmulKernel, type MatmulInfo } from '../kernels/matmul.js'
 import { allocate, type DType, type FloatArray } from '../kernels/types.js'
@@ -30,6 +31,8 @@ export interface AttentionTask {
   mask: FloatArray | Uint8Array | null
   info: AttentionInfo
 }
+
+export interface EinsumTask { dtype: DType, operands: FloatArray[], info: { flops: number, programs: Program[], outElements: number } }
 
 export function matmul ({ dtype, a, b, info, threads }: MatmulTask): FloatArray {
   return matmulKernel(allocate(dtype, info.outElements), a, b, info, threads)
@@ -55,6 +58,12 @@ export function attention ({ dtype, query, key, value, mask, info }: AttentionTa
   const weights = info.returnWeights ? all.subarray(outN) : null
   attentionKernel(all.subarray(0, outN), weights, query, key, value, mask, info)
   return all
+}
+
+/** The programs' outputs, one after the other (src/kernels/einsum.ts). */
+export function einsum ({ dtype, operands, info }: EinsumTask): FloatArray {
+  const length = info.programs.reduce((n, p) => n + p.outLength, 0)
+  return einsumKernel(allocate(dtype, length), operands, info.programs, dtype)
 }
 
 /**
@@ -89,16 +98,21 @@ export const linearBackward = backward(linearGrad)
 export const conv2dBackward = backward(conv2dGrad)
 export const attentionBackward = backward(attentionGrad)
 
+/** The gradients (and the result when asked), one after the other: the same programs' runner. */
+export const einsumBackward = einsum
+
 export const TASKS = {
   matmul,
   dot,
   linear,
   conv2d,
   attention,
+  einsum,
   matmulBackward,
   dotBackward,
   linearBackward,
   conv2dBackward,
-  attentionBackward
+  attentionBackward,
+  einsumBackward
 } as const
 export type TaskName = keyof typeof TASKS

@@ -17,7 +17,7 @@ import { skipWithout } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const skip = skipWithout(CHROMIUM)
-const FORWARD = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention']
+const FORWARD = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention', '/v1/einsum']
 const OPERATIONS = [...FORWARD, ...FORWARD.map(path => `${path}/backward`)]
 const SCREENSHOT = '/tmp/swagger.png'
 /** A line holding one number and nothing else: Swagger UI's own layout of an array. */

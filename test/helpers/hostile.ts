@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check'
 
-const FORWARD = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
+const FORWARD = ['matmul', 'dot', 'linear', 'conv2d', 'attention', 'einsum'] as const
 /** Every operation route, forward and backward. */
 export const ROUTES = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const)]
 type Route = typeof ROUTES[number]
@@ -14,7 +14,8 @@ const FORWARD_FIELDS: Record<typeof FORWARD[number], string[]> = {
   dot: ['a', 'b'],
   linear: ['input', 'weights', 'bias'],
   conv2d: ['input', 'kernel', 'bias'],
-  attention: ['query', 'key', 'value', 'mask']
+  attention: ['query', 'key', 'value', 'mask'],
+  einsum: ['equation', 'operands']
 }
 const forwardOf = (route: Route): typeof FORWARD[number] => route.split('/')[0] as typeof FORWARD[number]
 const backward = (route: Route): boolean => route.endsWith('/backward')
@@ -52,7 +53,8 @@ const VALID_FORWARD: Record<typeof FORWARD[number], object> = {
   dot: { a: [1, 'NaN', 3], b: [4, 5, 6] },
   linear: { input: [[1, 2, 3]], weights: [[1, 0], [0, 1], [1, 1]], bias: [0.5, -0.5] },
   conv2d: { input: [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], kernel: [[[[1, 0], [0, -1]]]] },
-  attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] }
+  attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] },
+  einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] }
 }
 /** A gradOutput of each forward example's result shape. */
 const GRAD_OUTPUT: Record<typeof FORWARD[number], unknown> = {
@@ -60,7 +62,8 @@ const GRAD_OUTPUT: Record<typeof FORWARD[number], unknown> = {
   dot: 1,
   linear: [[1, -1]],
   conv2d: [[[1, 0], [0, 1]]],
-  attention: [[1, 1]]
+  attention: [[1, 1]],
+  einsum: [[1, 0], [0, 1]]
 }
 const VALID = (route: Route): object => backward(route)
   ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }

@@ -1,7 +1,8 @@
 /**
  * The native engine (src/kernels/ort) against the same reference kernels: the whole suite of
  * fast.test.ts and of gradients.test.ts again, with the engine enabled in this thread for problems of every size (as the
- * worker threads enable it for problems from F32_MIN_MACS multiply-adds), plus sizes where the
+ * worker threads enable it for problems from F32_MIN_MACS multiply-adds), and einsum.test.ts
+ * likewise (its products with either operand stored transposed), plus sizes where the
  * service itself uses it.
  */
 import { afterAll, describe, expect, it } from 'vitest'
@@ -17,6 +18,7 @@ import { expectClose, TOL } from '../helpers/compare.js'
 
 enableEngine(1)
 await import('./fast.test.js')
+await import('./einsum.test.js')
 await import('./gradients.test.js')
 
 const LIMITS: Limits = { maxElements: 16777216, maxFlops: 2e11 }

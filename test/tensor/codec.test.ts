@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { ApiError } from '../../src/errors.js'
 import type { DType, Limits } from '../../src/kernels/types.js'
 import { castTo, computeDtype, decodeMask, decodeTensor } from '../../src/tensor/decode.js'
-import { ENCODINGS, encodeTensor, formatFloat32, formatFloat64 } from '../../src/tensor/encode.js'
+import { ENCODINGS, encodeReply, encodeTensor, formatFloat32, formatFloat64 } from '../../src/tensor/encode.js'
 
 const LIMITS: Limits = { maxElements: 1000, maxFlops: 2e11 }
 
@@ -233,6 +233,24 @@ describe('encoding', () => {
     fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (x) => {
       expect(Number(formatFloat64(x))).toBe(x === 0 ? 0 : x)
     }), { numRuns: 2000 })
+  })
+})
+
+describe('reply fields', () => {
+  it('dotted fields nest, numeric segments make an array with null where absent or not given, in order', () => {
+    const buffer = Float64Array.of(1, 2, 3, 4)
+    const text = encodeReply(buffer, 'float64', {
+      encoding: 'flat',
+      outputs: [
+        { field: 'grads.operands.0', shape: [], length: 0, absent: true },
+        { field: 'grads.operands.1', shape: [2], length: 2 },
+        { field: 'grads.operands.3', shape: [1], length: 1 },
+        { field: 'result', shape: [], length: 1 }
+      ]
+    })
+    expect(text).toBe('{"grads":{"operands":[null,{"shape":[2],"dtype":"float64","data":[1,2]},null,{"shape":[1],"dtype":"float64","data":[3]}]},' +
+      '"result":{"shape":[],"dtype":"float64","data":[4]}}')
+    expect(JSON.parse(text).grads.operands).toHaveLength(4)
   })
 })
 

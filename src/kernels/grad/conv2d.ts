@@ -3,8 +3,8 @@
  * - dkernel: per image and group, the output gradient G [K/groups, OH·OW] times the transposed
  *   column matrix cols [C/groups·kh·kw, OH·OW] of the image's patches (one GEMM, the
  *   transposition fused into it on the engine);
- * - dinput: the transposed convolution, computed by the forward kernel itself (on the engine's Conv
- *   where the forward would be): the output gradient spread by the stride (zeros between),
+ * - dinput: the transposed convolution: in float32 the engine's ConvTranspose where the forward
+ *   would use the engine; else computed by the forward kernel: the output gradient spread by the stride (zeros between),
  *   convolved with the kernel flipped and its channels swapped, padded by the dilated kernel's
  *   extent less the forward padding. Padding wider than the dilated kernel, which that cannot
  *   express, takes the column matrix instead: kernelᵀ·G added back onto the image (col2im);
@@ -14,6 +14,7 @@
 import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
 import type { Conv2dTask } from '../../worker/tasks.js'
 import { conv2d, type Conv2dInfo } from '../conv2d.js'
+import { convTransposable, engineConvTranspose, useEngine } from '../ort/kernels.js'
 import { checkElements } from '../shape.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../types.js'
 import { addInto, productT, transposeBlocks } from './common.js'
@@ -85,8 +86,14 @@ export function conv2dBackward ({ dtype, forward, g, wrt }: BackwardTask<Conv2dT
   const dX = dInput === undefined ? null : nhwc ? allocate(dtype, input.length) : dInput
   const dW = dKernel === undefined ? null : nhwc ? allocate(dtype, kernel.length) : dKernel
   const transposed = transposable(info)
-  if (dX !== null && transposed) inputGradient(dX, G, Wk, info, dtype)
-  if (dW !== null || (dX !== null && !transposed)) columnGradients(transposed ? null : dX, dW, X, G, Wk, info, dtype)
+  if (dX !== null && dX instanceof Float32Array && G instanceof Float32Array && Wk instanceof Float32Array &&
+    useEngine(info.flops / 2) && convTransposable(info)) {
+    engineConvTranspose(dX, G, Wk, info)
+    if (dW !== null) columnGradients(null, dW, X, G, Wk, info, dtype)
+  } else {
+    if (dX !== null && transposed) inputGradient(dX, G, Wk, info, dtype)
+    if (dW !== null || (dX !== null && !transposed)) columnGradients(transposed ? null : dX, dW, X, G, Wk, info, dtype)
+  }
   if (nhwc && dX !== null && dInput !== undefined) {
     for (let n = 0; n < N; n++) dInput.set(transposeBlocks(dX, n * C * H * W, 1, C, H * W), n * C * H * W)
   }

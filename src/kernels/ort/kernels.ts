@@ -211,3 +211,42 @@ export function engineAttentionBackward (
   if (mask !== null) inputs.mask = tensor(like(mask), [B, Lq, Lk])
   run(s, inputs, { dq: tensor(dq, [B, Lq, E]), dk: tensor(dk, [B, Lk, E]), dv: tensor(dv, [B, Lk, Ev]) })
 }
+
+/**
+ * conv2d's input gradient in float32 on the engine's ConvTranspose: dx [N,C,H,W] from the planar
+ * output gradient g [N,K,OH,OW] and the planar kernel w [K,C/groups,kh,kw]. The far padding is
+ * the forward's implied bottom/right padding; rows and columns the forward never read (a negative
+ * far padding, less than a stride) come out as output padding, with gradient 0.
+ */
+export function engineConvTranspose (dx: Float32Array, g: Float32Array, w: Float32Array, info: Conv2dInfo): void {
+  const { N, C, H, W, K, kh, kw, OH, OW, sh, sw, dh, dw, padTop, padLeft, groups } = info
+  const pb = (OH - 1) * sh + dh * (kh - 1) + 1 - H - padTop
+  const pr = (OW - 1) * sw + dw * (kw - 1) + 1 - W - padLeft
+  const pads = [padTop, padLeft, Math.max(0, pb), Math.max(0, pr)]
+  const outPad = [Math.max(0, -pb), Math.max(0, -pr)]
+  const key = `convT/${sh},${sw}/${dh},${dw}/${pads.join(',')}/${outPad.join(',')}/${groups}`
+  const s = session(key, 1, () => ({
+    inputs: [['g', 'float32'], ['w', 'float32']],
+    outputs: [['x', 'float32']],
+    nodes: [{
+      op: 'ConvTranspose',
+      inputs: ['g', 'w'],
+      outputs: ['x'],
+      attributes: [
+        { name: 'strides', ints: [sh, sw] },
+        { name: 'dilations', ints: [dh, dw] },
+        { name: 'pads', ints: pads },
+        { name: 'output_padding', ints: outPad },
+        { name: 'group', int: groups }
+      ]
+    }]
+  }))
+  run(s, { g: tensor(g, [N, K, OH, OW]), w: tensor(w, [K, C / groups, kh, kw]) }, { x: tensor(dx, [N, C, H, W]) })
+}
+
+/** Whether engineConvTranspose expresses this forward: output padding below the stride (else the caller computes). */
+export function convTransposable (info: Conv2dInfo): boolean {
+  const pb = (info.OH - 1) * info.sh + info.dh * (info.kh - 1) + 1 - info.H - info.padTop
+  const pr = (info.OW - 1) * info.sw + info.dw * (info.kw - 1) + 1 - info.W - info.padLeft
+  return -pb < info.sh && -pr < info.sw
+}
