@@ -6,11 +6,12 @@
 import { type TSchema, Type } from 'typebox'
 import { defaultConfig } from './config.js'
 import { errorBody, internalMessage, isApiError, type ErrorBody, unsupportedMediaMessage } from './errors.js'
-import { decoderFor, type Operation } from './operations/spec.js'
+import { bodySchema, decoderFor, type Operation } from './operations/spec.js'
 import { KEY_REQUIRED } from './plugins/auth.js'
 import { overloaded, timeout } from './plugins/pool.js'
 import { rateLimited } from './plugins/rate-limit.js'
-import { ErrorSchema } from './schemas/tensor.js'
+import { compileBodyValidator } from './schemas/ajv.js'
+import { ErrorSchema, TensorSchema } from './schemas/tensor.js'
 
 /** The OpenAPI document's header; the paths come from the routes' schemas. */
 export const openapiInfo = {
@@ -82,8 +83,12 @@ const { maxElements, maxFlops } = defaultConfig()
 /** The limits the examples are computed with: the defaults. */
 const EXAMPLE_LIMITS = { maxElements, maxFlops }
 
-/** The error an operation's prepare step gives for a body, rendered as the service renders it. */
+/**
+ * The error the service gives for a body that passes the schema: its prepare step's, rendered as
+ * the service renders it (undefined for a body the schema refuses or the operation accepts).
+ */
 function prepareError (spec: Operation, body: object): ErrorBody | undefined {
+  if (!compileBodyValidator(bodySchema(spec))(body)) return undefined
   try {
     spec.prepare(body, decoderFor(EXAMPLE_LIMITS, {}))
   } catch (err) {
@@ -93,11 +98,21 @@ function prepareError (spec: Operation, body: object): ErrorBody | undefined {
   return undefined
 }
 
-/** The example body with its first tensor operand replaced. */
+/** The example body with its first tensor operand (the first of a list of them, for einsum) replaced. */
 function withFirstTensor (spec: Operation, tensor: unknown): object {
   const body: Record<string, unknown> = { ...spec.example }
-  const first = Object.keys(body).find(k => Array.isArray(body[k]) || typeof body[k] === 'number')
-  if (first !== undefined) body[first] = tensor
+  const properties = spec.body.properties as Record<string, { $id?: string, items?: { $id?: string } }>
+  const tensorId = (TensorSchema as { $id?: string }).$id
+  for (const key of Object.keys(body)) {
+    if (properties[key]?.$id === tensorId) {
+      body[key] = tensor
+      return body
+    }
+    if (properties[key]?.items?.$id === tensorId && Array.isArray(body[key])) {
+      body[key] = [tensor, ...(body[key] as unknown[]).slice(1)]
+      return body
+    }
+  }
   return body
 }
 

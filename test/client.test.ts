@@ -107,6 +107,14 @@ describe('the TypeScript client against the live app', () => {
     }
   })
 
+  it('einsum with typed operands; its backward route gives typed gradients, null where not asked for', async () => {
+    const { result } = await client.einsum({ equation: 'ij,jk->ik', operands: [f64([2, 2], 1, 2, 3, 4), f64([2, 2], 5, 6, 7, 8)] })
+    expect([...result.data]).toEqual([19, 22, 43, 50])
+    const { grads } = await client.einsumBackward({ equation: 'i,i->', operands: [f64([2], 1, 2), f64([2], 3, 4)], gradOutput: 1, wrt: [1] })
+    expect(grads.operands[0]).toBeNull()
+    expect(grads.operands[1]?.data).toEqual(Float64Array.of(1, 2))
+  })
+
   it('an error reply is a TensorServiceError with status, code, message and the request id', async () => {
     const err = await client.matmul({ a: f64([1, 3], 1, 2, 3), b: f64([2, 2], 1, 2, 3, 4) }, { requestId: 'client-test-1' }).catch(e => e)
     expect(err).toBeInstanceOf(TensorServiceError)

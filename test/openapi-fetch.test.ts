@@ -79,6 +79,14 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(att.data?.grads.value?.data).toEqual([[1, 1]])
   })
 
+  it('einsum and its backward route: gradients by operand index, null where not asked for', async () => {
+    const { data } = await client.POST('/v1/einsum', { body: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] } })
+    expect(data?.result.data).toEqual([[19, 22], [43, 50]])
+    const back = await client.POST('/v1/einsum/backward', { body: { equation: 'i,i->', operands: [[1, 2], [3, 4]], gradOutput: 1, wrt: [1] } })
+    expect(back.data?.grads.operands[0]).toBeNull()
+    expect(back.data?.grads.operands[1]?.data).toEqual([1, 2])
+  })
+
   it('an error is read as the Error component', async () => {
     const { data, error, response } = await client.POST('/v1/matmul', { body: { a: [[1, 2, 3]], b: [[1, 2], [3, 4]] } })
     expect(data).toBeUndefined()

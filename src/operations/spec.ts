@@ -19,7 +19,7 @@ export interface Prepared {
   outputs: ReplySpec['outputs']
 }
 
-export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>> {
+export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>, F extends Record<string, TSchema> = Record<string, TSchema>> {
   name: TaskName
   /** The route below /v1/ (default: the name), e.g. `matmul/backward`. */
   path?: string
@@ -32,6 +32,8 @@ export interface OperationSpec<B extends TObject = TObject, E extends Record<str
   exampleReply: object
   /** Extra fields of the 200 reply beyond `result` (attention's weights). */
   extraReply?: E
+  /** The 200 reply's fields when they are not `result` and extraReply (a backward route's). */
+  reply?: F
   prepare: (body: Static<B>, decode: Decoder) => Prepared
 }
 
@@ -43,7 +45,7 @@ export interface CommonBody { encoding?: Encoding, dtype?: DType }
  * accepted), and its body and reply schemas, named components of the OpenAPI document
  * (`MatmulBody`, `MatmulReply`) and the types of the client.
  */
-export interface Operation<B extends TObject = TObject, R extends TObject = TObject> extends Omit<OperationSpec<B>, 'prepare' | 'extraReply'> {
+export interface Operation<B extends TObject = TObject, R extends TObject = TObject> extends Omit<OperationSpec<B>, 'prepare' | 'extraReply' | 'reply'> {
   reply: R
   prepare: (body: CommonBody, decode: Decoder) => Prepared
 }
@@ -59,12 +61,17 @@ export function withComponents<O extends Operation> (op: O): O {
   return { ...op, body: { ...op.body, $id: `${name}Body` }, reply: { ...op.reply, $id: `${name}Reply` } }
 }
 
-export function defineOperation<const B extends TObject, const E extends Record<string, TSchema> = {}> (spec: OperationSpec<B, E>) {
-  const reply = Type.Object({ result: ResultTensorSchema, ...(spec.extraReply ?? {}) as E }, {
+export function defineOperation<
+  const B extends TObject,
+  const E extends Record<string, TSchema> = {},
+  const F extends Record<string, TSchema> = { result: typeof ResultTensorSchema } & E
+> (spec: OperationSpec<B, E, F>) {
+  const fields = spec.reply ?? { result: ResultTensorSchema, ...spec.extraReply }
+  const reply = Type.Object(fields as F, {
     additionalProperties: false,
-    description: 'The result tensor in the object form'
+    description: spec.reply === undefined ? 'The result tensor in the object form' : 'The reply\'s tensors in the object form'
   })
-  const { extraReply, ...rest } = spec
+  const { extraReply, reply: _, ...rest } = spec
   return withComponents({ ...rest, reply } as unknown as Operation<B, typeof reply>)
 }
 
