@@ -7,7 +7,7 @@
 #   docker build -t tensor-service:1.0.0 .
 #   docker run --rm -p 3000:3000 tensor-service:1.0.0
 
-# ---- build: npm ci with dev dependencies (tsc), then npm run build -> dist/
+# ---- build: npm ci with dev dependencies (tsc), then npm run build:server -> dist/ (the service; not the client)
 FROM node:22-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -16,7 +16,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build
+RUN npm run build:server
 
 # ---- runtime: production dependencies and dist/ only
 FROM node:22-slim AS runtime

@@ -10,7 +10,7 @@ import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import type { DestinationStream } from 'pino'
 import { type Config, defaultConfig } from './config.js'
-import { isApiError } from './errors.js'
+import { errorBody, internalMessage, isApiError, STATUS_TEXT, unsupportedMediaMessage } from './errors.js'
 import type { Limits } from './kernels/types.js'
 import authPlugin from './plugins/auth.js'
 import compressPlugin from './plugins/compress.js'
@@ -20,7 +20,7 @@ import poolPlugin from './plugins/pool.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import serviceRoutes from './routes/service.js'
 import operationRoutes from './routes/v1/operations.js'
-import { openapiInfo, withBinaryBodies } from './openapi.js'
+import { swaggerOptions, swaggerUiPlugins } from './openapi.js'
 import { AJV_OPTIONS } from './schemas/ajv.js'
 import { formatSchemaErrors } from './schemas/validation.js'
 
@@ -43,20 +43,6 @@ declare module 'fastify' {
 const ALWAYS_ANSWER = /^\/(health|ready|metrics|openapi\.json|docs)(\/|$)/
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  404: 'Not Found',
-  406: 'Not Acceptable',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  499: 'Client Closed Request',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout'
-}
 
 export interface AppOptions {
   /** Where the log lines go (default: pino's synchronous stdout); the process passes its buffered one. */
@@ -140,19 +126,14 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     if (isApiError(err)) {
       request.errorCode = err.code
       if (err.code === 'OVERLOADED') reply.header('retry-after', '1')
-      return reply.code(err.statusCode).send({
-        statusCode: err.statusCode,
-        code: err.code,
-        error: STATUS_TEXT[err.statusCode] ?? 'Error',
-        message: err.message
-      })
+      return reply.code(err.statusCode).send(errorBody(err.statusCode, err.code, err.message))
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500
     if (status >= 400 && status < 500) {
       let message = err.message
       if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
         const type = String(request.headers['content-type'] ?? 'none').slice(0, 100)
-        message = `unsupported content-type ${JSON.stringify(type)}: send the body as application/json, or a safetensors file as application/octet-stream`
+        message = unsupportedMediaMessage(type)
       }
       request.errorCode = err.code ?? (err.validation !== undefined ? 'FST_ERR_VALIDATION' : 'BAD_REQUEST')
       return reply.code(status).send({
@@ -164,31 +145,34 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     }
     request.errorCode = 'INTERNAL'
     request.log.error({ err }, 'request failed')
-    return reply.code(500).send({
-      statusCode: 500,
-      code: 'INTERNAL',
-      error: STATUS_TEXT[500],
-      message: `internal error (request id ${request.id})`
-    })
+    return reply.code(500).send(errorBody(500, 'INTERNAL', internalMessage(request.id)))
+  })
+
+  // the methods of each path, for a 405 with Allow to a known path asked with another method
+  const methodsOf = new Map<string, string[]>()
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) methodsOf.set(route.url, [...(methodsOf.get(route.url) ?? []), method])
   })
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({
-      statusCode: 404,
-      code: 'NOT_FOUND',
-      error: 'Not Found',
-      message: `no route ${request.method} ${request.url.split('?')[0]}`
-    })
+    const path = request.url.split('?')[0]
+    const allowed = methodsOf.get(path)
+    if (allowed !== undefined) {
+      request.errorCode = 'METHOD_NOT_ALLOWED'
+      return reply.code(405).header('allow', allowed.join(', '))
+        .send(errorBody(405, 'METHOD_NOT_ALLOWED', `${request.method} ${path} is not allowed: use ${allowed.join(' or ')}`))
+    }
+    return reply.code(404).send(errorBody(404, 'NOT_FOUND', `no route ${request.method} ${path}`))
   })
 
   // security headers (the content security policy covers /docs too) and CORS when configured
   await app.register(headersPlugin)
   // Content-Encoding of request bodies and of replies
   await app.register(compressPlugin)
-  await app.register(swagger, { openapi: openapiInfo, transformObject: (doc) => withBinaryBodies('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject) })
+  await app.register(swagger, swaggerOptions as Parameters<typeof swagger>[1])
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false }
+    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false, plugins: swaggerUiPlugins as never }
   })
   await app.register(authPlugin)
   await app.register(rateLimitPlugin)

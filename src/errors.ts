@@ -39,6 +39,39 @@ export const STATUS: Record<ErrorCode, number> = {
   CANCELLED: 499
 }
 
+export const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  499: 'Client Closed Request',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout'
+}
+
+/** The JSON body of every error reply. */
+export interface ErrorBody { statusCode: number, code: string, error: string, message: string }
+
+export function errorBody (statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, code, error: STATUS_TEXT[statusCode] ?? 'Error', message }
+}
+
+/** The message of a 415: the body's type, and what to send instead. */
+export const unsupportedMediaMessage = (contentType: string): string =>
+  `unsupported content-type ${JSON.stringify(contentType)}: send the body as application/json, or a safetensors file as application/octet-stream`
+
+/** The message of a 406: the Accept header, and the formats the service writes. */
+export const notAcceptableMessage = (accept: string): string =>
+  `Accept ${JSON.stringify(accept.slice(0, 100))} allows neither application/json nor application/octet-stream (safetensors)`
+
+/** The message of an internal error: the request id alone. */
+export const internalMessage = (requestId: string): string => `internal error (request id ${requestId})`
+
 export class ApiError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number

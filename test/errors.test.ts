@@ -45,6 +45,24 @@ describe('400 FST_ERR_CTP_*: a body that is not JSON', () => {
     expect(body.code).toMatch(/^FST_ERR_CTP_/)
   })
 
+  it('a bare NaN, Infinity or -Infinity (as Python\'s json.dumps writes them): the message names it and says to send the string', async () => {
+    for (const [text, token, at] of [
+      ['{"a": [NaN, 1], "b": [1, 2]}', 'NaN', 7],
+      ['{"a": "NaN", "b": [Infinity, 1]}', 'Infinity', 19],
+      ['{"a": [1, 2], "b": [1, -Infinity]}', '-Infinity', 23]
+    ] as const) {
+      const body = expectError(await post(app, '/v1/dot', text), 400, 'FST_ERR_CTP_INVALID_JSON_BODY')
+      expect(body.message).toBe(`Body is not valid JSON: ${token} at byte ${at} is not a JSON value; send it as the string "${token}" ` +
+        '(JSON has no NaN or infinities: the strings "NaN", "Infinity" and "-Infinity" stand for them)')
+    }
+    // from 16 KB a numeric body is parsed by the row scanner: the same answer
+    const big = `{"a": [${'1,'.repeat(9000)}NaN], "b": [${'1,'.repeat(9000)}1]}`
+    expect(expectError(await post(app, '/v1/dot', big), 400, 'FST_ERR_CTP_INVALID_JSON_BODY').message).toContain(`NaN at byte ${big.indexOf('NaN')} `)
+    // other invalid JSON keeps Fastify's message
+    const other = expectError(await post(app, '/v1/dot', '{"a": [1, "NaN], "b": [Nope]}'), 400, 'FST_ERR_CTP_INVALID_JSON_BODY')
+    expect(other.message).not.toContain('byte')
+  })
+
   it('an empty body with content-type application/json', async () => {
     const res = await post(app, '/v1/dot', '')
     const body = expectError(res, 400, ['FST_ERR_CTP_EMPTY_JSON_BODY', 'FST_ERR_CTP_INVALID_JSON_BODY'])
@@ -473,8 +491,19 @@ describe('404 NOT_FOUND and 415 FST_ERR_CTP_INVALID_MEDIA_TYPE', () => {
     expect(body.message).toContain('/nope')
   })
 
-  it('an operation route with the wrong method', async () => {
-    expectError(await app.inject({ method: 'GET', url: '/v1/matmul' }), 404, 'NOT_FOUND')
+  it('a known path with the wrong method: 405 with Allow', async () => {
+    const get = await app.inject({ method: 'GET', url: '/v1/matmul' })
+    expect(expectError(get, 405, 'METHOD_NOT_ALLOWED').message).toBe('GET /v1/matmul is not allowed: use POST')
+    expect(get.headers.allow).toBe('POST')
+    const del = await app.inject({ method: 'DELETE', url: '/health?x=1' })
+    expectError(del, 405, 'METHOD_NOT_ALLOWED')
+    expect(del.headers.allow).toBe('GET, HEAD')
+  })
+
+  it('GET / leads to the documentation', async () => {
+    const res = await app.inject({ method: 'GET', url: '/' })
+    expect(res.statusCode).toBe(302)
+    expect(res.headers.location).toBe('/docs')
   })
 
   it('text/plain', async () => {

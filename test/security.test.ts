@@ -61,13 +61,14 @@ describe('off by default', () => {
     expect((await open.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200)
   })
 
-  it('no CORS preflight: OPTIONS is not a route', async () => {
+  it('no CORS preflight: OPTIONS is not a method of the route (405)', async () => {
     const res = await open.inject({
       method: 'OPTIONS',
       url: '/v1/dot',
       headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' }
     })
-    expect(res.statusCode).toBe(404)
+    expect(res.statusCode).toBe(405)
+    expect(res.headers.allow).toBe('POST')
     expect(res.headers['access-control-allow-origin']).toBeUndefined()
     expect(res.headers['access-control-allow-methods']).toBeUndefined()
   })

@@ -79,6 +79,9 @@ describe('a body parsed in a worker answers as one parsed on the main thread', (
     expect(await same('matmul', '\uFEFF{"a": [[1]], "b": [[2]]}')).toBe(200)
     const cases: Array<[string, string]> = [
       ['matmul', '{"a": [[1,2]], "b": '],
+      ['matmul', '{"a": [[NaN, 1]], "b": [[1], [2]]}'],
+      ['matmul', '{"a": [["NaN", 1]], "b": [[1], [-Infinity]]}'],
+      ['dot', '{"a": "Infinity", "b": Infinity}'],
       ['matmul', '{"a": [[1]], "b": [[2]], "__proto__": {"polluted": 1}}'],
       ['matmul', '{"a": [[1]], "b": [[2]], "constructor": {"prototype": {"polluted": 1}}}'],
       ['matmul', '{"a": [[1]], "b": [[2]], "extra": 1}'],

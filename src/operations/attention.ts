@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { type AttentionInfo, attentionInfo } from '../kernels/attention.js'
 import { checkElements, product } from '../kernels/shape.js'
 import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
@@ -17,7 +17,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-const attention = defineOperation<Static<typeof Body>>({
+const attention = defineOperation({
   name: 'attention',
   summary: 'Scaled dot-product attention: softmax(Q·Kᵀ·scale + mask)·V',
   description: 'softmax(query·keyᵀ·scale + mask)·value over the last axis. query [..., Lq, E], key [..., Lk, E], value ' +
@@ -33,6 +33,10 @@ const attention = defineOperation<Static<typeof Body>>({
     value: [[1, 2], [3, 4], [5, 6]],
     causal: true,
     returnWeights: true
+  },
+  exampleReply: {
+    result: { shape: [2, 2], dtype: 'float64', data: [[1, 2], [2.3395230986533138, 3.3395230986533138]] },
+    weights: { shape: [2, 3], dtype: 'float64', data: [[1, 0, 0], [0.3302384506733431, 0.6697615493266569, 0]] }
   },
   prepare (body, decode) {
     const { limits } = decode
@@ -64,17 +68,17 @@ const attention = defineOperation<Static<typeof Body>>({
 export default attention
 
 /** POST /v1/attention/backward. */
-export const attentionBackward = defineBackward<AttentionInfo>(attention, {
+export const attentionBackward = defineBackward(attention, {
   name: 'attention',
   operands: ['query', 'key', 'value'],
   constants: ['mask'],
   // the operands' blocks per batch, as the gradients are formed before they are summed
-  check: (info, wrt, limits) => {
+  check: (info: AttentionInfo, wrt, limits) => {
     checkElements(info.B * info.Lq * info.E, 'attention query blocks per batch (the query gradient before its broadcast sum)', limits)
     checkElements(info.B * info.Lk * info.E, 'attention key blocks per batch (the key gradient before its broadcast sum)', limits)
     checkElements(info.B * info.Lk * info.Ev, 'attention value blocks per batch (the value gradient before its broadcast sum)', limits)
   },
-  work: (info, wrt) => {
+  work: (info: AttentionInfo, wrt) => {
     const s = 2 * info.B * info.Lq * info.Lk
     const qk = wrt.includes('query') || wrt.includes('key')
     return info.flops + (wrt.includes('value') ? s * info.Ev : 0) + (qk ? s * info.Ev : 0) +
@@ -90,5 +94,12 @@ export const attentionBackward = defineBackward<AttentionInfo>(attention, {
     value: [[1, 2], [3, 4], [5, 6]],
     causal: true,
     gradOutput: [[1, 0], [0, 1]]
+  },
+  exampleReply: {
+    grads: {
+      query: { shape: [2, 2], dtype: 'float64', data: [[0, 0], [-0.3127971930902208, 0.3127971930902208]] },
+      key: { shape: [3, 2], dtype: 'float64', data: [[0, -0.3127971930902208], [0, 0.3127971930902208], [0, 0]] },
+      value: { shape: [3, 2], dtype: 'float64', data: [[1, 0.3302384506733431], [0, 0.6697615493266569], [0, 0]] }
+    }
   }
 })

@@ -5,14 +5,14 @@
  * (same decoding, checks, defaults and dtype) followed by the gradient's own checks. The kernels
  * are in src/kernels/grad.
  */
-import { Type, type TSchema } from 'typebox'
+import { type TObject, type TOptional, Type } from 'typebox'
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { checkFlops, formatShape, product } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
 import { ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { castTo } from '../tensor/decode.js'
 import type { TaskName } from '../worker/tasks.js'
-import { type CommonBody, type Decoder, type Operation, type Prepared } from './spec.js'
+import { type CommonBody, type Decoder, type Operation, type Prepared, withComponents } from './spec.js'
 
 /** What a backward kernel receives: the forward task, the output gradient and what to compute. */
 export interface BackwardTask<Forward> {
@@ -31,11 +31,11 @@ export interface BackwardTask<Forward> {
 /** The output arrays of a backward task, views into the one buffer it returns. */
 export type GradOutputs = Record<string, FloatArray | undefined>
 
-export interface BackwardOptions<ForwardInfo> {
+export interface BackwardOptions<ForwardInfo, Operand extends string = string> {
   /** The forward operation's task name, to which `Backward` is appended. */
   name: TaskName
   /** The differentiable operands, in order (the default `wrt` is those the body gives). */
-  operands: string[]
+  operands: Operand[]
   /** Fields that are operands but not differentiable (attention's mask). */
   constants?: string[]
   /** The backward work in flops, counted against MAX_FLOPS before computing. */
@@ -43,15 +43,14 @@ export interface BackwardOptions<ForwardInfo> {
   /** Further checks of intermediates against the limits (MAX_ELEMENTS). */
   check?: (info: ForwardInfo, wrt: string[], limits: Limits) => void
   example: Record<string, unknown>
+  /** The 200 reply to `example`, exactly as the service writes it (a test checks it). */
+  exampleReply: object
   description: string
 }
 
 export const backwardFields = {
-  gradOutput: Type.Unsafe<unknown>({
-    ...TensorSchema,
-    description: 'The gradient of the loss with respect to the forward result: a tensor of exactly its shape. ' +
-      'It takes no part in dtype promotion; it is cast to the result dtype.'
-  }),
+  /** The gradient of the loss with respect to the forward result: a tensor of exactly its shape, cast to the result dtype. */
+  gradOutput: TensorSchema,
   wrt: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), {
     maxItems: 16,
     description: 'The operands to differentiate (default: every differentiable operand the body gives)'
@@ -73,24 +72,34 @@ export function resolveWrt (wrt: string[] | undefined, given: string[], constant
   return given.filter(n => wrt.includes(n))
 }
 
+type BackwardBodySchema<B extends TObject> = TObject<B['properties'] & typeof backwardFields>
+type BackwardReply<R extends TObject, Operand extends string> = TObject<Omit<R['properties'], 'result'> & {
+  grads: TObject<{ [K in Operand]: TOptional<typeof ResultTensorSchema> }>
+  result: TOptional<typeof ResultTensorSchema>
+}>
+
 /** The backward operation of `forward`: its body schema, reply schema and prepare step. */
-export function defineBackward<ForwardInfo> (forward: Operation, options: BackwardOptions<ForwardInfo>): Operation {
-  const grads: Record<string, TSchema> = {}
-  for (const name of options.operands) grads[name] = Type.Optional(ResultTensorSchema)
-  const forwardBody = forward.body as TSchema & { properties: Record<string, TSchema>, required?: string[] }
-  const body = Type.Object({ ...forwardBody.properties, ...backwardFields }, { additionalProperties: false })
-  return {
+export function defineBackward<ForwardInfo, B extends TObject = TObject, R extends TObject = TObject, const Operand extends string = string> (
+  forward: Operation<B, R>, options: BackwardOptions<ForwardInfo, Operand>
+): Operation<BackwardBodySchema<B>, BackwardReply<R, Operand>> {
+  const grads = Object.fromEntries(options.operands.map(name => [name, Type.Optional(ResultTensorSchema)]))
+  const body = Type.Object({ ...forward.body.properties, ...backwardFields }, { additionalProperties: false })
+  // the forward reply's fields besides result (attention's weights), when returnResult asks for them
+  const { result, ...extra } = forward.reply.properties
+  const reply = Type.Object({
+    grads: Type.Object(grads, { additionalProperties: false, description: 'One gradient per operand asked for, of that operand\'s shape' }),
+    result: Type.Optional(ResultTensorSchema),
+    ...extra
+  }, { additionalProperties: false, description: 'The gradients (and the result when asked), tensors in the object form' })
+  return withComponents({
     name: `${options.name}Backward` as TaskName,
     path: `${forward.path ?? forward.name}/backward`,
     summary: `Gradients of ${forward.name} (vector-Jacobian product, as torch.autograd.grad)`,
     description: options.description,
-    body,
-    example: options.example,
-    reply: {
-      grads: Type.Object(grads, { additionalProperties: false, description: 'One gradient per operand asked for, of that operand\'s shape' }),
-      result: Type.Optional(ResultTensorSchema),
-      ...(forward.extraReply ?? {})
-    },
+    body: body as unknown as BackwardBodySchema<B>,
+    example: options.example as never,
+    exampleReply: options.exampleReply,
+    reply: reply as unknown as BackwardReply<R, Operand>,
     prepare (raw: CommonBody, decode: Decoder): Prepared {
       const b = raw as BackwardBody
       // the forward body's own decoding, checks and dtype; the operand shapes as decoded
@@ -132,5 +141,5 @@ export function defineBackward<ForwardInfo> (forward: Operation, options: Backwa
       const transfer = fwd.transfer.includes(gd.buffer as ArrayBuffer) ? fwd.transfer : [...fwd.transfer, gd.buffer as ArrayBuffer]
       return { task, transfer, outputs }
     }
-  }
+  })
 }

@@ -1,33 +1,33 @@
-import { Type, type Static } from 'typebox'
+import { type TArray, Type } from 'typebox'
 import { type Conv2dInfo, conv2dInfo } from '../kernels/conv2d.js'
-import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
+import { conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
+import { commonFields, Int32AtLeast, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
-import { conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
 import { defineBackward } from './backward.js'
 
-const IntOrPair = (description: string) => Type.Union([
-  Int32(),
-  Type.Array(Int32(), { minItems: 2, maxItems: 2 })
-], { description })
+/** An integer >= minimum, or a pair of them (in the document; below it the operation answers INVALID_ARGUMENT). */
+function intOrPair (minimum: number) {
+  const int = () => Int32AtLeast(minimum)
+  return [int(), Type.Array(int(), { minItems: 2, maxItems: 2 })] as [ReturnType<typeof int>, TArray<ReturnType<typeof int>>]
+}
 
 const Body = Type.Object({
   input: TensorSchema,
   kernel: TensorSchema,
   bias: Type.Optional(TensorSchema),
-  stride: Type.Optional(IntOrPair('Stride, an integer >= 1 or [sh, sw]; default 1')),
+  stride: Type.Optional(Type.Union(intOrPair(1), { description: 'Stride, an integer >= 1 or [sh, sw]; default 1' })),
   padding: Type.Optional(Type.Union([
-    Type.Enum(['valid', 'same']),
-    Int32(),
-    Type.Array(Int32(), { minItems: 2, maxItems: 2 })
+    StringEnum(['valid', 'same'], {}),
+    ...intOrPair(0)
   ], { description: '"valid" (default, no padding), "same" (stride 1; PyTorch placement: the extra row/column of an even kernel goes bottom/right), an integer >= 0, or [ph, pw]' })),
-  dilation: Type.Optional(IntOrPair('Dilation, an integer >= 1 or [dh, dw]; default 1')),
-  groups: Type.Optional(Int32({ description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
-  layout: Type.Optional(Type.Enum(['NCHW', 'NHWC'], { description: 'NCHW (default, PyTorch) or NHWC (TensorFlow)' })),
+  dilation: Type.Optional(Type.Union(intOrPair(1), { description: 'Dilation, an integer >= 1 or [dh, dw]; default 1' })),
+  groups: Type.Optional(Int32AtLeast(1, { description: 'Channel groups, dividing both C and K; default 1 (C = groups gives a depthwise convolution)' })),
+  layout: Type.Optional(StringEnum(['NCHW', 'NHWC'], { description: 'NCHW (default, PyTorch) or NHWC (TensorFlow)' })),
   ...commonFields
 }, { additionalProperties: false })
 
-const conv2d = defineOperation<Static<typeof Body>>({
+const conv2d = defineOperation({
   name: 'conv2d',
   summary: 'Multi-channel 2-D convolution, torch.nn.functional.conv2d semantics',
   description: 'torch.nn.functional.conv2d: cross-correlation (no kernel flip). NCHW: input [N,C,H,W] or [C,H,W], kernel ' +
@@ -41,6 +41,7 @@ const conv2d = defineOperation<Static<typeof Body>>({
     stride: 1,
     padding: 'valid'
   },
+  exampleReply: { result: { shape: [1, 1, 2, 2], dtype: 'float64', data: [[[[-3.5, -3.5], [-3.5, -3.5]]]] } },
   prepare (body, decode) {
     const { limits } = decode
     const input = decode.tensor(body.input, 'input')
@@ -68,10 +69,10 @@ const conv2d = defineOperation<Static<typeof Body>>({
 export default conv2d
 
 /** POST /v1/conv2d/backward. */
-export const conv2dBackward = defineBackward<Conv2dInfo>(conv2d, {
+export const conv2dBackward = defineBackward(conv2d, {
   name: 'conv2d',
   operands: ['input', 'kernel', 'bias'],
-  work: (info, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
+  work: (info: Conv2dInfo, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
   check: conv2dBackwardCheck,
   description: 'The gradients of conv2d with respect to input, kernel and bias, given gradOutput (of the result\'s shape), for ' +
     'every option of the forward route (stride, padding, dilation, groups, NCHW and NHWC, unbatched input), as torch.autograd.grad ' +
@@ -83,5 +84,12 @@ export const conv2dBackward = defineBackward<Conv2dInfo>(conv2d, {
     stride: 1,
     padding: 'valid',
     gradOutput: [[[[1, 0], [0, 1]]]]
+  },
+  exampleReply: {
+    grads: {
+      input: { shape: [1, 1, 3, 3], dtype: 'float64', data: [[[[1, 0, 0], [0, 0, 0], [0, 0, -1]]]] },
+      kernel: { shape: [1, 1, 2, 2], dtype: 'float64', data: [[[[6, 8], [12, 14]]]] },
+      bias: { shape: [1], dtype: 'float64', data: [2] }
+    }
   }
 })

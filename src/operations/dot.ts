@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { type DotInfo, dotInfo } from '../kernels/dot.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
 import { binaryPrepare, defineOperation } from './spec.js'
@@ -10,7 +10,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-const dot = defineOperation<Static<typeof Body>>({
+const dot = defineOperation({
   name: 'dot',
   summary: 'Dot product of two same-shaped tensors',
   description: 'The rank-0 sum of a*b over two tensors of the same shape (any rank): the vector dot product, and for ' +
@@ -18,16 +18,23 @@ const dot = defineOperation<Static<typeof Body>>({
     'Empty operands give 0.',
   body: Body,
   example: { a: [1, 2, 3], b: [4, 5, 6] },
+  exampleReply: { result: { shape: [], dtype: 'float64', data: 32 } },
   prepare: binaryPrepare(dotInfo)
 })
 
 export default dot
 
 /** POST /v1/dot/backward: da = g·b, db = g·a. */
-export const dotBackward = defineBackward<DotInfo>(dot, {
+export const dotBackward = defineBackward(dot, {
   name: 'dot',
   operands: ['a', 'b'],
-  work: (info, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
+  work: (info: DotInfo, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
   description: 'The gradients of dot(a, b) = Σ a·b with respect to a and b, given the rank-0 gradOutput g: da = g·b, db = g·a.',
-  example: { a: [1, 2, 3], b: [4, 5, 6], gradOutput: 1 }
+  example: { a: [1, 2, 3], b: [4, 5, 6], gradOutput: 1 },
+  exampleReply: {
+    grads: {
+      a: { shape: [3], dtype: 'float64', data: [4, 5, 6] },
+      b: { shape: [3], dtype: 'float64', data: [1, 2, 3] }
+    }
+  }
 })

@@ -35,7 +35,7 @@ function readEinsum (body: Static<typeof Body>, decode: Decoder) {
   return { spec, dtype, data: operands.map(o => castTo(o.data, dtype)) }
 }
 
-const einsum = defineOperation<Static<typeof Body>>({
+const einsum = defineOperation({
   name: 'einsum',
   summary: 'Einstein summation, numpy.einsum semantics',
   description: 'numpy.einsum(equation, *operands): e.g. "ij,jk->ik" (matmul), "bhqd,bhkd->bhqk" (attention scores), ' +
@@ -50,6 +50,7 @@ const einsum = defineOperation<Static<typeof Body>>({
     equation: 'bqd,bkd->bqk',
     operands: [[[[1, 0], [0, 1]]], [[[1, 2], [3, 4], [5, 6]]]]
   },
+  exampleReply: { result: { shape: [1, 2, 3], dtype: 'float64', data: [[[1, 3, 5], [2, 4, 6]]] } },
   prepare (body, decode) {
     const { spec, dtype, data } = readEinsum(body, decode)
     const info = einsumInfo(spec, decode.limits)
@@ -89,7 +90,7 @@ function resolveWrt (wrt: number[] | undefined, n: number): number[] {
  * The gradients of einsum: each one is itself an einsum of gradOutput and the other operands
  * (src/kernels/einsum.ts, einsumBackwardInfo), computed by the same task as the forward.
  */
-export const einsumBackward = defineOperation<Static<typeof BackwardBody>>({
+export const einsumBackward = defineOperation({
   name: 'einsumBackward',
   path: 'einsum/backward',
   summary: 'Gradients of einsum (vector-Jacobian product, as torch.autograd.grad)',
@@ -104,6 +105,14 @@ export const einsumBackward = defineOperation<Static<typeof BackwardBody>>({
     equation: 'ij,jk->ik',
     operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]],
     gradOutput: [[1, 0], [0, 1]]
+  },
+  exampleReply: {
+    grads: {
+      operands: [
+        { shape: [2, 2], dtype: 'float64', data: [[5, 7], [6, 8]] },
+        { shape: [2, 2], dtype: 'float64', data: [[1, 3], [2, 4]] }
+      ]
+    }
   },
   reply: {
     grads: Type.Object({

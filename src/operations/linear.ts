@@ -1,6 +1,6 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { type LinearInfo, linearInfo } from '../kernels/linear.js'
-import { commonFields, TensorSchema } from '../schemas/tensor.js'
+import { commonFields, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation } from './spec.js'
 import { defineBackward } from './backward.js'
@@ -9,13 +9,13 @@ const Body = Type.Object({
   input: TensorSchema,
   weights: TensorSchema,
   bias: Type.Optional(TensorSchema),
-  activation: Type.Optional(Type.Enum(['none', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax'], {
+  activation: Type.Optional(StringEnum(['none', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax'], {
     description: 'none (default), relu, sigmoid, tanh, gelu (exact, erf-based) or softmax over the last axis'
   })),
   ...commonFields
 }, { additionalProperties: false })
 
-const linear = defineOperation<Static<typeof Body>>({
+const linear = defineOperation({
   name: 'linear',
   summary: 'A layer of neurons: activation(input·weights + bias)',
   description: 'activation(input·weights + bias). input [..., in], weights [in, out], optional bias [out]; the result is ' +
@@ -23,6 +23,7 @@ const linear = defineOperation<Static<typeof Body>>({
     'x·Φ(x) with the error function) and softmax over the last axis; a softmax row that is all -Infinity gives zeros.',
   body: Body,
   example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu' },
+  exampleReply: { result: { shape: [1, 2], dtype: 'float64', data: [[2.7, 2.3]] } },
   prepare (body, decode) {
     const { limits } = decode
     const input = decode.tensor(body.input, 'input')
@@ -44,13 +45,20 @@ const linear = defineOperation<Static<typeof Body>>({
 export default linear
 
 /** POST /v1/linear/backward. */
-export const linearBackward = defineBackward<LinearInfo>(linear, {
+export const linearBackward = defineBackward(linear, {
   name: 'linear',
   operands: ['input', 'weights', 'bias'],
-  work: (info, wrt, withResult) =>
+  work: (info: LinearInfo, wrt, withResult) =>
     info.flops * ((info.activation !== 'none' || withResult ? 1 : 0) + wrt.filter(n => n !== 'bias').length) + 2 * info.rows * info.outFeatures,
   description: 'The gradients of activation(input·weights + bias) with respect to input, weights and bias, given gradOutput ' +
     '(of the result\'s shape), as torch.autograd.grad gives them: relu\'(0) = 0, exact gelu\'s derivative Φ(z) + z·φ(z), ' +
     'softmax\'s Jacobian-vector product (a row that was all -Infinity gets zeros). dbias sums over every leading dimension.',
-  example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu', gradOutput: [[1, 1]] }
+  example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu', gradOutput: [[1, 1]] },
+  exampleReply: {
+    grads: {
+      input: { shape: [1, 3], dtype: 'float64', data: [[0.30000000000000004, 0.7, 1.1]] },
+      weights: { shape: [3, 2], dtype: 'float64', data: [[1, 1], [2, 2], [3, 3]] },
+      bias: { shape: [2], dtype: 'float64', data: [1, 1] }
+    }
+  }
 })

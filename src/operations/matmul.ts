@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { type MatmulInfo, matmulInfo } from '../kernels/matmul.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
 import { binaryPrepare, defineOperation } from './spec.js'
@@ -10,7 +10,7 @@ const Body = Type.Object({
   ...commonFields
 }, { additionalProperties: false })
 
-const matmul = defineOperation<Static<typeof Body>>({
+const matmul = defineOperation({
   name: 'matmul',
   summary: 'Matrix product, numpy.matmul semantics',
   description: 'numpy.matmul(a, b). 2-D: [m,k]·[k,n] → [m,n]. N-D: the last two dimensions multiply and the ' +
@@ -18,18 +18,25 @@ const matmul = defineOperation<Static<typeof Body>>({
     '[k,1], and the added dimension is removed from the result ([k]·[k] gives a rank-0 result). Rank-0 operands are refused.',
   body: Body,
   example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
+  exampleReply: { result: { shape: [2, 2], dtype: 'float64', data: [[19, 22], [43, 50]] } },
   prepare: binaryPrepare(matmulInfo)
 })
 
 export default matmul
 
 /** POST /v1/matmul/backward: da = g·bᵀ and db = aᵀ·g, summed over broadcast batches. */
-export const matmulBackward = defineBackward<MatmulInfo>(matmul, {
+export const matmulBackward = defineBackward(matmul, {
   name: 'matmul',
   operands: ['a', 'b'],
-  work: (info, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
+  work: (info: MatmulInfo, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
   description: 'The gradients of numpy.matmul(a, b) with respect to a and b, given gradOutput (the gradient of the loss with ' +
     'respect to the result): da = gradOutput·bᵀ and db = aᵀ·gradOutput, each summed over the batch dimensions that broadcast ' +
     'its operand, and of exactly its operand\'s shape (1-D operands included), as torch.autograd.grad gives them.',
-  example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]], gradOutput: [[1, 0], [0, 1]] }
+  example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]], gradOutput: [[1, 0], [0, 1]] },
+  exampleReply: {
+    grads: {
+      a: { shape: [2, 2], dtype: 'float64', data: [[5, 7], [6, 8]] },
+      b: { shape: [2, 2], dtype: 'float64', data: [[1, 3], [2, 4]] }
+    }
+  }
 })

@@ -4,10 +4,11 @@
  * operands, checks their shapes against the limits and casts them to the compute dtype. Pure: the
  * routes (src/routes/v1/operations.ts) and the workers (src/worker/request.ts) both run it.
  */
-import type { TSchema } from 'typebox'
+import { type Static, type TObject, type TSchema, Type } from 'typebox'
 import { invalidTensor, tooLarge } from '../errors.js'
 import { formatShape } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { ResultTensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor, isFileTensor } from '../tensor/decode.js'
 import { type Encoding, replyBytesBound, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
 import type { TaskName } from '../worker/tasks.js'
@@ -20,36 +21,65 @@ export interface Prepared {
   outputs: ReplySpec['outputs']
 }
 
-export interface OperationSpec<Body = unknown> {
+export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>, F extends Record<string, TSchema> = Record<string, TSchema>> {
   name: TaskName
   /** The route below /v1/ (default: the name), e.g. `matmul/backward`. */
   path?: string
   summary: string
   description: string
-  body: TSchema
-  example: Body
+  body: B
+  /** A body that answers 200, the example of the OpenAPI document and of Swagger UI. */
+  example: Static<B>
+  /** The 200 reply to `example`, exactly as the service writes it (a test checks it). */
+  exampleReply: object
   /** Extra fields of the 200 reply beyond `result` (attention's weights). */
-  extraReply?: Record<string, TSchema>
+  extraReply?: E
   /** The 200 reply's fields when they are not `result` and extraReply (a backward route's). */
-  reply?: Record<string, TSchema>
-  prepare: (body: Body, decode: Decoder) => Prepared
+  reply?: F
+  prepare: (body: Static<B>, decode: Decoder) => Prepared
 }
 
 /** The fields every operation's body may carry besides its operands. */
 export interface CommonBody { encoding?: Encoding, dtype?: WireDType }
 
-/** An operation with its body type erased: its prepare step only ever sees a body its schema accepted. */
-export interface Operation extends Omit<OperationSpec, 'prepare'> {
+/**
+ * An operation with its prepare step's body type erased (it only ever sees a body its schema
+ * accepted), and its body and reply schemas, named components of the OpenAPI document
+ * (`MatmulBody`, `MatmulReply`) and the types of the client.
+ */
+export interface Operation<B extends TObject = TObject, R extends TObject = TObject> extends Omit<OperationSpec<B>, 'prepare' | 'extraReply' | 'reply'> {
+  reply: R
   prepare: (body: CommonBody, decode: Decoder) => Prepared
 }
 
-export function defineOperation<Body extends CommonBody> (spec: OperationSpec<Body>): Operation {
-  return spec as unknown as Operation
+/** The name of an operation's components: matmul → Matmul, conv2d → Conv2d, matmul/backward → MatmulBackward. */
+export function componentName (route: string): string {
+  return route.split(/[^A-Za-z0-9]+/).map(w => w.charAt(0).toUpperCase() + w.slice(1)).join('')
 }
 
-/** The body schema as routes and workers compile it: the operation's schema with its example. */
+/** The operation with its body and reply named as components of the document (`MatmulBody`, `MatmulReply`). */
+export function withComponents<O extends Operation> (op: O): O {
+  const name = componentName(op.path ?? op.name)
+  return { ...op, body: { ...op.body, $id: `${name}Body` }, reply: { ...op.reply, $id: `${name}Reply` } }
+}
+
+export function defineOperation<
+  const B extends TObject,
+  const E extends Record<string, TSchema> = {},
+  const F extends Record<string, TSchema> = { result: typeof ResultTensorSchema } & E
+> (spec: OperationSpec<B, E, F>) {
+  const fields = spec.reply ?? { result: ResultTensorSchema, ...spec.extraReply }
+  const reply = Type.Object(fields as F, {
+    additionalProperties: false,
+    description: spec.reply === undefined ? 'The result tensor in the object form' : 'The reply\'s tensors in the object form'
+  })
+  const { extraReply, reply: _, ...rest } = spec
+  return withComponents({ ...rest, reply } as unknown as Operation<B, typeof reply>)
+}
+
+/** The body schema as routes and workers compile it: the operation's schema (a component) with its example. */
 export function bodySchema (spec: Operation): TSchema {
-  return { ...spec.body, examples: [spec.example] }
+  return { allOf: [spec.body], examples: [spec.example] }
 }
 
 /**

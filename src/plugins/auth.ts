@@ -60,6 +60,9 @@ function presentedKey (request: FastifyRequest): string | undefined {
   return typeof header === 'string' && header !== '' ? header : undefined
 }
 
+/** The answer to an operation request without an API key, when keys are set. */
+export const KEY_REQUIRED = 'an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>'
+
 async function authPlugin (app: FastifyInstance): Promise<void> {
   const { config } = app
   const fromEnv = config.apiKeys
@@ -94,7 +97,7 @@ async function authPlugin (app: FastifyInstance): Promise<void> {
     }
     if (presentedKey(request) === undefined) {
       reply.header('www-authenticate', 'Bearer realm="tensor-service"')
-      done(new ApiError('UNAUTHORIZED', 'an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>'))
+      done(new ApiError('UNAUTHORIZED', KEY_REQUIRED))
     } else {
       reply.header('www-authenticate', 'Bearer realm="tensor-service", error="invalid_token"')
       done(new ApiError('UNAUTHORIZED', 'the API key is not valid'))

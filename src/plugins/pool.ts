@@ -39,8 +39,11 @@ const WORKER_FILE = import.meta.url.endsWith('.ts')
   : new URL('../worker/index.js', import.meta.url).href
 
 /** 503 OVERLOADED: every worker busy and the queue full. */
-export const overloaded = (config: Config): ApiError =>
+export const overloaded = (config: Pick<Config, 'workers' | 'maxQueue'>): ApiError =>
   new ApiError('OVERLOADED', `the service is at capacity (${config.workers} workers busy, ${config.maxQueue} tasks waiting); retry shortly`)
+
+export const timeout = (config: Pick<Config, 'taskTimeoutMs'>): ApiError =>
+  new ApiError('TIMEOUT', `the computation ran past its time limit of ${config.taskTimeoutMs} ms and was stopped`)
 
 const cancelled = (): ApiError => new ApiError('CANCELLED', 'the client closed the connection; its task was stopped')
 
@@ -185,7 +188,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     } catch (err) {
       if (timedOut) {
         app.metrics.timedOut.inc({ op })
-        throw new ApiError('TIMEOUT', `the computation ran past its time limit of ${config.taskTimeoutMs} ms and was stopped`)
+        throw timeout(config)
       }
       if (gone.signal.aborted) throw cancelled()
       if (!controller.signal.aborted) app.metrics.failed.inc({ op })

@@ -20,6 +20,9 @@ declare module 'fastify' {
   }
 }
 
+export const rateLimited = (max: number, windowMs: number, after: string): ApiError =>
+  new ApiError('RATE_LIMITED', `rate limit reached: ${max} requests per ${windowMs} ms; retry in ${after}`)
+
 async function rateLimitPlugin (app: FastifyInstance): Promise<void> {
   const { config } = app
   if (config.rateLimitMax === 0) return
@@ -33,8 +36,7 @@ async function rateLimitPlugin (app: FastifyInstance): Promise<void> {
       const id = app.apiKeyId(request)
       return id !== undefined ? `key:${id}` : `ip:${normalizeIP(request.ip)}`
     },
-    errorResponseBuilder: (request, context) => new ApiError('RATE_LIMITED',
-      `rate limit reached: ${context.max} requests per ${config.rateLimitWindowMs} ms; retry in ${context.after}`)
+    errorResponseBuilder: (request, context) => rateLimited(context.max, config.rateLimitWindowMs, context.after)
   })
   const limit = app.rateLimit()
   // (a callback hook, as the route's other onRequest hooks are)

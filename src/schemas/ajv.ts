@@ -6,6 +6,7 @@
  */
 import AjvCompiler from '@fastify/ajv-compiler'
 import type { TSchema } from 'typebox'
+import { validationSchema } from './tensor.js'
 import type { SchemaError } from './validation.js'
 
 export const AJV_OPTIONS = {
@@ -34,8 +35,8 @@ export interface BodyValidator {
 
 let build: ReturnType<ReturnType<typeof AjvCompiler>> | undefined
 
-/** Compiles a body schema as Fastify's own validator compiler does, with AJV_OPTIONS. */
+/** Compiles a body schema as Fastify's own validator compiler does, with AJV_OPTIONS (its `validationSchema`). */
 export function compileBodyValidator (schema: TSchema): BodyValidator {
   build ??= AjvCompiler()({}, { customOptions: AJV_OPTIONS })
-  return build({ schema, method: 'POST', url: '', httpPart: 'body' }) as BodyValidator
+  return build({ schema: validationSchema(schema) as TSchema, method: 'POST', url: '', httpPart: 'body' }) as BodyValidator
 }

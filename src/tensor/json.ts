@@ -105,3 +105,38 @@ function restoreRows (value: unknown, rows: Array<number[]>): unknown {
   }
   return value
 }
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const NON_FINITE_TOKENS = ['-Infinity', 'Infinity', 'NaN'].map(t => ({ token: t, bytes: Buffer.from(t) }))
+
+/**
+ * The first bare NaN, Infinity or -Infinity outside the strings of a JSON text (as Python's
+ * json.dumps writes them), with its byte offset; null if there is none. Only called on a text that
+ * failed to parse: outside strings these letters are never part of valid JSON.
+ */
+export function bareNonFinite (bytes: Uint8Array): { token: string, at: number } | null {
+  let inString = false
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]
+    if (inString) {
+      if (c === BACKSLASH) i++
+      else if (c === QUOTE) inString = false
+      continue
+    }
+    if (c === QUOTE) {
+      inString = true
+      continue
+    }
+    for (const { token, bytes: t } of NON_FINITE_TOKENS) {
+      if (c === t[0] && bytes.length - i >= t.length && t.every((b, j) => bytes[i + j] === b)) return { token, at: i }
+    }
+  }
+  return null
+}
+
+/** The message of a body that is not JSON because of a bare non-finite number: what to send instead. */
+export function bareNonFiniteMessage ({ token, at }: { token: string, at: number }): string {
+  return `Body is not valid JSON: ${token} at byte ${at} is not a JSON value; send it as the string "${token}" ` +
+    '(JSON has no NaN or infinities: the strings "NaN", "Infinity" and "-Infinity" stand for them)'
+}

@@ -15,7 +15,7 @@ import { bodySchema, type CommonBody, decoderFor, type Prepared, replySpecOf } f
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
 import { encodeReplyBytes, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
-import { parseJsonBytes } from '../tensor/json.js'
+import { bareNonFinite, parseJsonBytes } from '../tensor/json.js'
 import { decodeSafetensorsBody } from '../tensor/safetensors.js'
 import { TASKS } from './tasks.js'
 
@@ -38,7 +38,8 @@ export type RequestOutcome =
   | { kind: 'reply', bytes: Uint8Array, shapes: Record<string, number[]> }
   /** Decoded and checked, to be computed by the pool (a matmul large enough to split). */
   | { kind: 'prepared', prepared: Prepared, reply: ReplySpec, shapes: Record<string, number[]> }
-  | { kind: 'invalid-json' }
+  /** Not JSON; with the bare NaN or infinity that made it so, if one did. */
+  | { kind: 'invalid-json', bare: { token: string, at: number } | null }
   | { kind: 'schema', errors: SchemaError[] }
   | { kind: 'api', code: string, message: string, shapes: Record<string, number[]> }
 
@@ -71,7 +72,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     try {
       parsed = parseJsonBytes(body)
     } catch {
-      return { outcome: { kind: 'invalid-json' }, transfer: [] }
+      return { outcome: { kind: 'invalid-json', bare: bareNonFinite(body) }, transfer: [] }
     }
   }
   const validate = validatorOf(op)

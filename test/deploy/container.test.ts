@@ -1,7 +1,7 @@
 /**
  * The container image without a container engine: the Dockerfile is parsed and its two stages
  * are replayed in temporary directories. The build stage gets exactly the files its COPY lines
- * name and runs its npm steps (npm ci with the dev dependencies, npm run build); the runtime
+ * name and runs its npm steps (npm ci with the dev dependencies, npm run build:server); the runtime
  * stage gets exactly what it copies (package files from the context, dist/ from the build
  * stage), runs `npm ci --omit=dev`, and its CMD is started with the stage's ENV. The service
  * must then answer /health, /ready, /docs and a matmul, pass the HEALTHCHECK command, and exit 0
@@ -218,7 +218,7 @@ describe('the Dockerfile, replayed without a container engine', () => {
     expect(runtime.name).not.toBe('build')
     const runs = (s: Stage): string[] => s.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args)
     expect(runs(build).some((a) => /^npm ci\b/.test(a) && !a.includes('--omit=dev'))).toBe(true)
-    expect(runs(build)).toContain('npm run build')
+    expect(runs(build)).toContain('npm run build:server')
     expect(runs(runtime).some((a) => /^npm ci\b.*--omit=dev/.test(a))).toBe(true)
     // the runtime stage takes from the build stage only the compiled dist/
     const fromBuild = runtime.instructions.filter((i) => i.keyword === 'COPY' && i.flags.from !== undefined)
@@ -258,10 +258,10 @@ describe('the Dockerfile, replayed without a container engine', () => {
     }
   })
 
-  it('build stage: npm ci and npm run build from exactly the copied files give dist/', async () => {
+  it('build stage: npm ci and npm run build:server from exactly the copied files give dist/', async () => {
     const build = await replayStage(dockerfile.stage('build'), join(work, 'build'), done, ignore)
     done.set('build', build)
-    expect(build.npmRuns.map((w) => w.slice(0, 3).join(' '))).toEqual(['npm ci --ignore-scripts', 'npm run build'])
+    expect(build.npmRuns.map((w) => w.slice(0, 3).join(' '))).toEqual(['npm ci --ignore-scripts', 'npm run build:server'])
     expect(existsSync(join(build.dir, 'dist', 'server.js'))).toBe(true)
     // the pool starts its worker from this compiled file
     expect(existsSync(join(build.dir, 'dist', 'worker', 'index.js'))).toBe(true)

@@ -20,6 +20,8 @@ const skip = skipWithout(CHROMIUM)
 const FORWARD = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention', '/v1/einsum']
 const OPERATIONS = [...FORWARD, ...FORWARD.map(path => `${path}/backward`)]
 const SCREENSHOT = '/tmp/swagger.png'
+/** A line holding one number and nothing else: Swagger UI's own layout of an array. */
+const ALONE = /^\s*-?[\d.e+]+,?$/m
 const RESPONSE_SHOT = '/tmp/swagger-response.png'
 
 const title = 'Swagger UI at /docs in headless Chromium' +
@@ -30,12 +32,14 @@ describe.skipIf(skip)(title, () => {
   let browser: Browser
   let page: Page
   let origin = ''
+  let doc: Promise<any>
   const requested: string[] = []
   const pageErrors: string[] = []
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
     origin = await listen(app)
+    doc = fetch(`${origin}/openapi.json`).then(async res => await res.json())
     ;({ browser, page } = await openPage(origin))
     page.on('request', (req) => requested.push(req.url()))
     page.on('pageerror', (err) => pageErrors.push(err.message))
@@ -70,8 +74,15 @@ describe.skipIf(skip)(title, () => {
       await expect(op.locator('button.execute').count()).resolves.toBe(0)
       await tryOut.click()
       await expect(tryOut.innerText()).resolves.toBe('Cancel')
-      // the example body is in the editor
-      await expect(op.locator('textarea.body-param__text').inputValue()).resolves.toMatch(/\S/)
+      // the example body is in the editor, one matrix row per line (never a number alone on a line),
+      // and the reply example shown is the document's (the reply the service gives to that body)
+      const media = (await doc).paths[path].post
+      const editor = await op.locator('textarea.body-param__text').inputValue()
+      expect(JSON.parse(editor), path).toEqual(media.requestBody.content['application/json'].example)
+      expect(editor, path).not.toMatch(ALONE)
+      const replyExample = await op.locator('.responses-wrapper tr.response[data-code="200"] .microlight').first().innerText()
+      expect(JSON.parse(replyExample), path).toEqual(media.responses['200'].content['application/json'].example)
+      expect(replyExample, path).not.toMatch(ALONE)
       await op.locator('button.execute').click()
       const status = op.locator('.live-responses-table .response .response-col_status').first()
       await status.waitFor({ timeout: 20_000 })

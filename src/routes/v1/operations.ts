@@ -15,18 +15,16 @@
  */
 import { Buffer } from 'node:buffer'
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
-import { Type } from 'typebox'
-import { ApiError, type ErrorCode } from '../../errors.js'
+import { ApiError, type ErrorCode, notAcceptableMessage } from '../../errors.js'
 import type { FloatArray } from '../../kernels/types.js'
 import { OPERATIONS } from '../../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
-import { OPERATION_SECURITY, REPLY_HEADERS, RETRY_AFTER_HEADER, WWW_AUTHENTICATE_HEADER } from '../../openapi.js'
+import { OPERATION_SECURITY, operationReplies } from '../../openapi.js'
 import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
-import { ErrorSchema, ResultTensorSchema } from '../../schemas/tensor.js'
 import { formatSchemaErrors } from '../../schemas/validation.js'
 import { encodeReplyBody, type ReplyFormat, type ReplySpec } from '../../tensor/encode.js'
-import { parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
+import { bareNonFinite, bareNonFiniteMessage, parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
 import { decodeSafetensorsBody, isFileBody } from '../../tensor/safetensors.js'
 import type { BodyFormat } from '../../worker/request.js'
 
@@ -78,18 +76,6 @@ export function replyFormatOf (accept: string | undefined, binaryRequest: boolea
   return json === binary ? own : json > binary ? 'json' : 'safetensors'
 }
 
-const errorReplies = {
-  400: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING)' },
-  401: { ...ErrorSchema, headers: { ...WWW_AUTHENTICATE_HEADER, ...REPLY_HEADERS }, description: 'No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE' },
-  406: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE)' },
-  413: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing' },
-  415: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING)' },
-  429: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header' },
-  500: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'Internal error: the message carries only the request id' },
-  503: { ...ErrorSchema, headers: { ...RETRY_AFTER_HEADER, ...REPLY_HEADERS }, description: 'The work queue is full (OVERLOADED); retry after the Retry-After header' },
-  504: { ...ErrorSchema, headers: REPLY_HEADERS, description: 'The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT)' }
-}
-
 /** The bytes in a buffer of their own, so that they can move to a worker. */
 function ownBytes (body: Buffer): Uint8Array {
   if (body.byteOffset === 0 && body.buffer.byteLength === body.byteLength) return body
@@ -106,6 +92,13 @@ function mostlyNumbers (body: Buffer): boolean {
   const mid = body.length >> 1
   const sample = body.subarray(mid, mid + 256)
   return sample.includes(0x2c) || sample.includes(0x22)
+}
+
+/** Fastify's error for a body that is not JSON; for a bare NaN or infinity, one that says what to send instead. */
+function invalidJson (bare: { token: string, at: number } | null): FastifyError {
+  const err = new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()
+  if (bare !== null) err.message = bareNonFiniteMessage(bare)
+  return err
 }
 
 /** The error Fastify's validator raises for a body that fails its schema (wrapValidationError). */
@@ -136,14 +129,19 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       try {
         value = parseJsonBytes(bytes)
       } catch {
-        done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined)
+        done(invalidJson(bareNonFinite(bytes)), undefined)
         return
       }
       done(null, value)
       return
     }
-    parseJson(request, bytes as unknown as string, done) // (it takes a Buffer as well)
+    parseJson(request, bytes as unknown as string, (err, value) => { // (it takes a Buffer as well)
+      done((err as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(bareNonFinite(bytes)) : err, value)
+    })
   })
+  // the replies are JSON the encoder wrote (src/tensor/encode.ts), or errors of four fields: the
+  // response schemas are the document's, and the components they share are not compiled
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data))
   // Fastify's validator with the service's Ajv options, letting raw bodies through to the worker
   app.setValidatorCompiler(({ schema }) => {
     const validate = compileBodyValidator(schema as Parameters<typeof compileBodyValidator>[0])
@@ -157,7 +155,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
     return check
   })
 
-  // safetensors files: decoded here (a copy of each tensor's bytes), or from WORKER_PARSE_MIN_BYTES in a worker
+  // safetensors files: read here, or from WORKER_PARSE_MIN_BYTES in a worker
   app.addContentTypeParser(BINARY_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
     const bytes = body as Buffer
     if (config.workerParseMinBytes > 0 && bytes.length >= config.workerParseMinBytes) {
@@ -190,12 +188,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   if (app.rateLimitHook !== undefined) beforeBody.push(app.rateLimitHook)
   if (app.authEnabled) beforeBody.push(app.requireApiKey)
 
-  for (const spec of Object.values(OPERATIONS)) {
-    const reply200 = Type.Object(spec.reply ?? { result: ResultTensorSchema, ...spec.extraReply }, {
-      additionalProperties: false,
-      description: spec.reply === undefined ? 'The result tensor in the object form' : 'The gradients (and the result when asked), tensors in the object form',
-      headers: REPLY_HEADERS
-    })
+  for (const spec of Object.values(OPERATIONS) as Operation[]) {
     app.post(`/v1/${spec.path ?? spec.name}`, {
       schema: {
         tags: ['operations'],
@@ -204,7 +197,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
         description: spec.description,
         body: bodySchema(spec),
         security: OPERATION_SECURITY,
-        response: { 200: reply200, ...errorReplies }
+        response: operationReplies(spec)
       },
       // before the body is even parsed: the rate limit (RATE_LIMIT_MAX), the API key (API_KEYS),
       // and at capacity the refusal (under overload, refusing must stay cheaper than the work;
@@ -218,7 +211,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
         const type = request.headers['content-type']
         const format = replyFormatOf(request.headers.accept, type !== undefined && type.startsWith(BINARY_TYPE))
         if (format === null) {
-          done(new ApiError('NOT_ACCEPTABLE', `Accept ${JSON.stringify(String(request.headers.accept).slice(0, 100))} allows neither ${JSON_TYPE} nor ${BINARY_TYPE} (safetensors)`))
+          done(new ApiError('NOT_ACCEPTABLE', notAcceptableMessage(String(request.headers.accept))))
           return
         }
         request.replyFormat = format
@@ -244,7 +237,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
             request.shapes = outcome.shapes
             return await computePrepared(spec, outcome.prepared, outcome.reply, reply)
           case 'invalid-json':
-            throw new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()
+            throw invalidJson(outcome.bare)
           case 'schema':
             throw validationError(outcome.errors)
           case 'api':

@@ -1,0 +1,107 @@
+/**
+ * A client generated from the OpenAPI document by third-party tools, as a user would make one:
+ * openapi-typescript's types (client/src/openapi.ts, checked against the document in
+ * test/openapi.test.ts) with openapi-fetch, calling every operation of the live app. Results and
+ * errors are read through the generated types without a cast (tsc checks this file in lint).
+ */
+import type { FastifyInstance } from 'fastify'
+import createClient from 'openapi-fetch'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { OPERATION_ROUTES, type paths } from '../client/src/openapi.js'
+import { buildApp } from '../src/app.js'
+
+describe('a client generated with openapi-typescript and openapi-fetch', () => {
+  let app: FastifyInstance
+  let client: ReturnType<typeof createClient<paths, 'application/json'>>
+  const called = new Set<string>()
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const address = app.server.address()
+    if (address === null || typeof address === 'string') throw new Error('no TCP address')
+    client = createClient<paths, 'application/json'>({ baseUrl: `http://127.0.0.1:${address.port}` })
+    client.use({ onRequest: ({ request }) => { called.add(new URL(request.url).pathname) } })
+  })
+  afterAll(async () => { await app.close() })
+
+  it('matmul: nested data in, nested data out', async () => {
+    const { data, error } = await client.POST('/v1/matmul', { body: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] } })
+    expect(error).toBeUndefined()
+    expect(data?.result.shape).toEqual([2, 2])
+    expect(data?.result.dtype).toBe('float64')
+    expect(data?.result.data).toEqual([[19, 22], [43, 50]])
+  })
+
+  it('dot: base64 in and out', async () => {
+    const { data } = await client.POST('/v1/dot', {
+      body: { a: { shape: [2], dtype: 'float32', data: 'AACAPwAAAEA=' }, b: { shape: [2], dtype: 'float32', data: 'AABAQAAAgEA=' }, encoding: 'base64' }
+    })
+    expect(data?.result).toEqual({ shape: [], dtype: 'float32', data: 'AAAwQQ==' })
+  })
+
+  it('linear: an activation from the typed enum, flat data out', async () => {
+    const { data } = await client.POST('/v1/linear', {
+      body: { input: { shape: [1, 3], data: [1, 2, 3] }, weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu', encoding: 'flat' }
+    })
+    expect(data?.result.data).toEqual([2.7, 2.3])
+  })
+
+  it('conv2d: stride, padding and layout options', async () => {
+    const { data } = await client.POST('/v1/conv2d', {
+      body: { input: [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], kernel: [[[[1, 0], [0, -1]]]], bias: [0.5], stride: [1, 1], padding: 'valid', layout: 'NCHW' }
+    })
+    expect(data?.result.shape).toEqual([1, 2, 2])
+  })
+
+  it('attention: a boolean mask, the weights read from the reply', async () => {
+    const { data } = await client.POST('/v1/attention', {
+      body: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]], mask: [[true, false]], returnWeights: true }
+    })
+    expect(data?.result.data).toEqual([[1, 2]])
+    expect(data?.weights?.shape).toEqual([1, 2])
+    expect(data?.weights?.data).toEqual([[1, 0]])
+  })
+
+  it('the backward routes: gradients read from grads', async () => {
+    const mm = await client.POST('/v1/matmul/backward', { body: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]], gradOutput: [[1, 0], [0, 1]], returnResult: true } })
+    expect(mm.data?.grads.a?.data).toEqual([[5, 7], [6, 8]])
+    expect(mm.data?.grads.b?.shape).toEqual([2, 2])
+    expect(mm.data?.result?.data).toEqual([[19, 22], [43, 50]])
+    const dot = await client.POST('/v1/dot/backward', { body: { a: [1, 2, 3], b: [4, 5, 6], gradOutput: 2, wrt: ['a'] } })
+    expect(dot.data?.grads.a?.data).toEqual([8, 10, 12])
+    expect(dot.data?.grads.b).toBeUndefined()
+    const lin = await client.POST('/v1/linear/backward', { body: { input: [[1, 2]], weights: [[1], [1]], bias: [0], activation: 'relu', gradOutput: [[1]] } })
+    expect(lin.data?.grads.bias?.data).toEqual([1])
+    const conv = await client.POST('/v1/conv2d/backward', { body: { input: [[[1, 2], [3, 4]]], kernel: [[[[1]]]], gradOutput: [[[1, 1], [1, 1]]], wrt: ['kernel'] } })
+    expect(conv.data?.grads.kernel?.data).toEqual([[[[10]]]])
+    const att = await client.POST('/v1/attention/backward', { body: { query: [[1, 0]], key: [[1, 0]], value: [[2, 3]], gradOutput: [[1, 1]], wrt: ['value'] } })
+    expect(att.data?.grads.value?.data).toEqual([[1, 1]])
+  })
+
+  it('einsum and its backward route: gradients by operand index, null where not asked for', async () => {
+    const { data } = await client.POST('/v1/einsum', { body: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] } })
+    expect(data?.result.data).toEqual([[19, 22], [43, 50]])
+    const back = await client.POST('/v1/einsum/backward', { body: { equation: 'i,i->', operands: [[1, 2], [3, 4]], gradOutput: 1, wrt: [1] } })
+    expect(back.data?.grads.operands[0]).toBeNull()
+    expect(back.data?.grads.operands[1]?.data).toEqual([1, 2])
+  })
+
+  it('an error is read as the Error component', async () => {
+    const { data, error, response } = await client.POST('/v1/matmul', { body: { a: [[1, 2, 3]], b: [[1, 2], [3, 4]] } })
+    expect(data).toBeUndefined()
+    expect(response.status).toBe(400)
+    expect(error?.code).toBe('SHAPE_MISMATCH')
+    expect(error?.statusCode).toBe(400)
+    expect(error?.message).toContain('a [1,3] and b [2,2]')
+  })
+
+  it('the probes', async () => {
+    expect((await client.GET('/health')).data?.status).toBe('ok')
+    expect((await client.GET('/ready')).data?.status).toBe('ready')
+  })
+
+  it('called every operation route of the document', () => {
+    expect([...called].filter(p => p.startsWith('/v1/')).sort()).toEqual([...OPERATION_ROUTES].sort())
+  })
+})

@@ -1,0 +1,43 @@
+/**
+ * The README's Python recipes ("Python with NumPy"), extracted from the README and run as printed
+ * with Debian's Python (python3-numpy, python3-requests: .ci/run installs them) against the app on
+ * an ephemeral port: each must print exactly the output shown under it.
+ */
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { promisify } from 'node:util'
+import type { FastifyInstance } from 'fastify'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildApp } from '../src/app.js'
+
+const run = promisify(execFile)
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+const start = readme.indexOf('### Python with NumPy')
+const section = readme.slice(start, readme.indexOf('\n## ', start))
+const recipes = [...section.matchAll(/```python\n([\s\S]*?)```\n```text\n([\s\S]*?)```/g)].map(m => ({ program: m[1], output: m[2] }))
+
+describe('README: Python with NumPy', () => {
+  let app: FastifyInstance
+  let url = ''
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const address = app.server.address()
+    url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  })
+  afterAll(async () => { await app?.close() })
+
+  it('finds the recipes: nested lists, base64, a gradient', () => {
+    expect(recipes).toHaveLength(3)
+    expect(recipes[1].program).toContain('base64')
+    expect(recipes[2].program).toContain('/backward')
+  })
+
+  for (const [i, { program, output }] of recipes.entries()) {
+    it(`recipe ${i + 1} prints what the README shows`, async () => {
+      const { stdout } = await run('/usr/bin/python3', ['-c', program], { env: { ...process.env, TENSOR_URL: url }, timeout: 60_000 })
+      expect(stdout).toBe(output)
+    }, 70_000)
+  }
+})
