@@ -116,7 +116,7 @@ describe('the examples are the service\'s real replies', () => {
       expect(res.body).toBe(JSON.stringify(op.responses['200'].content?.['application/json'].example))
     })
 
-    it(`${spec.name}: the 400, 401, 413 and 415 examples are the replies to their requests`, async () => {
+    it(`${spec.name}: the 400, 401, 406, 413 and 415 examples are the replies to their requests`, async () => {
       const examples = errorExamples(spec)
       const op = operationOf(spec)
       for (const [status, example] of Object.entries(examples)) {
@@ -127,6 +127,8 @@ describe('the examples are the service\'s real replies', () => {
       expect(await post(app, url, ragged)).toEqual({ status: 400, body: examples[400] })
       expect(await post(app, url, huge)).toEqual({ status: 413, body: examples[413] })
       expect(await post(app, url, 'a text', 'text/plain')).toEqual({ status: 415, body: examples[415] })
+      const html = await app.inject({ method: 'POST', url, payload: spec.example as object, headers: { accept: 'text/html' } })
+      expect({ status: html.statusCode, body: html.json() }).toEqual({ status: 406, body: examples[406] })
       const secured = await buildApp({ logLevel: 'silent', workers: 1, apiKeys: ['k-openapi-0123456789abcdef'] })
       try {
         expect(await post(secured, url, spec.example)).toEqual({ status: 401, body: examples[401] })
