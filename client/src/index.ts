@@ -2,22 +2,38 @@
  * A typed client of the tensor service, for Node.js 20+ and browsers, with no dependency beyond
  * `fetch`. One method per operation route (`matmul`, `dot`, …, `matmulBackward`, …), typed by the
  * OpenAPI document the service's own schemas generate (./openapi.ts). Tensors go in and come back
- * as typed arrays with their shape, on the wire as base64 little-endian bytes.
+ * as typed arrays with their shape, on the wire as base64 little-endian bytes, or, for big tensors,
+ * as a safetensors file (./safetensors.ts).
  */
 import { type components, OPERATION_ROUTES, type paths } from './openapi.js'
+import { type FileDType, type FileTensor, readSafetensors, writeSafetensors } from './safetensors.js'
 
 export type { components, paths } from './openapi.js'
 export { OPERATION_ROUTES } from './openapi.js'
+export { fromHalf, type HalfDType, toHalf } from './half.js'
 
 type Schemas = components['schemas']
 export type DType = Schemas['DType']
-export type TypedArray = Float32Array | Float64Array
+/** Float64Array, Float32Array, or the bits of float16 or bfloat16 values in a Uint16Array. */
+export type TypedArray = Float32Array | Float64Array | Uint16Array
 
 /** A tensor: its shape and its elements in row-major (C) order. */
 export interface Tensor<T extends TypedArray = TypedArray> {
   shape: readonly number[]
   data: T
+  /**
+   * Required with Uint16Array data: `float16` or `bfloat16` (`toHalf` makes the bits from
+   * numbers, `fromHalf` reads them). Otherwise that of the array, which it may repeat.
+   */
+  dtype?: DType
 }
+
+/** The fields of the operation bodies that hold tensors (einsum's `operands` a list of them). */
+export const TENSOR_FIELDS: readonly string[] = ['a', 'b', 'input', 'weights', 'bias', 'kernel', 'query', 'key', 'value', 'mask', 'gradOutput', 'operands']
+const TENSOR_FIELD = new Set(TENSOR_FIELDS)
+
+/** The default of `binaryMinBytes`: 64 KiB. */
+export const BINARY_MIN_BYTES = 65536
 
 /** An operand: a typed tensor, or any of the wire forms (nested arrays, a number, an object form). */
 export type TensorInput = Tensor | Schemas['Tensor']
@@ -64,6 +80,12 @@ export interface ClientOptions {
   maxRetries?: number
   /** The longest wait before a retry, in ms, whatever Retry-After says (default 30000). */
   maxRetryDelayMs?: number
+  /**
+   * A request whose typed tensors hold this many bytes or more in all (default 65536, 64 KiB) goes
+   * as a safetensors file and asks for a file back, when every tensor field holds a typed tensor;
+   * others go as base64 JSON. `0`: always a file (with typed tensors); `Infinity`: always JSON.
+   */
+  binaryMinBytes?: number
   fetch?: typeof fetch
 }
 
@@ -88,7 +110,7 @@ export class TensorClient {
   readonly #options: Required<Omit<ClientOptions, 'apiKey'>> & { apiKey?: string }
 
   constructor (options: ClientOptions) {
-    this.#options = { maxRetries: 2, maxRetryDelayMs: 30000, fetch: globalThis.fetch.bind(globalThis), ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') }
+    this.#options = { maxRetries: 2, maxRetryDelayMs: 30000, binaryMinBytes: BINARY_MIN_BYTES, fetch: globalThis.fetch.bind(globalThis), ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') }
     for (const route of OPERATION_ROUTES) {
       Object.defineProperty(this, methodName(route), {
         value: async (args: Args<typeof route>, options?: CallOptions) => await this.call(route, args, options)
@@ -96,20 +118,23 @@ export class TensorClient {
     }
   }
 
-  /** Calls an operation route: typed tensors go as base64, the reply's tensors come back as typed arrays. */
+  /**
+   * Calls an operation route: typed tensors go as base64 JSON (big ones as a safetensors file), the
+   * reply's tensors come back as typed arrays.
+   */
   async call<R extends OperationRoute> (route: R, args: Args<R>, options: CallOptions = {}): Promise<Reply<R>> {
-    const body: Record<string, unknown> = {}
-    for (const [key, value] of Object.entries(args)) {
-      body[key] = Array.isArray(value) && value.some(isTensor) ? value.map(toWire) : toWire(value)
-    }
-    body.encoding = 'base64'
-    const text = JSON.stringify(body)
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
+    const file = fileOf(args, this.#options.binaryMinBytes)
+    const type = file === undefined ? 'application/json' : 'application/octet-stream'
+    const body = file ?? jsonOf(args)
+    const headers: Record<string, string> = { 'content-type': type, accept: type }
     if (this.#options.apiKey !== undefined) headers.authorization = `Bearer ${this.#options.apiKey}`
     if (options.requestId !== undefined) headers['x-request-id'] = options.requestId
     for (let attempt = 0; ; attempt++) {
-      const res = await this.#options.fetch(this.#options.baseUrl + route, { method: 'POST', headers, body: text, signal: options.signal })
-      if (res.ok) return fromWire(await res.json()) as Reply<R>
+      const res = await this.#options.fetch(this.#options.baseUrl + route, { method: 'POST', headers, body, signal: options.signal })
+      if (res.ok) {
+        const reply = isFile(res) ? fromFile(new Uint8Array(await res.arrayBuffer())) : fromWire(await res.json())
+        return withOperands(route, args, reply) as Reply<R>
+      }
       const error = await errorOf(res)
       if (res.status !== 503 || attempt >= this.#options.maxRetries) throw error
       await sleep(Math.min(retryAfterMs(res.headers.get('retry-after')), this.#options.maxRetryDelayMs), options.signal)
@@ -119,13 +144,47 @@ export class TensorClient {
 
 function isTensor (value: unknown): value is Tensor {
   return typeof value === 'object' && value !== null && 'data' in value && 'shape' in value &&
-    (value.data instanceof Float32Array || value.data instanceof Float64Array)
+    (value.data instanceof Float32Array || value.data instanceof Float64Array || value.data instanceof Uint16Array)
+}
+
+/** A typed tensor's dtype: that of its array, or the 16-bit dtype it names for Uint16Array bits. */
+function dtypeOf (t: Tensor): DType {
+  const own = t.data instanceof Float64Array ? 'float64' : t.data instanceof Float32Array ? 'float32' : undefined
+  if (own !== undefined && (t.dtype === undefined || t.dtype === own)) return own
+  if (own === undefined && (t.dtype === 'float16' || t.dtype === 'bfloat16')) return t.dtype
+  throw new TypeError(own === undefined
+    ? `a tensor of Uint16Array data needs dtype "float16" or "bfloat16", not ${JSON.stringify(t.dtype)}`
+    : `a tensor of ${t.data.constructor.name} data has dtype ${own}, not ${JSON.stringify(t.dtype)}`)
+}
+
+/** The JSON body: typed tensors as base64, replies asked for in base64. */
+function jsonOf (args: object): string {
+  const body: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(args)) {
+    body[key] = Array.isArray(value) && value.some(isTensor) ? value.map(toWire) : toWire(value)
+  }
+  body.encoding = 'base64'
+  return JSON.stringify(body)
 }
 
 function toWire (value: unknown): unknown {
   if (!isTensor(value)) return value
-  const dtype: DType = value.data instanceof Float32Array ? 'float32' : 'float64'
-  return { shape: [...value.shape], dtype, data: toBase64(littleEndian(value.data)) }
+  return { shape: [...value.shape], dtype: dtypeOf(value), data: toBase64(littleEndian(value.data)) }
+}
+
+/** A typed array of a tensor's little-endian bytes (which it may keep). */
+function arrayOf (dtype: DType, bytes: Uint8Array): TypedArray {
+  const size = dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : 2
+  const own = bytes.byteOffset % size === 0 ? bytes : bytes.slice()
+  const { buffer, byteOffset } = own
+  const count = own.byteLength / size
+  switch (dtype) {
+    case 'float64': return littleEndian(new Float64Array(buffer, byteOffset, count))
+    case 'float32': return littleEndian(new Float32Array(buffer, byteOffset, count))
+    case 'float16':
+    case 'bfloat16': return littleEndian(new Uint16Array(buffer, byteOffset, count))
+    default: throw new Error(`the service sent a tensor of dtype ${JSON.stringify(dtype)}`)
+  }
 }
 
 /** Every result tensor of a reply (at any depth: `grads`) as a typed tensor. */
@@ -134,11 +193,78 @@ function fromWire (value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value
   const v = value as Record<string, unknown>
   if (Array.isArray(v.shape) && typeof v.dtype === 'string' && typeof v.data === 'string') {
-    const bytes = fromBase64(v.data)
-    const data = v.dtype === 'float32' ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer)
-    return { shape: v.shape, dtype: v.dtype, data: littleEndian(data) }
+    return { shape: v.shape, dtype: v.dtype, data: arrayOf(v.dtype as DType, fromBase64(v.data)) }
   }
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fromWire(x)]))
+}
+
+const FILE_DTYPES: Record<DType, FileDType> = { float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16' }
+const DTYPES: Partial<Record<FileDType, DType>> = { F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16' }
+
+/**
+ * The safetensors file of a request whose typed tensors hold `minBytes` or more in all, when every
+ * tensor field holds a typed tensor: the tensors by field name (einsum's operands as `operands.0`,
+ * …), every other field in `__metadata__` (a string as itself unless it reads as JSON, others as JSON).
+ */
+function fileOf (args: object, minBytes: number): Uint8Array<ArrayBuffer> | undefined {
+  const tensors: Array<[string, Tensor]> = []
+  const metadata: Record<string, string> = {}
+  for (const [key, value] of Object.entries(args)) {
+    if (value === undefined || key === 'encoding') continue
+    if (TENSOR_FIELD.has(key)) {
+      const items: unknown[] = key === 'operands' && Array.isArray(value) ? value : [value]
+      if (!items.every(isTensor)) return undefined
+      items.forEach((t, i) => tensors.push([key === 'operands' ? `${key}.${i}` : key, t]))
+    } else {
+      metadata[key] = typeof value === 'string' && !readsAsJson(value) ? value : JSON.stringify(value)
+    }
+  }
+  if (tensors.reduce((sum, [, t]) => sum + t.data.byteLength, 0) < minBytes) return undefined
+  return writeSafetensors(tensors.map(([name, t]): [string, FileTensor] => {
+    const data = littleEndian(t.data)
+    return [name, { dtype: FILE_DTYPES[dtypeOf(t)], shape: t.shape, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }]
+  }), metadata)
+}
+
+function readsAsJson (s: string): boolean {
+  try {
+    JSON.parse(s)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function isFile (res: Response): boolean {
+  return (res.headers.get('content-type') ?? '').startsWith('application/octet-stream')
+}
+
+/** The reply a safetensors file stands for: `result`, `weights`, `grads.<name>`, `grads.operands.<i>` as typed tensors in their fields. */
+function fromFile (bytes: Uint8Array): Record<string, unknown> {
+  const reply: Record<string, unknown> = {}
+  for (const [name, t] of readSafetensors(bytes).tensors) {
+    const dtype = DTYPES[t.dtype]
+    if (dtype === undefined) throw new Error(`the service sent tensor ${name} of dtype ${t.dtype}`)
+    const path = name.split('.')
+    let node = reply
+    for (const key of path.slice(0, -1)) {
+      if (!Object.hasOwn(node, key)) Object.defineProperty(node, key, { value: {}, enumerable: true, writable: true, configurable: true })
+      node = node[key] as Record<string, unknown>
+    }
+    Object.defineProperty(node, path[path.length - 1], { value: { shape: [...t.shape], dtype, data: arrayOf(dtype, t.bytes) }, enumerable: true, writable: true, configurable: true })
+  }
+  return reply
+}
+
+/** einsum's gradients as a list, one per operand, `null` where not asked for (a file has no tensor for those). */
+function withOperands (route: OperationRoute, args: object, reply: unknown): unknown {
+  if (route !== '/v1/einsum/backward') return reply
+  const grads = (reply as { grads?: { operands?: unknown } }).grads
+  if (grads === undefined || Array.isArray(grads.operands)) return reply
+  const given = (grads.operands ?? {}) as Record<string, unknown>
+  const count = (args as { operands?: unknown[] }).operands?.length ?? 0
+  grads.operands = Array.from({ length: count }, (_, i) => given[i] ?? null)
+  return reply
 }
 
 async function errorOf (res: Response): Promise<TensorServiceError> {
