@@ -33,6 +33,9 @@ describe('the client\'s types are the server\'s schemas', () => {
 
   it('the client takes typed tensors where the body takes a tensor, and gives typed tensors back', () => {
     expectTypeOf<{ shape: number[], data: Float32Array }>().toExtend<Args<'/v1/matmul'>['a']>()
+    expectTypeOf<{ shape: number[], dtype: 'bfloat16', data: Uint16Array }>().toExtend<Args<'/v1/matmul'>['a']>()
+    expectTypeOf<{ shape: number[], dtype: 'int8', data: Uint16Array }>().not.toExtend<Args<'/v1/matmul'>['a']>()
+    expectTypeOf<{ shape: number[], data: Float32Array }>().toExtend<NonNullable<Args<'/v1/einsum'>['operands']>[number]>()
     expectTypeOf<[[1, 2]]>().toExtend<Args<'/v1/matmul'>['a']>()
     expectTypeOf<Reply<'/v1/matmul'>['result']>().toExtend<Tensor>()
     expectTypeOf<'relu'>().toExtend<NonNullable<Args<'/v1/linear'>['activation']>>()

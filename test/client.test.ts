@@ -11,9 +11,11 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { methodName, OPERATION_ROUTES, type Tensor, TensorClient, TensorServiceError } from '../client/src/index.js'
+import { BINARY_MIN_BYTES, fromHalf, methodName, OPERATION_ROUTES, type OperationRoute, type Tensor, TENSOR_FIELDS, TensorClient, TensorServiceError, toHalf } from '../client/src/index.js'
+import { readSafetensors } from '../client/src/safetensors.js'
 import { buildApp } from '../src/app.js'
 import { OPERATIONS } from '../src/operations/index.js'
+import { fromBits16, toBits16 } from '../src/tensor/half.js'
 import { waitFor } from './helpers/bodies.js'
 
 const SLOW_WORKER = new URL('./support/slow-worker.mjs', import.meta.url).href
@@ -211,5 +213,220 @@ describe('the client under load: 503 retried after Retry-After, a bounded number
     controller.abort(new Error('stopped by the caller'))
     await expect(call).rejects.toThrow('stopped by the caller')
     await first
+  })
+})
+
+/** Deterministic values in [-1, 1) (a linear congruential generator). */
+function values (count: number, seed: number): number[] {
+  let s = seed >>> 0
+  return Array.from({ length: count }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 2 ** 31 - 1
+  })
+}
+const f32 = (shape: number[], seed: number): Tensor<Float32Array> => ({ shape, data: Float32Array.from(values(shape.reduce((p, d) => p * d, 1), seed)) })
+const r64 = (shape: number[], seed: number): Tensor<Float64Array> => ({ shape, data: Float64Array.from(values(shape.reduce((p, d) => p * d, 1), seed)) })
+
+describe('the client sends big tensors as safetensors files', () => {
+  let app: FastifyInstance
+  let baseUrl = ''
+  /** The requests' content-type, accept and body, and the replies' content-type. */
+  const sent: Array<{ type: string | null, accept: string | null, body: unknown, reply: string | null }> = []
+  const recording: typeof fetch = async (input, init) => {
+    const headers = new Headers(init?.headers)
+    const res = await fetch(input, init)
+    sent.push({ type: headers.get('content-type'), accept: headers.get('accept'), body: init?.body, reply: res.headers.get('content-type') })
+    return res
+  }
+  let json: TensorClient
+  let files: TensorClient
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    baseUrl = await listen(app)
+    json = new TensorClient({ baseUrl, fetch: recording, binaryMinBytes: Infinity })
+    files = new TensorClient({ baseUrl, fetch: recording, binaryMinBytes: 0 })
+  })
+  afterAll(async () => { await app.close() })
+
+  it('from 64 KiB of tensors in a request (binaryMinBytes) a file is sent and asked for; below it base64 JSON', async () => {
+    expect(BINARY_MIN_BYTES).toBe(65536)
+    const client = new TensorClient({ baseUrl, fetch: recording })
+    sent.length = 0
+    const big = await client.matmul({ a: r64([64, 64], 1), b: r64([64, 64], 2) }) // 2 × 32 KiB
+    const small = await client.matmul({ a: r64([64, 64], 1), b: r64([64, 63], 2) }) // 32 KiB + 31.5 KiB
+    expect(sent.map(s => [s.type, s.accept, s.reply?.split(';')[0]])).toEqual([
+      ['application/octet-stream', 'application/octet-stream', 'application/octet-stream'],
+      ['application/json', 'application/json', 'application/json']
+    ])
+    expect(sent[0].body).toBeInstanceOf(Uint8Array)
+    expect(big.result.shape).toEqual([64, 64])
+    expect(big.result.dtype).toBe('float64')
+    expect(big.result.data).toBeInstanceOf(Float64Array)
+    expect(small.result.shape).toEqual([64, 63])
+    const expected = (await app.inject({ method: 'POST', url: '/v1/matmul', payload: { a: { shape: [64, 64], data: [...r64([64, 64], 1).data] }, b: { shape: [64, 64], data: [...r64([64, 64], 2).data] }, encoding: 'flat' } })).json()
+    expect([...big.result.data]).toEqual(expected.result.data)
+  })
+
+  // every kind of operation: forward, backward, einsum, einsum backward, attention with weights
+  const cases: Array<[OperationRoute, Record<string, unknown>]> = [
+    ['/v1/matmul', { a: f32([2, 3, 4], 1), b: f32([4, 5], 2) }],
+    ['/v1/dot', { a: r64([7], 3), b: r64([7], 4) }],
+    ['/v1/linear', { input: f32([3, 4], 5), weights: f32([4, 2], 6), bias: f32([2], 7), activation: 'gelu' }],
+    ['/v1/conv2d', { input: r64([1, 2, 5, 5], 8), kernel: r64([3, 2, 2, 2], 9), bias: r64([3], 10), stride: [2, 1], padding: 1 }],
+    ['/v1/attention', { query: f32([2, 3, 4], 11), key: f32([2, 5, 4], 12), value: f32([2, 5, 3], 13), mask: f32([3, 5], 14), causal: true, scale: 0.5, returnWeights: true }],
+    ['/v1/einsum', { equation: 'bij,bjk->bik', operands: [r64([2, 3, 4], 15), r64([2, 4, 2], 16)] }],
+    ['/v1/matmul/backward', { a: f32([3, 4], 17), b: f32([4, 2], 18), gradOutput: f32([3, 2], 19), wrt: ['b'], returnResult: true }],
+    ['/v1/dot/backward', { a: r64([5], 20), b: r64([5], 21), gradOutput: r64([], 22) }],
+    ['/v1/linear/backward', { input: r64([3, 4], 23), weights: r64([4, 2], 24), bias: r64([2], 25), activation: 'tanh', gradOutput: r64([3, 2], 26) }],
+    ['/v1/conv2d/backward', { input: f32([1, 2, 4, 4], 27), kernel: f32([2, 2, 3, 3], 28), padding: 'same', gradOutput: f32([1, 2, 4, 4], 29) }],
+    ['/v1/attention/backward', { query: r64([3, 4], 30), key: r64([5, 4], 31), value: r64([5, 2], 32), gradOutput: r64([3, 2], 33), returnResult: true, returnWeights: true }],
+    ['/v1/einsum/backward', { equation: 'ij,jk->ik', operands: [r64([2, 3], 34), r64([3, 2], 35)], gradOutput: r64([2, 2], 36), wrt: [1] }],
+    ['/v1/einsum/backward', { equation: 'i,i,i->', operands: [f32([3], 37), f32([3], 38), f32([3], 39)], gradOutput: f32([], 40) }]
+  ]
+  for (const [route, args] of cases) {
+    it(`${route}: a file gives the JSON path's typed reply`, async () => {
+      sent.length = 0
+      const viaJson = await json.call(route, args as never)
+      const viaFile = await files.call(route, args as never)
+      expect(sent.map(s => s.type)).toEqual(['application/json', 'application/octet-stream'])
+      expect(sent[1].reply?.split(';')[0]).toBe('application/octet-stream')
+      expect(Object.keys(tensorsOf(viaJson)).length).toBeGreaterThan(0)
+      expect(viaFile).toEqual(viaJson)
+    })
+  }
+
+  it('einsum gradients not asked for are null in the typed reply, as in JSON', async () => {
+    const { grads } = await files.einsumBackward({ equation: 'ij,jk->ik', operands: [r64([2, 3], 1), r64([3, 2], 2)], gradOutput: r64([2, 2], 3), wrt: [1] })
+    expect(grads.operands).toHaveLength(2)
+    expect(grads.operands[0]).toBeNull()
+    expect(grads.operands[1]?.shape).toEqual([3, 2])
+  })
+
+  it('the file has the tensors by field name and every other field in __metadata__, as the contract says', async () => {
+    const fileOf = async (call: () => Promise<unknown>): Promise<ReturnType<typeof readSafetensors>> => {
+      sent.length = 0
+      await call()
+      return readSafetensors(sent[0].body as Uint8Array)
+    }
+    const lin = await fileOf(async () => await files.linear({ input: r64([1, 2], 1), weights: f32([2, 2], 2), activation: 'gelu', dtype: 'float32' }))
+    expect([...lin.tensors.keys()].sort()).toEqual(['input', 'weights'])
+    expect(lin.tensors.get('input')).toMatchObject({ dtype: 'F64', shape: [1, 2] })
+    expect(lin.tensors.get('weights')).toMatchObject({ dtype: 'F32', shape: [2, 2] })
+    expect(lin.metadata).toEqual({ activation: 'gelu', dtype: 'float32' })
+    const conv = await fileOf(async () => await files.conv2d({ input: r64([1, 3, 3], 1), kernel: r64([1, 1, 2, 2], 2), stride: [2, 1], padding: 'valid', groups: 1 }))
+    expect(conv.metadata).toEqual({ stride: '[2,1]', padding: 'valid', groups: '1' })
+    const att = await fileOf(async () => await files.attention({ query: r64([1, 2], 1), key: r64([2, 2], 2), value: r64([2, 1], 3), causal: true, returnWeights: false }))
+    expect(att.metadata).toEqual({ causal: 'true', returnWeights: 'false' })
+    const ein = await fileOf(async () => await files.einsumBackward({ equation: 'i,i->', operands: [r64([2], 1), r64([2], 2)], gradOutput: r64([], 3), wrt: [1] }))
+    expect([...ein.tensors.keys()].sort()).toEqual(['gradOutput', 'operands.0', 'operands.1'])
+    expect(ein.metadata).toEqual({ equation: 'i,i->', wrt: '[1]' })
+  })
+
+  it('a string that would read as JSON is sent as JSON, so that it stays a string', async () => {
+    sent.length = 0
+    const err = await files.einsum({ equation: '1', operands: [r64([2], 1)] }).catch(e => e)
+    expect(readSafetensors(sent[0].body as Uint8Array).metadata).toEqual({ equation: '"1"' })
+    expect(err).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' })
+  })
+
+  it('a request with a tensor field in a wire form (nested arrays) goes as JSON', async () => {
+    sent.length = 0
+    const att = await files.attention({ query: r64([1, 2], 1), key: r64([2, 2], 2), value: r64([2, 1], 3), mask: [[true, false]], returnWeights: true })
+    expect(sent.map(s => s.type)).toEqual(['application/json'])
+    expect([...(att.weights?.data ?? [])]).toEqual([1, 0])
+  })
+
+  it('errors of a file request are TensorServiceErrors with status, code, message and request id', async () => {
+    sent.length = 0
+    const err = await files.matmul({ a: r64([1, 3], 1), b: r64([2, 2], 2) }, { requestId: 'client-file-1' }).catch(e => e)
+    expect(sent[0].type).toBe('application/octet-stream')
+    expect(err).toBeInstanceOf(TensorServiceError)
+    expect(err).toMatchObject({ status: 400, code: 'SHAPE_MISMATCH', requestId: 'client-file-1' })
+    expect(err.message).toContain('a [1,3] and b [2,2]')
+    const einsum = await files.einsum({ equation: 'ij,jk->ikk', operands: [r64([2, 2], 1), r64([2, 2], 2)] }).catch(e => e)
+    expect(einsum).toBeInstanceOf(TensorServiceError)
+    expect(einsum).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' })
+    const wrt = await files.matmulBackward({ a: r64([2, 2], 1), b: r64([2, 2], 2), gradOutput: r64([2, 2], 3), wrt: ['c'] }).catch(e => e)
+    expect(wrt).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' })
+  })
+
+  it('TENSOR_FIELDS names every tensor field of the operation bodies, and nothing else', async () => {
+    const doc = (await import('../openapi/openapi.json', { with: { type: 'json' } })).default as unknown as { components: { schemas: Record<string, { properties?: Record<string, { $ref?: string, items?: { $ref?: string } }> }> } }
+    const fields = new Set<string>()
+    for (const [name, schema] of Object.entries(doc.components.schemas)) {
+      if (!name.endsWith('Body')) continue
+      for (const [field, p] of Object.entries(schema.properties ?? {})) {
+        const ref = p.$ref ?? p.items?.$ref
+        if (ref === '#/components/schemas/Tensor' || ref === '#/components/schemas/Mask') fields.add(field)
+      }
+    }
+    expect([...fields].sort()).toEqual([...TENSOR_FIELDS].sort())
+  })
+})
+
+describe('float16 and bfloat16 in the client: Uint16Array bits with a dtype', () => {
+  let app: FastifyInstance
+  let json: TensorClient
+  let files: TensorClient
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    const baseUrl = await listen(app)
+    json = new TensorClient({ baseUrl, binaryMinBytes: Infinity })
+    files = new TensorClient({ baseUrl, binaryMinBytes: 0 })
+  })
+  afterAll(async () => { await app.close() })
+
+  it('toHalf and fromHalf round as the service does (to nearest, ties to even)', () => {
+    const xs = [0, -0, 1, -1, 0.1, 1 / 3, 65504, 65519.99, 65520, 1e6, -1e6, 5.96e-8, 2.98e-8, 2.99e-8, 1e-40, 3.0e38, 3.4e38, NaN, Infinity, -Infinity, 1 + 2 ** -11, 1 + 3 * 2 ** -11, ...values(200, 7).map(v => v * 1000)]
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      const bits = toHalf(xs, dtype)
+      expect([...bits], dtype).toEqual(xs.map(x => toBits16(x, dtype)))
+      expect([...fromHalf(bits, dtype)], dtype).toEqual([...bits].map(h => fromBits16(h, dtype)))
+    }
+    const every = Uint16Array.from({ length: 65536 }, (_, i) => i)
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      expect([...fromHalf(every, dtype)]).toEqual([...every].map(h => fromBits16(h, dtype)))
+    }
+  })
+
+  it('16-bit tensors go and come back as bits, in base64 JSON and in files alike', async () => {
+    const a = { shape: [2, 3], dtype: 'float16' as const, data: toHalf([1, 2, 3, 4, 5, 6.5], 'float16') }
+    const b = { shape: [3, 2], dtype: 'float16' as const, data: toHalf([0.5, -1, 0.25, 2, 1e-3, 3], 'float16') }
+    const expected = (await app.inject({ method: 'POST', url: '/v1/matmul', payload: { a: { shape: [2, 3], dtype: 'float16', data: [1, 2, 3, 4, 5, 6.5] }, b: { shape: [3, 2], dtype: 'float16', data: [0.5, -1, 0.25, 2, 1e-3, 3] }, encoding: 'flat' } })).json()
+    for (const client of [json, files]) {
+      const { result } = await client.matmul({ a, b })
+      expect(result.dtype).toBe('float16')
+      expect(result.shape).toEqual([2, 2])
+      expect(result.data).toBeInstanceOf(Uint16Array)
+      expect([...result.data]).toEqual([...toHalf(expected.result.data, 'float16')])
+      expect([...fromHalf(result.data as Uint16Array, 'float16')].map(x => Math.round(x))).toEqual([1, 12, 3, 26])
+      // a 16-bit result posts back as it is
+      const back = await client.dot({ a: result, b: result })
+      expect(back.result.dtype).toBe('float16')
+    }
+  })
+
+  it('bfloat16 and float16 promote to float32; a bfloat16 backward gives bfloat16 gradients', async () => {
+    const a = { shape: [4], dtype: 'bfloat16' as const, data: toHalf([1, 2, 3, 4], 'bfloat16') }
+    const b = { shape: [4], dtype: 'float16' as const, data: toHalf([0.5, 0.5, 0.5, 0.5], 'float16') }
+    for (const client of [json, files]) {
+      const { result } = await client.dot({ a, b })
+      expect(result).toEqual({ shape: [], dtype: 'float32', data: Float32Array.of(5) })
+      const { grads } = await client.dotBackward({ a, b: a, gradOutput: { shape: [], dtype: 'bfloat16', data: toHalf([2], 'bfloat16') } })
+      expect(grads.a?.dtype).toBe('bfloat16')
+      expect([...fromHalf(grads.a?.data as Uint16Array, 'bfloat16')]).toEqual([2, 4, 6, 8])
+    }
+    const viaJson = await json.matmulBackward({ a: { shape: [2, 2], dtype: 'bfloat16', data: toHalf([1, 2, 3, 4], 'bfloat16') }, b: f32([2, 2], 1), gradOutput: f32([2, 2], 2), returnResult: true })
+    const viaFile = await files.matmulBackward({ a: { shape: [2, 2], dtype: 'bfloat16', data: toHalf([1, 2, 3, 4], 'bfloat16') }, b: f32([2, 2], 1), gradOutput: f32([2, 2], 2), returnResult: true })
+    expect(viaFile).toEqual(viaJson)
+    expect(viaJson.result?.dtype).toBe('float32')
+  })
+
+  it('a Uint16Array without a 16-bit dtype, or an array of another dtype than it says, is refused before sending', async () => {
+    await expect(json.dot({ a: { shape: [1], data: Uint16Array.of(1) }, b: [1] })).rejects.toThrow(TypeError)
+    await expect(files.dot({ a: { shape: [1], data: Uint16Array.of(1), dtype: 'float32' }, b: f64([1], 1) })).rejects.toThrow('Uint16Array data needs dtype "float16" or "bfloat16"')
+    await expect(files.dot({ a: { shape: [1], data: Float32Array.of(1), dtype: 'float64' }, b: f64([1], 1) })).rejects.toThrow('Float32Array data has dtype float32, not "float64"')
   })
 })

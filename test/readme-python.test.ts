@@ -28,10 +28,11 @@ describe('README: Python with NumPy', () => {
   })
   afterAll(async () => { await app?.close() })
 
-  it('finds the recipes: nested lists, base64, a gradient', () => {
-    expect(recipes).toHaveLength(3)
+  it('finds the recipes: nested lists, base64, a gradient, safetensors files', () => {
+    expect(recipes).toHaveLength(4)
     expect(recipes[1].program).toContain('base64')
     expect(recipes[2].program).toContain('/backward')
+    expect(recipes[3].program).toContain("'content-type': 'application/octet-stream'")
   })
 
   for (const [i, { program, output }] of recipes.entries()) {
