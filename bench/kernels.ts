@@ -26,6 +26,7 @@
  * pool, runs alternating.
  *
  *   npm run bench              # needs Debian's python3-numpy and libopenblas0-pthread
+ *   BENCH_CASES='^conv2d' npm run bench   # only the cases whose names match (and their forwards)
  */
 import { cpus, loadavg } from 'node:os'
 import { Piscina } from 'piscina'
@@ -272,6 +273,14 @@ function chainCase (dtype: DType): EinsumCase {
 const EINSUM_CASES: EinsumCase[] = []
 for (const dtype of ['float32', 'float64'] as const) EINSUM_CASES.push(scoresCase(dtype), chainCase(dtype))
 
+// BENCH_CASES (a regular expression) keeps the cases whose names match, and a matching backward's forward
+const only = process.env.BENCH_CASES === undefined ? null : new RegExp(process.env.BENCH_CASES)
+if (only !== null) {
+  const keep = CASES.filter(c => only.test(c.name) || CASES.some(b => b.forward === c && only.test(b.name)))
+  CASES.splice(0, CASES.length, ...keep)
+  EINSUM_CASES.splice(0, EINSUM_CASES.length, ...EINSUM_CASES.filter(c => only.test(c.name)))
+}
+
 const numpyCases = [...CASES.map(c => c.numpy), ...EINSUM_CASES.map(c => c.numpy)]
 const before = await numpyRun(numpyCases)
 
@@ -330,7 +339,7 @@ for (const c of EINSUM_CASES) {
 const pool = new Piscina({ filename: WORKER, minThreads: 2, maxThreads: 2 })
 await Promise.all([0, 1].map(async () => await pool.run(null, { name: 'ping' })))
 const whole: string[] = []
-for (const dtype of ['float32', 'float64'] as const) {
+for (const dtype of only === null || only.test('matmul 1024³') ? ['float32', 'float64'] as const : []) {
   const c = matmulCase(dtype, 0, 1024, 1024, 1024, 0)
   const runWith = (threads: number) => async ({ name, task, transfer }: ReturnType<Case['task']>) =>
     await pool.run({ ...task, threads }, { name, transferList: transfer }) as FloatArray

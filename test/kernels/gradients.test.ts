@@ -2,7 +2,8 @@
  * The backward operations against central finite differences, independent of PyTorch: for random
  * float64 bodies of every operation and option combination, the gradient of L = Σ gradOutput·f(x)
  * with respect to each operand, element by element, (L(x + h) − L(x − h)) / 2h, compared with what
- * the backward operation returns, and the float32 gradients within float32's accuracy of those.
+ * the backward operation returns, and the float32, float16 and bfloat16 gradients within the accuracy
+ * of their rounding of those.
  * Operations run as the service runs them (prepare, then the task), in this thread.
  */
 import fc from 'fast-check'
@@ -77,12 +78,15 @@ function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention
     const bad = firstMismatch(got, want, { rtol: 1e-6, atol: 1e-7 * Math.max(1, ...Array.from(want, Math.abs)) })
     expect(bad, `${op} d/d${name} ${JSON.stringify({ ...body, gradOutput: undefined })}`).toBeNull()
   }
-  // the same in float32 (on the engine's float32 paths where it is enabled), within float32's accuracy
-  const single = runOperation(`${op}Backward`, { ...body, gradOutput, dtype: 'float32' })
-  for (const name of operands) {
-    const want = grads[`grads.${name}`]
-    const bad = firstMismatch(single[`grads.${name}`], want, { rtol: 1e-4, atol: 1e-4 * Math.max(1, ...Array.from(want, Math.abs)) })
-    expect(bad, `${op} float32 d/d${name} ${JSON.stringify({ ...body, gradOutput: undefined })}`).toBeNull()
+  // the same in float32 (on the engine's float32 paths where it is enabled), float16 and bfloat16
+  // (operands rounded to them, computed in float32), each within the accuracy of its rounding
+  for (const [dtype, rtol] of [['float32', 1e-4], ['float16', 2e-2], ['bfloat16', 1e-1]] as const) {
+    const low = runOperation(`${op}Backward`, { ...body, gradOutput, dtype })
+    for (const name of operands) {
+      const want = grads[`grads.${name}`]
+      const bad = firstMismatch(low[`grads.${name}`], want, { rtol, atol: rtol * Math.max(1, ...Array.from(want, Math.abs)) })
+      expect(bad, `${op} ${dtype} d/d${name} ${JSON.stringify({ ...body, gradOutput: undefined })}`).toBeNull()
+    }
   }
 }
 

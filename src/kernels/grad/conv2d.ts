@@ -144,8 +144,8 @@ function columnGradients (dX: FloatArray | null, dW: FloatArray | null, X: Float
   const Cg = C / groups
   const Kg = K / groups
   const CKK = Cg * kh * kw
-  const cols = dW === null ? null : allocate(dtype, CKK * P)
-  const dCols = dX === null ? null : allocate(dtype, CKK * P)
+  const cols = dW === null ? null : columns(dtype, CKK * P, 0)
+  const dCols = dX === null ? null : columns(dtype, CKK * P, 1)
   const scratch = dW === null || N === 1 ? null : allocate(dtype, Kg * CKK)
   for (let n = 0; n < N; n++) {
     for (let gi = 0; gi < groups; gi++) {
@@ -167,6 +167,23 @@ function columnGradients (dX: FloatArray | null, dW: FloatArray | null, X: Float
       }
     }
   }
+}
+
+/** Column matrices of at most this many elements are kept for the thread's next request. */
+const KEEP_COLUMNS = 1 << 22
+const kept: Array<FloatArray | null> = [null, null]
+
+/**
+ * A column matrix of n elements (every element is written before it is read): the thread's kept one
+ * when it is large enough and of the type, else a new one, kept when not too large. A fresh
+ * multi-megabyte array costs its page faults on every request.
+ */
+function columns (dtype: DType, n: number, slot: number): FloatArray {
+  const k = kept[slot]
+  if (k !== null && k.length >= n && (k instanceof Float32Array) === (dtype !== 'float64')) return k.subarray(0, n)
+  const fresh = allocate(dtype, n)
+  if (n <= KEEP_COLUMNS) kept[slot] = fresh
+  return fresh
 }
 
 /** The output columns [x0, x1) whose tap at horizontal offset `off` falls inside the image. */
