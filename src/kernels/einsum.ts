@@ -15,9 +15,7 @@
  */
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { dot as dotKernel } from './dot.js'
-import { transposeBlocks } from './grad/common.js'
-import { matmul as matmulKernel, type MatmulInfo } from './matmul.js'
-import { engineMatmul, useEngine } from './ort/kernels.js'
+import { productT } from './grad/common.js'
 import { checkElements, checkFlops, elementCount, formatShape, stridesOf } from './shape.js'
 import { allocate, type DType, type FloatArray, type Limits } from './types.js'
 
@@ -596,22 +594,5 @@ function gemmStep (out: FloatArray, a: FloatArray, b: FloatArray, s: GemmStep): 
     dotKernel(out, a, b, { length: k, outShape: [], outElements: 1, flops: 2 * k })
     return
   }
-  // a transposed [k,m] block with m or k of 1 is the same memory as [m,k]
-  const transA = s.transA && m > 1 && k > 1
-  const transB = s.transB && n > 1 && k > 1
-  if ((transA || transB) && useEngine(B * m * k * n)) {
-    // the engine fuses the transposition into its GEMM
-    engineMatmul(out, 0, a, 0, b, 0, B, m, k, n, 1, transA, transB)
-    return
-  }
-  const A = transA ? transposeBlocks(a, 0, B, k, m) : a
-  const Bm = transB ? transposeBlocks(b, 0, B, n, k) : b
-  const aOffsets = new Int32Array(B)
-  const bOffsets = new Int32Array(B)
-  for (let t = 0; t < B; t++) {
-    aOffsets[t] = t * m * k
-    bOffsets[t] = t * k * n
-  }
-  const info: MatmulInfo = { batchShape: [B], B, m, k, n, aOffsets, bOffsets, outShape: [B, m, n], outElements: B * m * n, flops: 2 * B * m * k * n }
-  matmulKernel(out, A, Bm, info)
+  productT(out, 0, a, 0, s.transA, b, 0, s.transB, B, m, k, n)
 }

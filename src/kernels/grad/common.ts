@@ -1,10 +1,10 @@
 /**
- * What the gradient kernels share: transposed copies, batched products of consecutive blocks on
- * the same GEMMs as the forward kernels (the native engine in workers, WebAssembly for small
- * work), and accumulation into an operand's gradient where a broadcast operand was used by
+ * What the gradient kernels (and einsum) share: transposed copies, batched products of consecutive
+ * blocks with an operand stored transposed, on the forward's matmul kernel (the native engine in
+ * workers, which fuses the transposition into its GEMM; WebAssembly for small work), and accumulation into an operand's gradient where a broadcast operand was used by
  * several batches (autograd sums over broadcast dimensions).
  */
-import { gemm } from '../matmul.js'
+import { matmul } from '../matmul.js'
 import { allFinite, engineMatmul, useEngine } from '../ort/kernels.js'
 import { allocate, type FloatArray } from '../types.js'
 
@@ -32,26 +32,6 @@ export function transposeBlocks (x: FloatArray, off: number, blocks: number, row
 }
 
 /**
- * out[oOff ..] = the `batches` products of consecutive [m,k] blocks of a and [k,n] blocks of b:
- * one batched call on the engine when it takes the work, else one GEMM per block.
- */
-export function bmm (
-  out: FloatArray, oOff: number, a: FloatArray, aOff: number, b: FloatArray, bOff: number,
-  batches: number, m: number, k: number, n: number
-): void {
-  if (batches === 0 || m === 0 || n === 0) return
-  if (k === 0) {
-    out.fill(0, oOff, oOff + batches * m * n)
-    return
-  }
-  if (batches > 1 && useEngine(batches * m * k * n)) {
-    engineMatmul(out, oOff, a, aOff, b, bOff, batches, m, k, n)
-    return
-  }
-  for (let t = 0; t < batches; t++) gemm(out, oOff + t * m * n, a, aOff + t * m * k, b, bOff + t * k * n, m, k, n)
-}
-
-/**
  * out[oOff ..] = the `batches` products op(a)·op(b) of consecutive blocks, where with `transA` a's
  * blocks are stored [k,m] and with `transB` b's are stored [n,k]: on the engine (which fuses the
  * transposition into its GEMM) when it takes the work, else from transposed copies.
@@ -65,13 +45,28 @@ export function productT (
     out.fill(0, oOff, oOff + batches * m * n)
     return
   }
-  if (useEngine(batches * m * k * n)) {
-    engineMatmul(out, oOff, a, aOff, b, bOff, batches, m, k, n, 1, transA, transB)
+  // a transposed [k,m] block with m or k of 1 is the same memory as [m,k]
+  const tA = transA && m > 1 && k > 1
+  const tB = transB && n > 1 && k > 1
+  if ((tA || tB) && useEngine(batches * m * k * n)) {
+    engineMatmul(out, oOff, a, aOff, b, bOff, batches, m, k, n, 1, tA, tB)
     return
   }
-  const A = transA ? transposeBlocks(a, aOff, batches, k, m) : a
-  const B = transB ? transposeBlocks(b, bOff, batches, n, k) : b
-  bmm(out, oOff, A, transA ? 0 : aOff, B, transB ? 0 : bOff, batches, m, k, n)
+  const A = tA ? transposeBlocks(a, aOff, batches, k, m) : a.subarray(aOff, aOff + batches * m * k)
+  const B = tB ? transposeBlocks(b, bOff, batches, n, k) : b.subarray(bOff, bOff + batches * k * n)
+  const aOffsets = consecutiveOffsets(batches, m * k)
+  matmul(out.subarray(oOff, oOff + batches * m * n), A, B, {
+    batchShape: [batches],
+    B: batches,
+    m,
+    k,
+    n,
+    aOffsets,
+    bOffsets: consecutiveOffsets(batches, k * n),
+    outShape: [batches, m, n],
+    outElements: batches * m * n,
+    flops: 2 * batches * m * k * n
+  })
 }
 
 /** dst[dOff + i] += src[sOff + i] for i < n. */

@@ -11,7 +11,7 @@ import { erfc } from '../erf.js'
 import { biasAndActivation } from '../linear.js'
 import { gemm } from '../matmul.js'
 import { allocate, type FloatArray, type WireDType } from '../types.js'
-import { transposeBlocks } from './common.js'
+import { productT } from './common.js'
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI)
 
@@ -35,10 +35,10 @@ export function linearBackward ({ dtype, forward, g, wrt }: BackwardTask<LinearT
   const dWeights = outs['grads.weights']
   const dBias = outs['grads.bias']
   if (dInput !== undefined && wrt.includes('input')) {
-    gemm(dInput, 0, gz, 0, transposeBlocks(weights, 0, 1, I, O), 0, rows, O, I)
+    productT(dInput, 0, gz, 0, false, weights, 0, true, 1, rows, O, I)
   }
   if (dWeights !== undefined && wrt.includes('weights')) {
-    gemm(dWeights, 0, transposeBlocks(input, 0, 1, rows, I), 0, gz, 0, I, rows, O)
+    productT(dWeights, 0, input, 0, true, gz, 0, false, 1, I, rows, O)
   }
   if (dBias !== undefined && wrt.includes('bias')) {
     for (let r = 0; r < rows; r++) for (let j = 0; j < O; j++) dBias[j] += gz[r * O + j]
