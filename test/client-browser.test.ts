@@ -11,6 +11,7 @@ import { type Browser, chromium } from 'playwright-core'
 import ts from 'typescript'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
+import { listen } from './helpers/bodies.js'
 import { skipWithout } from './deploy/helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -31,9 +32,7 @@ describe.skipIf(skip)(title, () => {
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    origin = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+    origin = await listen(app)
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']

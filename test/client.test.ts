@@ -16,16 +16,9 @@ import { readSafetensors } from '../client/src/safetensors.js'
 import { buildApp } from '../src/app.js'
 import { OPERATIONS } from '../src/operations/index.js'
 import { fromBits16, toBits16 } from '../src/tensor/half.js'
-import { waitFor } from './helpers/bodies.js'
+import { listen, waitFor } from './helpers/bodies.js'
 
 const SLOW_WORKER = new URL('./support/slow-worker.mjs', import.meta.url).href
-
-async function listen (app: FastifyInstance): Promise<string> {
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return `http://127.0.0.1:${address.port}`
-}
 
 /** The tensors of a reply by their path (`result`, `grads.a`). */
 function tensorsOf (value: unknown, path = ''): Record<string, { shape: unknown, dtype: unknown, data: unknown }> {

@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
-import { expectClose, TOL } from './helpers/compare.js'
+import { expectClose, expectTensor, NULL_LITERAL, TOL } from './helpers/compare.js'
 import { rng } from './helpers/einsum.js'
-import { decodeWireTensor, type WireEncoding, type WireTensor } from './helpers/wire.js'
+import { type WireEncoding, type WireTensor } from './helpers/wire.js'
 
 interface FixtureCase {
   name: string
@@ -24,8 +24,6 @@ function load (name: string): { op: string, generator: string, cases: FixtureCas
   return JSON.parse(readFileSync(new URL(`./fixtures/${name}.json`, import.meta.url), 'utf8'))
 }
 
-const NULL_LITERAL = /[:,[]\s*null\s*[,\]}]/
-
 let app: FastifyInstance
 beforeAll(async () => {
   // one worker: bodies over INLINE_MAX_FLOPS run there, on the engine
@@ -36,15 +34,6 @@ afterAll(async () => { await app?.close() })
 async function post (url: string, payload: object): Promise<{ status: number, json: any, body: string }> {
   const res = await app.inject({ method: 'POST', url, payload })
   return { status: res.statusCode, json: res.json(), body: res.body }
-}
-
-function checkTensor (actual: unknown, expected: WireTensor, encoding: WireEncoding, rtol: number | undefined, label: string): void {
-  const t = actual as WireTensor
-  expect(Object.keys(t).sort(), `${label} keys`).toEqual(['data', 'dtype', 'shape'])
-  expect(t.shape, `${label} shape`).toEqual(expected.shape)
-  expect(t.dtype, `${label} dtype`).toBe(expected.dtype)
-  const tol = rtol === undefined ? TOL[expected.dtype as 'float32' | 'float64'] : { rtol }
-  expectClose(decodeWireTensor(t, encoding), decodeWireTensor(expected, 'flat'), tol, label)
 }
 
 const forward = load('einsum')
@@ -59,7 +48,7 @@ describe(`einsum reference fixtures (${forward.generator})`, () => {
       expect(status, body).toBe(200)
       expect(body).not.toMatch(NULL_LITERAL)
       expect(Object.keys(json)).toEqual(['result'])
-      checkTensor(json.result, c.expected.result as WireTensor, (c.body.encoding ?? 'nested') as WireEncoding, c.rtol, 'result')
+      expectTensor(json.result, c.expected.result as WireTensor, (c.body.encoding ?? 'nested') as WireEncoding, c.rtol === undefined ? undefined : { rtol: c.rtol }, 'result')
     })
   }
 })
@@ -82,9 +71,9 @@ describe(`einsum backward reference fixtures (${backward.generator})`, () => {
       for (let i = 0; i < n; i++) {
         const want = c.expected.grads?.[String(i)]
         if (want === undefined) expect(json.grads.operands[i], `operand ${i} was not asked for`).toBeNull()
-        else checkTensor(json.grads.operands[i], want, encoding, c.rtol, `grads.operands.${i}`)
+        else expectTensor(json.grads.operands[i], want, encoding, c.rtol === undefined ? undefined : { rtol: c.rtol }, `grads.operands.${i}`)
       }
-      if (c.expected.result !== undefined) checkTensor(json.result, c.expected.result, encoding, c.rtol, 'result')
+      if (c.expected.result !== undefined) expectTensor(json.result, c.expected.result, encoding, c.rtol === undefined ? undefined : { rtol: c.rtol }, 'result')
     })
   }
 })

@@ -9,6 +9,7 @@ import createClient from 'openapi-fetch'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OPERATION_ROUTES, type paths } from '../client/src/openapi.js'
 import { buildApp } from '../src/app.js'
+import { listen } from './helpers/bodies.js'
 
 describe('a client generated with openapi-typescript and openapi-fetch', () => {
   let app: FastifyInstance
@@ -17,10 +18,7 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    if (address === null || typeof address === 'string') throw new Error('no TCP address')
-    client = createClient<paths, 'application/json'>({ baseUrl: `http://127.0.0.1:${address.port}` })
+    client = createClient<paths, 'application/json'>({ baseUrl: await listen(app) })
     client.use({ onRequest: ({ request }) => { called.add(new URL(request.url).pathname) } })
   })
   afterAll(async () => { await app.close() })

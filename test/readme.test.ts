@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
+import { listen } from './helpers/bodies.js'
 
 /** Every curl example in the README, with the output printed under it. */
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -53,9 +54,7 @@ describe('README: the Python safetensors example', () => {
   let dir: string
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+    url = await listen(app)
     dir = mkdtempSync(join(tmpdir(), 'readme-'))
   })
   afterAll(async () => {

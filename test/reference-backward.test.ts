@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
-import { expectClose, TOL, type Tolerance } from './helpers/compare.js'
-import { decodeWireTensor, type WireEncoding, type WireTensor } from './helpers/wire.js'
+import { expectTensor, NULL_LITERAL } from './helpers/compare.js'
+import { type WireEncoding, type WireTensor } from './helpers/wire.js'
 
 interface FixtureCase {
   name: string
@@ -26,22 +26,8 @@ interface Fixture {
 
 const OPS = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
 
-/** A JSON null literal anywhere in the text (base64 runs cannot match: they hold no brackets). */
-const NULL_LITERAL = /[:,[]\s*null\s*[,\]}]/
-
 function load (op: string): Fixture {
   return JSON.parse(readFileSync(new URL(`./fixtures/backward/${op}.json`, import.meta.url), 'utf8')) as Fixture
-}
-
-function checkTensor (actual: unknown, expected: WireTensor, encoding: WireEncoding, tol: Tolerance | undefined, label: string): void {
-  expect(actual, `${label} missing`).toBeTypeOf('object')
-  const t = actual as WireTensor
-  expect(Object.keys(t).sort(), `${label} keys`).toEqual(['data', 'dtype', 'shape'])
-  expect(t.shape, `${label} shape`).toEqual(expected.shape)
-  expect(t.dtype, `${label} dtype`).toBe(expected.dtype)
-  const got = decodeWireTensor(t, encoding)
-  const want = decodeWireTensor(expected, 'flat')
-  expectClose(got, want, tol ?? TOL[expected.dtype as 'float32' | 'float64'], label)
 }
 
 for (const op of OPS) {
@@ -87,10 +73,10 @@ for (const op of OPS) {
         const encoding = (c.body.encoding ?? 'nested') as WireEncoding
         const tol = c.rtol === undefined ? undefined : { rtol: c.rtol }
         for (const [name, expected] of Object.entries(c.expected.grads)) {
-          checkTensor(grads[name], expected, encoding, tol, `grads.${name}`)
+          expectTensor(grads[name], expected, encoding, tol, `grads.${name}`)
         }
-        if (c.expected.result !== undefined) checkTensor(out.result, c.expected.result, encoding, tol, 'result')
-        if (c.expected.weights !== undefined) checkTensor(out.weights, c.expected.weights, encoding, tol, 'weights')
+        if (c.expected.result !== undefined) expectTensor(out.result, c.expected.result, encoding, tol, 'result')
+        if (c.expected.weights !== undefined) expectTensor(out.weights, c.expected.weights, encoding, tol, 'weights')
       })
     }
   })

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
-import { expectClose, TOL, type Tolerance } from './helpers/compare.js'
-import { decodeWireTensor, type WireEncoding, type WireTensor } from './helpers/wire.js'
+import { expectTensor, NULL_LITERAL } from './helpers/compare.js'
+import { type WireEncoding, type WireTensor } from './helpers/wire.js'
 
 interface FixtureCase {
   name: string
@@ -24,22 +24,8 @@ interface Fixture {
 
 const OPS = ['matmul', 'dot', 'linear', 'conv2d', 'attention'] as const
 
-/** A JSON null literal anywhere in the text (base64 runs cannot match: they hold no brackets). */
-const NULL_LITERAL = /[:,[]\s*null\s*[,\]}]/
-
 function load (op: string): Fixture {
   return JSON.parse(readFileSync(new URL(`./fixtures/${op}.json`, import.meta.url), 'utf8')) as Fixture
-}
-
-function checkTensor (actual: unknown, expected: WireTensor, encoding: WireEncoding, tol: Tolerance | undefined, label: string): void {
-  expect(actual, `${label} missing`).toBeTypeOf('object')
-  const t = actual as WireTensor
-  expect(Object.keys(t).sort(), `${label} keys`).toEqual(['data', 'dtype', 'shape'])
-  expect(t.shape, `${label} shape`).toEqual(expected.shape)
-  expect(t.dtype, `${label} dtype`).toBe(expected.dtype)
-  const got = decodeWireTensor(t, encoding)
-  const want = decodeWireTensor(expected, 'flat')
-  expectClose(got, want, tol ?? TOL[expected.dtype as 'float32' | 'float64'], label)
 }
 
 for (const op of OPS) {
@@ -70,9 +56,9 @@ for (const op of OPS) {
         const out = res.json() as Record<string, unknown>
         const encoding = (c.body.encoding ?? 'nested') as WireEncoding
         const tol = c.rtol === undefined ? undefined : { rtol: c.rtol }
-        checkTensor(out.result, c.expected.result, encoding, tol, 'result')
+        expectTensor(out.result, c.expected.result, encoding, tol, 'result')
         if (c.expected.weights !== undefined) {
-          checkTensor(out.weights, c.expected.weights, encoding, tol, 'weights')
+          expectTensor(out.weights, c.expected.weights, encoding, tol, 'weights')
         }
       })
     }

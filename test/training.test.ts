@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
+import { listen } from './helpers/bodies.js'
 
 const run = promisify(execFile)
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -39,9 +40,7 @@ describe('README: train over HTTP', () => {
 
   beforeAll(async () => {
     app = await buildApp({ logLevel: 'silent', workers: 1 })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+    url = await listen(app)
     dir = mkdtempSync(join(tmpdir(), 'train-'))
   })
 

@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify'
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
+import { listen } from '../helpers/bodies.js'
 import { skipWithout } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -154,14 +155,6 @@ describe.skipIf(skip)(`${title}: "Authorize" with an API key`, () => {
     expect(await executeDot()).toMatch(/^200/)
   }, 120_000)
 })
-
-/** Listens on a free loopback port; returns the origin. */
-async function listen (app: FastifyInstance): Promise<string> {
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return `http://127.0.0.1:${address.port}`
-}
 
 /**
  * Debian's Chromium, headless, and a page of it. Nothing leaves the machine: a request for

@@ -96,3 +96,11 @@ export async function waitFor (check: () => boolean, timeoutMs: number, what: st
     await new Promise(resolve => setTimeout(resolve, 5))
   }
 }
+
+/** Listens on a free loopback port; returns the origin (`http://127.0.0.1:<port>`). */
+export async function listen (app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return `http://127.0.0.1:${address.port}`
+}

@@ -3,6 +3,7 @@
  * floor; NaN equals NaN and an infinity equals the same infinity, exactly.
  */
 import { expect } from 'vitest'
+import { decodeWireTensor, type WireEncoding, type WireTensor } from './wire.js'
 
 export interface Tolerance {
   /** Relative tolerance on each element. */
@@ -42,4 +43,20 @@ export function firstMismatch (actual: ArrayLike<number>, expected: ArrayLike<nu
 export function expectClose (actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, label = ''): void {
   const msg = firstMismatch(actual, expected, tol)
   expect(msg, label).toBeNull()
+}
+
+/** A JSON null literal anywhere in a reply's text (base64 runs cannot match: they hold no brackets). */
+export const NULL_LITERAL = /[:,[]\s*null\s*[,\]}]/
+
+/**
+ * A reply tensor against a fixture's expected one (flat data): exactly the keys shape, dtype and
+ * data, the same shape and dtype, and values within `tol` (default: the dtype's tolerance).
+ */
+export function expectTensor (actual: unknown, expected: WireTensor, encoding: WireEncoding, tol: Tolerance | undefined, label: string): void {
+  expect(actual, `${label} missing`).toBeTypeOf('object')
+  const t = actual as WireTensor
+  expect(Object.keys(t).sort(), `${label} keys`).toEqual(['data', 'dtype', 'shape'])
+  expect(t.shape, `${label} shape`).toEqual(expected.shape)
+  expect(t.dtype, `${label} dtype`).toBe(expected.dtype)
+  expectClose(decodeWireTensor(t, encoding), decodeWireTensor(expected, 'flat'), tol ?? TOL[expected.dtype as 'float32' | 'float64'], label)
 }
