@@ -1,5 +1,5 @@
 import neostandard from 'neostandard'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['dist/**', 'coverage/**', 'node_modules/**', 'asm/number-tables.ts', 'client/dist/**', 'client/src/openapi.ts'] })
+  ...neostandard({ ts: true, ignores: ['dist/**', 'scratch/**', 'coverage/**', 'node_modules/**', 'asm/number-tables.ts', 'client/dist/**', 'client/src/openapi.ts'] })
 ]

@@ -1,28 +1,40 @@
 /**
  * HTTP benchmark (npm run bench:http): our compiled service (build first) against the FastAPI + NumPy peer
  * (bench/peer/app.py, uvicorn with 2 workers), both on 127.0.0.1, measured in the same run with the same client:
- * autocannon, 8 connections, BENCH_SECONDS per side and case, ours then the peer for each case.
+ * autocannon at 8 and at 32 connections (with 8, the kernel often gives the peer's two processes an uneven share
+ * of the connections; with 32 both stay busy), every reply read from the socket in full.
+ *
+ * A figure you can rerun: each case and connection count is measured in ROUNDS rounds, the two sides alternating
+ * (ours first in even rounds, the peer first in odd ones), each measurement after a warm-up of sequential requests;
+ * the table prints the median req/s of the rounds with their spread (lowest–highest) and the ratio of the medians.
+ * Beside ours: each worker's utilisation during the run (the rate of tensor_worker_busy_seconds_total, scraped from
+ * /metrics before and after) and the main thread's buffer pool.
  * Each side's answer to each case is checked once first (status 200, and the two results agree numerically).
- * The safetensors cases post a file (application/octet-stream) and are answered with one.
+ * With Debian's wrk installed, each safetensors case is also measured once per side with wrk (a second client,
+ * 32 connections), in the same run.
  * A last row measures ours at 4×4 with LOG_LEVEL=info (the service's default; its log goes to /dev/null)
  * against LOG_LEVEL=warn (what the other rows use).
  *
- *   npm run build && npm run bench:http          # 10 s per side and case, about 2 min 10 s in all
- *   BENCH_SECONDS=30 npm run bench:http
- *   BENCH_CASES=base64 npm run bench:http          # only the cases whose name contains "base64"
+ *   npm run build && npm run bench:http          # 5 s per side, round and connection count: about 8 min
+ *   BENCH_SECONDS=10 BENCH_ROUNDS=5 npm run bench:http
+ *   BENCH_CASES=base64 npm run bench:http        # only the cases whose name contains "base64"
+ *   BENCH_CONNECTIONS=32 npm run bench:http      # one connection count
  *
  * The peer needs Debian's python3-numpy, libopenblas0-pthread, python3-fastapi, python3-uvicorn,
  * python3-uvloop and python3-httptools (see bench/peer.ts).
  */
 import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { cpus } from 'node:os'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { PYTHON, peerEnv, startPeer } from './peer.js'
 import { startService } from './serve.js'
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
-const CONNECTIONS = 8
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '8,32').split(',').map(Number)
 /** Sequential requests to each side before each measurement, for at most this long. */
 const WARMUP_MS = 500
 
@@ -75,12 +87,12 @@ function headersOf (c: Case): Record<string, string> {
 /** BENCH_CASES: comma-separated parts of case names to run (default: all), e.g. `base64` or `4×4,64×64`. */
 const ONLY = (process.env.BENCH_CASES ?? '').split(',').filter(s => s !== '')
 const CASES: Case[] = [
-  nestedCase(4, 1.4),
+  nestedCase(4, 1.3),
   nestedCase(64, 2),
   nestedCase(256, 2),
-  base64Case(512, 1.5),
+  base64Case(512, 1.3),
   safetensorsCase(512, 1.5),
-  base64Case(1024, 1.5),
+  base64Case(1024, 1.3),
   safetensorsCase(1024, 1.5)
 ].filter(c => ONLY.length === 0 || ONLY.some(s => c.name.includes(s)))
 
@@ -135,25 +147,38 @@ function agree (c: Case, ours: Answer, peer: Answer): void {
   }
 }
 
-interface Run { rps: number, p50: number, p99: number, problems: string }
+interface Run { rps: number, p50: number, p99: number, problems: string, utilisation?: number[] }
 
-async function measure (base: string, c: Case): Promise<Run> {
+/** Each worker's busy seconds (tensor_worker_busy_seconds_total) from /metrics; empty for the peer. */
+async function busySeconds (base: string): Promise<Map<string, number>> {
+  const text = await fetch(`${base}/metrics`).then(async r => r.ok ? await r.text() : '', () => '')
+  const out = new Map<string, number>()
+  for (const m of text.matchAll(/^tensor_worker_busy_seconds_total\{worker="(\d+)"\} ([0-9.e+-]+)$/gm)) out.set(m[1], Number(m[2]))
+  return out
+}
+
+async function measure (base: string, c: Case, connections: number): Promise<Run> {
   const post = async (): Promise<void> => {
     await fetch(`${base}/v1/matmul`, { method: 'POST', headers: headersOf(c), body: c.body }).then(r => r.arrayBuffer())
   }
   for (const start = Date.now(); Date.now() - start < WARMUP_MS;) await post()
+  const busy0 = await busySeconds(base)
+  const t0 = performance.now()
   const r = await autocannon({
     url: `${base}/v1/matmul`,
     method: 'POST',
     headers: headersOf(c),
     body: c.body,
-    connections: CONNECTIONS,
+    connections,
     duration: SECONDS,
     timeout: 30,
     // autocannon appends every reply chunk to a string (pipelinedRequestsQueue.js), decoding binary replies as
     // UTF-8 on the cores the servers share; nothing here reads the bodies, so they are dropped as they come
     setupClient: (client) => { (client as unknown as { pipelinedRequests: { addBody: () => void } }).pipelinedRequests.addBody = () => {} }
   })
+  const wall = (performance.now() - t0) / 1000
+  const busy1 = await busySeconds(base)
+  const utilisation = [...busy1].map(([w, s]) => (s - (busy0.get(w) ?? 0)) / wall)
   // Requests autocannon left in flight are still being computed: one more answer lets the queue drain
   // before the other side is measured.
   await post()
@@ -162,18 +187,44 @@ async function measure (base: string, c: Case): Promise<Run> {
     r.errors > 0 ? `${r.errors} errors` : '',
     r.timeouts > 0 ? `${r.timeouts} timeouts` : ''
   ].filter(p => p !== '').join(', ')
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, problems }
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, problems, utilisation }
 }
 
-function row (name: string, body: string | Buffer, ours: Run, peer: Run, target?: number): string {
-  const ratio = peer.rps > 0 ? ours.rps / peer.rps : Infinity
+/** req/s of one wrk run (Debian's wrk, if installed): a second client, which reads every reply in full. */
+function wrk (base: string, c: Case, connections: number): number | null {
+  if (spawnSync('wrk', ['--version']).error !== undefined) return null
+  const dir = mkdtempSync(join(tmpdir(), 'bench-wrk-'))
+  try {
+    writeFileSync(join(dir, 'body'), c.body)
+    const headers = Object.entries(headersOf(c)).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')
+    writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\n${headers}\nlocal f = io.open(${JSON.stringify(join(dir, 'body'))}, "rb")\nwrk.body = f:read("*a")\nf:close()\n`)
+    const r = spawnSync('wrk', ['-t', '2', '-c', String(connections), '-d', `${SECONDS}s`, '--timeout', '30s', '-s', join(dir, 'post.lua'), `${base}/v1/matmul`], { encoding: 'utf8' })
+    const m = /Requests\/sec:\s+([0-9.]+)/.exec(r.stdout)
+    return m === null ? null : Number(m[1])
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+const rps = (x: number): string => x >= 100 ? x.toFixed(0) : x.toFixed(1)
+const spread = (xs: number[]): string => `${rps(Math.min(...xs))}–${rps(Math.max(...xs))}`
+
+/** The row of one case at one connection count: medians of the rounds, their spread, the workers' utilisation. */
+function row (name: string, body: string | Buffer, connections: number, ours: Run[], peer: Run[], target?: number): string {
+  const o = median(ours.map(r => r.rps))
+  const p = median(peer.map(r => r.rps))
+  const ratio = p > 0 ? o / p : Infinity
   const verdict = target === undefined ? '—' : ratio >= target ? 'met' : 'missed'
-  const problems = [ours.problems !== '' ? `ours: ${ours.problems}` : '', peer.problems !== '' ? `peer: ${peer.problems}` : '']
-    .filter(p => p !== '').join('; ')
-  const rps = (x: number): string => x >= 100 ? x.toFixed(0) : x.toFixed(1)
-  return `| ${name} | ${(Buffer.byteLength(body) / 1024).toFixed(1)} | ${rps(ours.rps)} | ${ours.p50} / ${ours.p99} | ` +
-    `${rps(peer.rps)} | ${peer.p50} / ${peer.p99} | ${ratio.toFixed(2)}× | ${target === undefined ? '—' : `${target}×`} | ` +
-    `${verdict}${problems !== '' ? ` (${problems})` : ''} |`
+  const problems = [...ours.map(r => r.problems !== '' ? `ours: ${r.problems}` : ''), ...peer.map(r => r.problems !== '' ? `peer: ${r.problems}` : '')]
+    .filter(x => x !== '').join('; ')
+  const util = ours[0].utilisation === undefined || ours[0].utilisation.length === 0
+    ? '—'
+    : ours[0].utilisation.map((_, w) => `${(100 * median(ours.map(r => r.utilisation?.[w] ?? 0))).toFixed(0)}%`).join(' / ')
+  const pick = (runs: Run[], x: number): Run => runs.find(r => r.rps === x) ?? runs[0]
+  return `| ${name} | ${connections} | ${(Buffer.byteLength(body) / 1024).toFixed(1)} | ${rps(o)} (${spread(ours.map(r => r.rps))}) | ` +
+    `${pick(ours, o).p50} / ${pick(ours, o).p99} | ${util} | ${rps(p)} (${spread(peer.map(r => r.rps))}) | ${pick(peer, p).p50} / ${pick(peer, p).p99} | ` +
+    `${ratio.toFixed(2)}× | ${target === undefined ? '—' : `${target}×`} | ${verdict}${problems !== '' ? ` (${problems})` : ''} |`
 }
 
 const versions = spawnSync(PYTHON, ['-c',
@@ -183,24 +234,46 @@ const versions = spawnSync(PYTHON, ['-c',
 const ours = await startService()
 const peer = await startPeer()
 const rows: string[] = []
+const wrkRows: string[] = []
 const ourRates = new Map<string, number>()
 try {
   for (const c of CASES) agree(c, await answer('ours', ours.base, c), await answer('peer', peer.base, c))
   for (const c of CASES) {
-    const o = await measure(ours.base, c)
-    const p = await measure(peer.base, c)
-    ourRates.set(c.name, o.rps)
-    rows.push(row(c.name, c.body, o, p, c.target))
-    console.error(rows.at(-1))
+    for (const connections of CONNECTIONS) {
+      const o: Run[] = []
+      const p: Run[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        // alternating, so that a busy moment of the machine falls on both sides
+        if (round % 2 === 0) {
+          o.push(await measure(ours.base, c, connections))
+          p.push(await measure(peer.base, c, connections))
+        } else {
+          p.push(await measure(peer.base, c, connections))
+          o.push(await measure(ours.base, c, connections))
+        }
+      }
+      ourRates.set(`${c.name}/${connections}`, median(o.map(r => r.rps)))
+      rows.push(row(c.name, c.body, connections, o, p, c.target))
+      console.error(rows.at(-1))
+    }
+    if (c.form === 'safetensors') {
+      const wo = wrk(ours.base, c, 32)
+      const wp = wrk(peer.base, c, 32)
+      if (wo !== null && wp !== null) wrkRows.push(`| ${c.name} | 32 | ${rps(wo)} | ${rps(wp)} | ${(wo / wp).toFixed(2)}× |`)
+    }
   }
   const small = CASES.find(c => c.name.includes('4×4'))
   if (small !== undefined) {
     const info = await startService({ LOG_LEVEL: 'info' }, { stdout: 'ignore' })
     try {
       await answer('ours, LOG_LEVEL=info', info.base, small)
-      const i = await measure(info.base, small)
-      const w = await measure(ours.base, small)
-      rows.push(row(`${small.name}, ours LOG_LEVEL=info (in the ours columns) vs warn (in the peer columns)`, small.body, i, w))
+      const i: Run[] = []
+      const w: Run[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        i.push(await measure(info.base, small, 8))
+        w.push(await measure(ours.base, small, 8))
+      }
+      rows.push(row(`${small.name}, ours LOG_LEVEL=info (in the ours columns) vs warn (in the peer columns)`, small.body, 8, i, w))
     } finally {
       info.server.kill('SIGTERM')
       await once(info.server, 'exit')
@@ -213,16 +286,25 @@ try {
 }
 
 const cpu = cpus()
-console.log(`\nPOST /v1/matmul, autocannon ${CONNECTIONS} connections, ${SECONDS} s per side and case, ours then the peer; ` +
+console.log(`\nPOST /v1/matmul, autocannon, ${SECONDS} s per side, round and connection count, ${ROUNDS} rounds alternating; ` +
   `${cpu.length} cores, ${cpu[0]?.model ?? 'unknown CPU'}, node ${process.version}`)
 console.log(`Peer: bench/peer/app.py, ${versions}; 2 uvicorn workers, uvloop, httptools, no access log, OPENBLAS_NUM_THREADS=1`)
 console.log('Client and both servers share the machine: the client\'s CPU is taken from the servers\'.')
-console.log('Ratio: ours req/s ÷ peer req/s. A note after met/missed counts non-2xx answers, errors and timeouts.\n')
-console.log('| case | body KiB | ours req/s | ours p50 / p99 ms | peer req/s | peer p50 / p99 ms | ratio | target | met/missed |')
-console.log('|---|---|---|---|---|---|---|---|---|')
+console.log('req/s: the median of the rounds (lowest–highest). Ratio: ours ÷ peer, medians. Workers: each worker\'s busy share of the run (median).')
+console.log('A note after met/missed counts non-2xx answers, errors and timeouts.\n')
+console.log('| case | connections | body KiB | ours req/s | ours p50 / p99 ms | workers busy | peer req/s | peer p50 / p99 ms | ratio | target | met/missed |')
+console.log('|---|---|---|---|---|---|---|---|---|---|---|')
 for (const r of rows) console.log(r)
+if (wrkRows.length > 0) {
+  console.log(`\nThe same with wrk (a second client; ${SECONDS} s, one run per side)\n`)
+  console.log('| case | connections | ours req/s | peer req/s | ratio |')
+  console.log('|---|---|---|---|---|')
+  for (const r of wrkRows) console.log(r)
+}
 for (const n of [512, 1024]) {
-  const file = ourRates.get(`matmul ${n}×${n} safetensors float32`)
-  const b64 = ourRates.get(`matmul ${n}×${n} base64 float32`)
-  if (file !== undefined && b64 !== undefined) console.log(`\nours at ${n}×${n} float32: safetensors ${file.toFixed(1)} req/s, base64 JSON ${b64.toFixed(1)} req/s: ${(file / b64).toFixed(2)}×`)
+  for (const connections of CONNECTIONS) {
+    const file = ourRates.get(`matmul ${n}×${n} safetensors float32/${connections}`)
+    const b64 = ourRates.get(`matmul ${n}×${n} base64 float32/${connections}`)
+    if (file !== undefined && b64 !== undefined) console.log(`\nours at ${n}×${n} float32, ${connections} connections: safetensors ${file.toFixed(1)} req/s, base64 JSON ${b64.toFixed(1)} req/s: ${(file / b64).toFixed(2)}×`)
+  }
 }

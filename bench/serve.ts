@@ -22,7 +22,7 @@ export async function startService (
 ): Promise<{ base: string, server: ChildProcess }> {
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
-  const server = spawn(process.execPath, ['dist/server.js'], {
+  const server = spawn(process.execPath, [...(process.env.SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/server.js'], {
     env: { ...env, ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', stdout, 'inherit']
   })

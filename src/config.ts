@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { BUFFER_POOL_BYTES } from './tensor/buffers.js'
 
 export interface Config {
   port: number
@@ -39,6 +40,8 @@ export interface Config {
   splitMinFlops: number
   /** Bodies of this many bytes or more are parsed, validated and decoded in a worker, not on the main thread (0: never). */
   workerParseMinBytes: number
+  /** Bytes of recycled buffers each thread (main and every worker) may keep for later requests (0: none). */
+  bufferPoolBytes: number
   /** API keys from API_KEYS (empty: none; with none here nor in apiKeysFile, no key is needed). */
   apiKeys: string[]
   /** A file of API keys, one a line, re-read on SIGHUP ('': none). */
@@ -97,6 +100,7 @@ export function defaultConfig (): Config {
     inlineMaxFlops: INLINE_MAX_FLOPS,
     splitMinFlops: SPLIT_MIN_FLOPS,
     workerParseMinBytes: WORKER_PARSE_MIN_BYTES,
+    bufferPoolBytes: BUFFER_POOL_BYTES,
     apiKeys: [],
     apiKeysFile: '',
     metricsRequireKey: false,
@@ -125,6 +129,7 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'inlineMaxFlops', name: 'INLINE_MAX_FLOPS', min: 0, max: 1e12, integer: false },
   { key: 'splitMinFlops', name: 'SPLIT_MIN_FLOPS', min: 0, max: 1e18, integer: false },
   { key: 'workerParseMinBytes', name: 'WORKER_PARSE_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
+  { key: 'bufferPoolBytes', name: 'BUFFER_POOL_BYTES', min: 0, max: 2 ** 40, integer: true },
   { key: 'rateLimitMax', name: 'RATE_LIMIT_MAX', min: 0, max: 1e9, integer: true },
   { key: 'rateLimitWindowMs', name: 'RATE_LIMIT_WINDOW_MS', min: 1, max: 2 ** 31 - 1, integer: true }
 ]

@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, type Metric, Registry } from 'prom-client'
+import { buffers } from '../tensor/buffers.js'
 
 interface Series { labels: Record<string, string>, buckets: Float64Array, sum: number, count: number }
 interface ExportedValue { labels: Record<string, string | number>, sharedLabels: Record<string, string>, value: number, metricName: string }
@@ -87,6 +88,8 @@ export interface Metrics {
   failed: Counter<'op'>
   /** Set by the pool: how it reports its queue depth and busy workers at scrape time. */
   poolState: () => { queued: number, busy: number, workers: number }
+  /** Set by the pool: seconds each worker thread has spent on tasks, by its thread id. */
+  workerBusy: () => Map<number, number>
 }
 
 declare module 'fastify' {
@@ -122,7 +125,8 @@ async function metricsPlugin (app: FastifyInstance): Promise<void> {
       labelNames: ['op'],
       registers: [registry]
     }),
-    poolState: () => ({ queued: 0, busy: 0, workers: 0 })
+    poolState: () => ({ queued: 0, busy: 0, workers: 0 }),
+    workerBusy: () => new Map()
   }
   // eslint-disable-next-line no-new
   new Gauge({
@@ -144,6 +148,24 @@ async function metricsPlugin (app: FastifyInstance): Promise<void> {
     help: 'Worker threads in the pool',
     registers: [registry],
     collect () { this.set(metrics.poolState().workers) }
+  })
+  // eslint-disable-next-line no-new
+  new Counter({
+    name: 'tensor_worker_busy_seconds_total',
+    help: 'Time each worker thread has spent running tasks (its utilisation is the rate of this)',
+    labelNames: ['worker'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const [worker, seconds] of metrics.workerBusy()) this.inc({ worker: String(worker) }, seconds)
+    }
+  })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'tensor_buffer_pool_bytes',
+    help: 'Bytes of recycled buffers the main thread keeps for the next requests (BUFFER_POOL_BYTES caps it)',
+    registers: [registry],
+    collect () { this.set(buffers.stats().freeBytes) }
   })
   app.decorate('metrics', metrics)
 

@@ -16,6 +16,7 @@ import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { Config } from '../config.js'
 import { ApiError } from '../errors.js'
+import { buffers } from '../tensor/buffers.js'
 import { closeGate, type Gate, newGate } from '../worker/gate.js'
 import type { RequestOutcome, RequestTask } from '../worker/request.js'
 import { TASKS, type TaskName } from '../worker/tasks.js'
@@ -51,15 +52,30 @@ export interface PoolOptions {
   config: Config
 }
 
+/** Slots of the busy-time table, one per worker thread by its id (modulo). */
+export const BUSY_SLOTS = 64
+
 async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promise<void> {
+  // seconds each worker spent on tasks, written by the workers (src/worker/index.ts), read by /metrics
+  const busy = new Float64Array(new SharedArrayBuffer(8 * BUSY_SLOTS))
+  app.metrics.workerBusy = () => {
+    const out = new Map<number, number>()
+    for (const worker of pool.threads) {
+      const seconds = busy[worker.threadId % BUSY_SLOTS]
+      out.set(worker.threadId, seconds)
+    }
+    return out
+  }
   const pool = new Piscina({
     filename: config.workerFile ?? WORKER_FILE,
     minThreads: config.workers,
     maxThreads: config.workers,
     concurrentTasksPerWorker: 1,
     idleTimeout: 60_000,
-    resourceLimits: { maxOldGenerationSizeMb: config.workerHeapMb }
+    resourceLimits: { maxOldGenerationSizeMb: config.workerHeapMb },
+    workerData: { bufferPoolBytes: config.bufferPoolBytes, busy: busy.buffer }
   })
+  buffers.setCap(config.bufferPoolBytes)
   pool.on('error', (err: unknown) => app.log.error({ err }, 'worker thread failed'))
   // Admission is counted here: a task runs when a started worker is free, else waits in this
   // FIFO (at most MAX_QUEUE), else is refused. So piscina never queues, its maxQueue (ignored

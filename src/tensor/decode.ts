@@ -11,6 +11,7 @@ import { Buffer } from 'node:buffer'
 import { type ApiError, invalidTensor } from '../errors.js'
 import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { buffers } from './buffers.js'
 import { bitsToFloat32, type HalfDType, roundTo16 } from './half.js'
 
 export const NON_FINITE: Readonly<Record<string, number>> = { NaN, Infinity, '-Infinity': -Infinity }
@@ -176,7 +177,8 @@ function decodeBase64 (s: string, count: number, dtype: WireDType, name: string)
   // URL-safe '-' and '_' (looked for). With '=' padding, the bits past the last byte must be zero
   // (the last quantum must be the standard encoding of its bytes). (A regular expression over a
   // string of megabytes costs ten times more; so did decoding and encoding again.)
-  const out = dtype === 'float64' ? new Float64Array(count) : isHalf(dtype) ? new Uint16Array(count) : new Float32Array(count)
+  // (float32 and float64 into a buffer of this thread's pool: it moves to a worker with its task and comes back)
+  const out = dtype === 'float64' ? new Float64Array(buffers.take(bytes), 0, count) : isHalf(dtype) ? new Uint16Array(count) : new Float32Array(buffers.take(bytes), 0, count)
   const view = Buffer.from(out.buffer, out.byteOffset, bytes)
   if (view.write(s, 'base64') !== bytes || s.includes('-') || s.includes('_')) throw malformed()
   if (padding > 0 && view.toString('base64', bytes - 3 + padding) !== s.slice(-4)) throw malformed()

@@ -10,6 +10,7 @@ import { Buffer } from 'node:buffer'
 import type { FloatArray, WireDType } from '../kernels/types.js'
 import { begin, end } from '../kernels/wasm/runtime.js'
 import { format16, type HalfDType, roundTo16, textOf, toBits16Array } from './half.js'
+import { buffers } from './buffers.js'
 import { encodeSafetensors } from './safetensors.js'
 
 /** Most bytes the WebAssembly printer writes for one float64 and its comma ("-0.0000012345678901234567,"). */
@@ -242,9 +243,13 @@ const utf8 = new TextEncoder()
  * The reply's body, in a buffer of its own (a worker moves it back to the main thread): JSON as
  * UTF-8 bytes, or a safetensors file.
  */
-export function encodeReplyBytes (buffer: FloatArray, dtype: WireDType, spec: ReplySpec): Uint8Array {
-  if (spec.format === 'safetensors') return encodeSafetensors(roundResult(buffer, dtype), dtype, spec.outputs)
-  return utf8.encode(encodeReply(buffer, dtype, spec))
+export function encodeReplyBytes (buffer: FloatArray, dtype: WireDType, spec: ReplySpec, into?: ArrayBuffer): Uint8Array {
+  if (spec.format === 'safetensors') return encodeSafetensors(roundResult(buffer, dtype), dtype, spec.outputs, into)
+  const text = encodeReply(buffer, dtype, spec)
+  // (the text is ASCII, one byte a character: numbers, base64, field names and punctuation)
+  const target = into !== undefined && into.byteLength >= text.length ? into : buffers.take(text.length)
+  const { read, written } = utf8.encodeInto(text, new Uint8Array(target, 0, text.length))
+  return read === text.length ? new Uint8Array(target, 0, written) : utf8.encode(text)
 }
 
 /** The reply's body on the main thread: JSON text, or a safetensors file. */

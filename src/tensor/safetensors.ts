@@ -17,6 +17,7 @@ import sjson from 'secure-json-parse'
 import { invalidTensor } from '../errors.js'
 import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { buffers } from './buffers.js'
 import { FILE_VALUES, type FileTensor } from './decode.js'
 import { bitsToFloat32, toBits16Array } from './half.js'
 
@@ -183,10 +184,15 @@ const ARRAY_ITEM = /^([^.]+)\.(0|[1-9][0-9]{0,5})$/
  * The request body a safetensors file stands for (to be validated by the operation's schema):
  * its tensors as FileTensors in their fields, its metadata as the other fields.
  */
-export function decodeSafetensorsBody (bytes: Uint8Array, limits: Limits): Record<string, unknown> {
+export function decodeSafetensorsBody (
+  bytes: Uint8Array,
+  limits: Limits,
+  // whether the body's whole buffer is the caller's to hand over (a pooled body, moved to a worker);
+  // by default only a buffer that the body fills exactly (a small Buffer may be a slice of Node's
+  // shared pool, which must never move to a worker)
+  owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+): Record<string, unknown> {
   const { entries, metadata, dataStart } = readHeader(bytes, limits)
-  // (a small Buffer may be a slice of Node's shared pool, which must never move to a worker)
-  const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
   const body: Record<string, unknown> = {}
   const arrays = new Map<string, unknown[]>()
   for (const e of entries) {
@@ -231,7 +237,13 @@ function setField (body: Record<string, unknown>, key: string, value: unknown): 
  * A safetensors file of the result tensors cut in order from one buffer, laid out as the
  * safetensors library writes them: names in order (all of one dtype), header padded with spaces.
  */
-export function encodeSafetensors (buffer: FloatArray, dtype: WireDType, outputs: ReadonlyArray<{ field: string, shape: number[], length: number, absent?: boolean }>): Uint8Array {
+export function encodeSafetensors (
+  buffer: FloatArray,
+  dtype: WireDType,
+  outputs: ReadonlyArray<{ field: string, shape: number[], length: number, absent?: boolean }>,
+  // written here when it is large enough, else into a buffer of this thread's pool
+  into?: ArrayBuffer
+): Uint8Array {
   const itemsize = ITEMSIZE[dtype]
   let offset = 0
   // (an absent output, an einsum gradient not asked for, is no tensor of the file)
@@ -250,9 +262,9 @@ export function encodeSafetensors (buffer: FloatArray, dtype: WireDType, outputs
   let text = JSON.stringify(header)
   text += ' '.repeat((8 - (Buffer.byteLength(text) % 8)) % 8)
   const headerBytes = Buffer.from(text, 'utf8')
-  const out = new Uint8Array(8 + headerBytes.length + end)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, headerBytes.length, true)
+  const total = 8 + headerBytes.length + end
+  const out = new Uint8Array(into !== undefined && into.byteLength >= total ? into : buffers.take(total), 0, total)
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true)
   out.set(headerBytes, 8)
   let at = 8 + headerBytes.length
   for (const o of placed) {

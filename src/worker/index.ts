@@ -3,9 +3,11 @@
  * operands (moved in, not copied) and the shape information checked on the main thread, and
  * moves back the reply's bytes (JSON or a safetensors file), or, without a reply spec, its result.
  */
-import { move, transferableSymbol, valueSymbol } from 'piscina'
+import { threadId } from 'node:worker_threads'
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import { enableEngine, useGate } from '../kernels/ort/engine.js'
 import type { FloatArray, WireDType } from '../kernels/types.js'
+import { buffers } from '../tensor/buffers.js'
 import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import type { Gate } from './gate.js'
 import { handleRequest, type RequestTask } from './request.js'
@@ -14,22 +16,54 @@ import * as tasks from './tasks.js'
 // the native engine computes this thread's kernels (src/kernels/ort)
 enableEngine()
 
-/**
- * With a reply spec, the reply's bytes (JSON as UTF-8, or a safetensors file), encoded here (off
- * the main thread) and moved back in a buffer of their own; else the result itself, moved.
- */
-function answer (result: FloatArray, task: { dtype: WireDType, reply?: ReplySpec }): unknown {
-  if (task.reply === undefined) return move(result)
-  return move(encodeReplyBytes(result, task.dtype, task.reply))
+// this thread's buffer pool, capped as the main thread's is (BUFFER_POOL_BYTES)
+if (typeof workerData?.bufferPoolBytes === 'number') buffers.setCap(workerData.bufferPoolBytes)
+
+/** This thread's slot of the pool's busy-time table (seconds on tasks; src/plugins/pool.ts). */
+const busy = workerData?.busy instanceof SharedArrayBuffer ? new Float64Array(workerData.busy) : null
+const busySlot = threadId % (busy?.length ?? 1)
+
+/** Runs a task, adding its time to this thread's busy seconds. */
+function timed<T> (run: () => T): T {
+  const started = performance.now()
+  try {
+    return run()
+  } finally {
+    if (busy !== null) busy[busySlot] += (performance.now() - started) / 1000
+  }
 }
 
-/** What the pool adds to every task: the reply to encode here, and the task's stop gate. */
-type FromPool<T> = T & { reply?: ReplySpec, gate?: Gate }
+/**
+ * With a reply spec, the reply's bytes (JSON as UTF-8, or a safetensors file), encoded here (off
+ * the main thread) into the buffer the pool lent for them (`into`), and moved back with the
+ * task's operand buffers (`lent`) for the main thread's pool to use again; the result goes back to
+ * this thread's pool. Without a reply spec, the result itself, moved.
+ */
+function answer (result: FloatArray, task: FromPool<{ dtype: WireDType }>): unknown {
+  if (task.reply === undefined) return move(result)
+  const bytes = encodeReplyBytes(result, task.dtype, task.reply, task.into)
+  buffers.give(result.buffer as ArrayBuffer)
+  return lentBack({ bytes, lent: task.lent ?? [] })
+}
+
+/** An answer moved back with its reply's buffer and the lent buffers (each once; none detached). */
+function lentBack<T extends { bytes: Uint8Array, lent: ArrayBuffer[] }> (answer: T): unknown {
+  const reply = answer.bytes.buffer as ArrayBuffer
+  answer.lent = answer.lent.filter((b, i, all) => b !== reply && b.byteLength > 0 && all.indexOf(b) === i)
+  const transfer = [reply, ...answer.lent]
+  return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return answer } })
+}
+
+/**
+ * What the pool adds to every task: the reply to encode here, the buffer lent for its bytes, the
+ * buffers it moved in (given back with the answer), and the task's stop gate.
+ */
+type FromPool<T> = T & { reply?: ReplySpec, into?: ArrayBuffer, lent?: ArrayBuffer[], gate?: Gate }
 
 /** Runs one operation's task under its stop gate and answers with its result. */
 function compute<T extends { dtype: WireDType }> (kernel: (task: T) => FloatArray, task: FromPool<T>): unknown {
   useGate(task.gate ?? null)
-  return answer(kernel(task), task)
+  return timed(() => answer(kernel(task), task))
 }
 
 export function matmul (task: FromPool<tasks.MatmulTask>): unknown {
@@ -83,7 +117,7 @@ export function einsumBackward (task: FromPool<tasks.EinsumTask>): unknown {
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */
 export function request (task: FromPool<RequestTask>): unknown {
   useGate(task.gate ?? null)
-  const { outcome, transfer } = handleRequest(task)
+  const { outcome, transfer } = timed(() => handleRequest(task))
   return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return outcome } })
 }
 

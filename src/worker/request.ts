@@ -14,6 +14,7 @@ import { OPERATIONS, type OperationName } from '../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Prepared, replySpecOf } from '../operations/spec.js'
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
+import { buffers } from '../tensor/buffers.js'
 import { encodeReplyBytes, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
 import { bareNonFinite, parseJsonBytes } from '../tensor/json.js'
 import { decodeSafetensorsBody } from '../tensor/safetensors.js'
@@ -34,7 +35,12 @@ export interface RequestTask {
 /** The request body formats: a body format is a decoder into the value the body schema validates. */
 export type BodyFormat = 'json' | 'safetensors'
 
-export type RequestOutcome =
+/**
+ * What the worker made of the request. Every outcome but `prepared` comes back with the body's
+ * buffer: as the reply's (`bytes` is written over the body once the result is computed, when it
+ * fits) or in `lent`, for the main thread's pool to use again.
+ */
+export type RequestOutcome = (
   | { kind: 'reply', bytes: Uint8Array, shapes: Record<string, number[]> }
   /** Decoded and checked, to be computed by the pool (a matmul large enough to split). */
   | { kind: 'prepared', prepared: Prepared, reply: ReplySpec, shapes: Record<string, number[]> }
@@ -42,6 +48,7 @@ export type RequestOutcome =
   | { kind: 'invalid-json', bare: { token: string, at: number } | null }
   | { kind: 'schema', errors: SchemaError[] }
   | { kind: 'api', code: string, message: string, shapes: Record<string, number[]> }
+) & { lent?: ArrayBuffer[] }
 
 const validators = new Map<OperationName, BodyValidator>()
 
@@ -57,14 +64,19 @@ function validatorOf (op: OperationName): BodyValidator {
 /** The outcome, and the buffers that move back with it. */
 export function handleRequest ({ op, body, format, reply: replyFormat, limits, splitMinFlops }: RequestTask): { outcome: RequestOutcome, transfer: ArrayBuffer[] } {
   const shapes: Record<string, number[]> = {}
+  const bodyBuffer = body.buffer as ArrayBuffer
+  /** An outcome without a reply: the body's buffer goes back with it. */
+  const back = (outcome: RequestOutcome): { outcome: RequestOutcome, transfer: ArrayBuffer[] } =>
+    ({ outcome: { ...outcome, lent: [bodyBuffer] }, transfer: [bodyBuffer] })
   const refused = (err: unknown): { outcome: RequestOutcome, transfer: ArrayBuffer[] } => {
-    if (isApiError(err)) return { outcome: { kind: 'api', code: err.code, message: err.message, shapes }, transfer: [] }
+    if (isApiError(err)) return back({ kind: 'api', code: err.code, message: err.message, shapes })
     throw err
   }
   let parsed: unknown
   if (format === 'safetensors') {
     try {
-      parsed = decodeSafetensorsBody(body, limits)
+      // (the body was moved here: its tensors may be read where they lie)
+      parsed = decodeSafetensorsBody(body, limits, true)
     } catch (err) {
       return refused(err)
     }
@@ -72,11 +84,11 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     try {
       parsed = parseJsonBytes(body)
     } catch {
-      return { outcome: { kind: 'invalid-json', bare: bareNonFinite(body) }, transfer: [] }
+      return back({ kind: 'invalid-json', bare: bareNonFinite(body) })
     }
   }
   const validate = validatorOf(op)
-  if (!validate(parsed)) return { outcome: { kind: 'schema', errors: validate.errors ?? [] }, transfer: [] }
+  if (!validate(parsed)) return back({ kind: 'schema', errors: validate.errors ?? [] })
 
   const spec = OPERATIONS[op]
   const data = parsed as CommonBody
@@ -92,6 +104,11 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     return { outcome: { kind: 'prepared', prepared, reply, shapes }, transfer: prepared.transfer }
   }
   const result = (TASKS[op] as (t: object) => FloatArray)(prepared.task)
-  const bytes = encodeReplyBytes(result, prepared.task.dtype, reply)
-  return { outcome: { kind: 'reply', bytes, shapes }, transfer: [bytes.buffer as ArrayBuffer] }
+  // the operands are read: the reply is written over the body, and the result and the operands
+  // decoded into buffers of their own go back to this thread's pool
+  const bytes = encodeReplyBytes(result, prepared.task.dtype, reply, bodyBuffer)
+  buffers.give(result.buffer as ArrayBuffer)
+  for (const b of prepared.transfer) if (b !== bodyBuffer) buffers.give(b)
+  if (bytes.buffer === bodyBuffer) return { outcome: { kind: 'reply', bytes, shapes }, transfer: [bodyBuffer] }
+  return { outcome: { kind: 'reply', bytes, shapes, lent: [bodyBuffer] }, transfer: [bytes.buffer as ArrayBuffer, bodyBuffer] }
 }

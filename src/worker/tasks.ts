@@ -1,6 +1,6 @@
 /**
- * The operations' task runners: allocate the result, run the pure kernel, return the result as
- * one typed array. The worker entry (index.ts) runs them in worker threads; the pool runs the
+ * The operations' task runners: take the result from this thread's buffer pool (zeroed), run the
+ * pure kernel, return the result as one typed array. The worker entry (index.ts) runs them in worker threads; the pool runs the
  * smallest tasks inline on the main thread, where a worker's round trip would cost more than the
  * computation. One large matmul may be given the threads of idle workers too (`threads`).
  */
@@ -10,13 +10,14 @@ import { dot as dotKernel, type DotInfo } from '../kernels/dot.js'
 import { einsum as einsumKernel, type Program } from '../kernels/einsum.js'
 import { linear as linearKernel, type LinearInfo } from '../kernels/linear.js'
 import { matmul as matmulKernel, type MatmulInfo } from '../kernels/matmul.js'
-import { allocate, type FloatArray, kernelDtype, type WireDType } from '../kernels/types.js'
+import { type FloatArray, kernelDtype, type WireDType } from '../kernels/types.js'
 import { attentionBackward as attentionGrad } from '../kernels/grad/attention.js'
 import { conv2dBackward as conv2dGrad } from '../kernels/grad/conv2d.js'
 import { dotBackward as dotGrad } from '../kernels/grad/dot.js'
 import { linearBackward as linearGrad } from '../kernels/grad/linear.js'
 import { matmulBackward as matmulGrad } from '../kernels/grad/matmul.js'
 import type { BackwardTask, GradOutputs } from '../operations/backward.js'
+import { pooledArray } from '../tensor/buffers.js'
 
 /** `threads`: the native engine's threads for this matmul, when the pool gave it more than one worker's share. */
 export interface MatmulTask { dtype: WireDType, a: FloatArray, b: FloatArray, info: MatmulInfo, threads?: number }
@@ -34,27 +35,32 @@ export interface AttentionTask {
 
 export interface EinsumTask { dtype: WireDType, operands: FloatArray[], info: { flops: number, programs: Program[], outElements: number } }
 
+/** A zeroed result array of the dtype's kernel type, from this thread's pool (src/tensor/buffers.ts). */
+function result (dtype: WireDType, length: number): FloatArray {
+  return pooledArray(kernelDtype(dtype), length)
+}
+
 export function matmul ({ dtype, a, b, info, threads }: MatmulTask): FloatArray {
-  return matmulKernel(allocate(dtype, info.outElements), a, b, info, threads)
+  return matmulKernel(result(dtype, info.outElements), a, b, info, threads)
 }
 
 export function dot ({ dtype, a, b, info }: DotTask): FloatArray {
-  return dotKernel(allocate(dtype, 1), a, b, info)
+  return dotKernel(result(dtype, 1), a, b, info)
 }
 
 export function linear ({ dtype, input, weights, bias, info }: LinearTask): FloatArray {
-  return linearKernel(allocate(dtype, info.outElements), input, weights, bias, info)
+  return linearKernel(result(dtype, info.outElements), input, weights, bias, info)
 }
 
 export function conv2d ({ dtype, input, kernel, bias, info }: Conv2dTask): FloatArray {
-  return conv2dKernel(allocate(dtype, info.outElements), input, kernel, bias, info)
+  return conv2dKernel(result(dtype, info.outElements), input, kernel, bias, info)
 }
 
 /** Output and (when asked) weights share one buffer, output first. */
 export function attention ({ dtype, query, key, value, mask, info }: AttentionTask): FloatArray {
   const outN = info.B * info.Lq * info.Ev
   const wN = info.returnWeights ? info.B * info.Lq * info.Lk : 0
-  const all = allocate(dtype, outN + wN)
+  const all = result(dtype, outN + wN)
   const weights = info.returnWeights ? all.subarray(outN) : null
   attentionKernel(all.subarray(0, outN), weights, query, key, value, mask, info)
   return all
@@ -63,7 +69,7 @@ export function attention ({ dtype, query, key, value, mask, info }: AttentionTa
 /** The programs' outputs, one after the other (src/kernels/einsum.ts). */
 export function einsum ({ dtype, operands, info }: EinsumTask): FloatArray {
   const length = info.programs.reduce((n, p) => n + p.outLength, 0)
-  return einsumKernel(allocate(dtype, length), operands, info.programs, kernelDtype(dtype))
+  return einsumKernel(result(dtype, length), operands, info.programs, kernelDtype(dtype))
 }
 
 /**
@@ -74,7 +80,7 @@ function backward<F> (kernel: (task: BackwardTask<F>, outs: GradOutputs) => void
   return (task: BackwardTask<F>): FloatArray => {
     let total = 0
     for (const [, length] of task.layout) total += length
-    const all = allocate(task.dtype, total)
+    const all = result(task.dtype, total)
     const outs: GradOutputs = {}
     let offset = 0
     for (const [field, length] of task.layout) {

@@ -14,19 +14,21 @@
  * same WebAssembly row scanner as in the workers (src/tensor/json.ts).
  */
 import { Buffer } from 'node:buffer'
-import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
+import type { Readable } from 'node:stream'
+import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
 import { ApiError, type ErrorCode, notAcceptableMessage } from '../../errors.js'
-import type { FloatArray } from '../../kernels/types.js'
 import { OPERATIONS } from '../../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
 import { OPERATION_SECURITY, operationReplies } from '../../openapi.js'
 import { overloaded } from '../../plugins/pool.js'
 import { compileBodyValidator } from '../../schemas/ajv.js'
 import { formatSchemaErrors } from '../../schemas/validation.js'
-import { encodeReplyBody, type ReplyFormat, type ReplySpec } from '../../tensor/encode.js'
+import { buffers, MIN_POOLED_BYTES } from '../../tensor/buffers.js'
+import { encodeReplyBody, replyBytesBound, type ReplyFormat, type ReplySpec } from '../../tensor/encode.js'
 import { bareNonFinite, bareNonFiniteMessage, parseJsonBytes, SCAN_MIN_BYTES } from '../../tensor/json.js'
 import { decodeSafetensorsBody, isFileBody } from '../../tensor/safetensors.js'
 import type { BodyFormat } from '../../worker/request.js'
+import { readBody } from './read-body.js'
 
 /** A body left unparsed on the main thread, for a worker to parse: JSON, or a safetensors file. */
 export class RawBody {
@@ -76,12 +78,6 @@ export function replyFormatOf (accept: string | undefined, binaryRequest: boolea
   return json === binary ? own : json > binary ? 'json' : 'safetensors'
 }
 
-/** The bytes in a buffer of their own, so that they can move to a worker. */
-function ownBytes (body: Buffer): Uint8Array {
-  if (body.byteOffset === 0 && body.buffer.byteLength === body.byteLength) return body
-  return new Uint8Array(body)
-}
-
 /**
  * Whether the bulk of a body is numbers, which are costly to parse, rather than the text of a
  * long string (a base64 tensor), which JSON.parse copies at memory speed: 256 bytes from the
@@ -116,12 +112,29 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   // (encapsulated: this parser and this validator compiler apply to the operation routes only)
   app.decorateRequest('replyFormat', undefined)
   const parseJson = app.getDefaultJsonParser('error', 'error')
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    const bytes = body as Buffer
+  /**
+   * A parser over the body read into a buffer of the pool (./read-body.ts). A body parsed here goes
+   * back to the pool once parsed (what was parsed from it holds copies); a RawBody's buffer moves
+   * to a worker and comes back with the answer.
+   */
+  const fromPool = (parse: (request: FastifyRequest, bytes: Buffer, done: (err: Error | null, value?: unknown) => void) => void) =>
+    (request: FastifyRequest, payload: unknown, done: (err: Error | null, value?: unknown) => void): void => {
+      readBody(request, payload as Readable, config.bodyLimitBytes, (err, bytes) => {
+        if (err !== null || bytes === undefined) {
+          done(err)
+          return
+        }
+        parse(request, bytes, (err, value) => {
+          if (!(value instanceof RawBody)) buffers.give(bytes.buffer as ArrayBuffer)
+          done(err, value)
+        })
+      })
+    }
+  app.addContentTypeParser('application/json', fromPool((request, bytes, done) => {
     const large = config.workerParseMinBytes > 0 && bytes.length >= config.workerParseMinBytes
     if ((large || bytes.length >= SCAN_MIN_BYTES) && mostlyNumbers(bytes)) {
       if (large) {
-        done(null, new RawBody(ownBytes(bytes), 'json'))
+        done(null, new RawBody(bytes, 'json'))
         return
       }
       // the rows of numbers converted in WebAssembly: the value (and the failures) of Fastify's parser
@@ -138,7 +151,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
     parseJson(request, bytes as unknown as string, (err, value) => { // (it takes a Buffer as well)
       done((err as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(bareNonFinite(bytes)) : err, value)
     })
-  })
+  }))
   // the replies are JSON the encoder wrote (src/tensor/encode.ts), or errors of four fields: the
   // response schemas are the document's, and the components they share are not compiled
   app.setSerializerCompiler(() => (data) => JSON.stringify(data))
@@ -156,32 +169,51 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
   })
 
   // safetensors files: read here, or from WORKER_PARSE_MIN_BYTES in a worker
-  app.addContentTypeParser(BINARY_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
-    const bytes = body as Buffer
+  app.addContentTypeParser(BINARY_TYPE, fromPool((request, bytes, done) => {
     if (config.workerParseMinBytes > 0 && bytes.length >= config.workerParseMinBytes) {
-      done(null, new RawBody(ownBytes(bytes), 'safetensors'))
+      done(null, new RawBody(bytes, 'safetensors'))
       return
     }
     let value: unknown
     try {
-      value = decodeSafetensorsBody(bytes, app.limits)
+      // (copied out of the body, which goes back to the pool)
+      value = decodeSafetensorsBody(bytes, app.limits, false)
     } catch (err) {
       done(err as FastifyError, undefined)
       return
     }
     done(null, value)
-  })
+  }))
 
-  /** Computes a prepared task on the pool (or inline) and gives the reply's body. */
+  /**
+   * Computes a prepared task on the pool (or inline) and gives the reply's body. A worker encodes
+   * the reply (the encoding shares the pool's cores) into a buffer lent from this thread's pool,
+   * sized from the shapes, and gives back the operands' buffers with it; an inline computation
+   * gives its result, encoded here.
+   */
   async function computePrepared (spec: Operation, prepared: Prepared, replySpec: ReplySpec, reply: FastifyReply): Promise<Buffer | string> {
-    // a worker answers with the reply's bytes (the encoding shares the pool's cores); inline
-    // and split computations give the result buffer, encoded here
-    // (the reply spec is added to the task in place: spreading the task into a new object took 0.7 µs)
-    const task: Prepared['task'] & { reply?: ReplySpec } = prepared.task
+    // (added to the task in place: spreading the task into a new object took 0.7 µs)
+    const task: Prepared['task'] & { reply?: ReplySpec, into?: ArrayBuffer, lent?: ArrayBuffer[] } = prepared.task
     task.reply = replySpec
-    const result = await app.compute(spec.name, task, prepared.transfer, reply)
-    const body = result instanceof Uint8Array ? result : encodeReplyBody(result as FloatArray, prepared.task.dtype, replySpec)
-    return typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+    task.lent = prepared.transfer
+    const bound = replyBytesBound(prepared.task.dtype, replySpec)
+    const into = bound >= MIN_POOLED_BYTES ? buffers.take(bound) : undefined
+    task.into = into
+    const result = await app.compute(spec.name, task, into === undefined ? prepared.transfer : [...prepared.transfer, into], reply)
+    if (result instanceof Float32Array || result instanceof Float64Array) { // computed inline: nothing moved
+      buffers.give(into)
+      const body = encodeReplyBody(result, prepared.task.dtype, replySpec)
+      return typeof body === 'string' ? body : pooledReply(body, reply)
+    }
+    const answer = result as { bytes: Uint8Array, lent: ArrayBuffer[] }
+    for (const b of answer.lent) buffers.give(b)
+    return pooledReply(answer.bytes, reply)
+  }
+
+  /** The reply's bytes as a Buffer over their pooled memory, given back once the socket has written them. */
+  function pooledReply (bytes: Uint8Array, reply: FastifyReply): Buffer {
+    if (bytes.buffer.byteLength >= MIN_POOLED_BYTES) reply.raw.once('finish', () => buffers.give(bytes.buffer as ArrayBuffer))
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 
   const beforeBody: onRequestHookHandler[] = []
@@ -229,10 +261,11 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
           limits: app.limits,
           splitMinFlops: config.splitMinFlops
         }, reply)
+        for (const b of outcome.lent ?? []) buffers.give(b)
         switch (outcome.kind) {
           case 'reply':
             request.shapes = outcome.shapes
-            return Buffer.from(outcome.bytes.buffer, outcome.bytes.byteOffset, outcome.bytes.byteLength)
+            return pooledReply(outcome.bytes, reply)
           case 'prepared':
             request.shapes = outcome.shapes
             return await computePrepared(spec, outcome.prepared, outcome.reply, reply)
