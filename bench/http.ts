@@ -50,15 +50,35 @@ function base64f32 (n: number, seed: number): object {
   return { shape: [n, n], dtype: 'float32', data: Buffer.from(data.buffer).toString('base64') }
 }
 function nestedCase (n: number, target: number): Case {
-  return { name: `matmul ${n}×${n} nested`, body: JSON.stringify({ a: nested(n, 1), b: nested(n, 2) }), dtype: 'float64', target, form: 'json' }
+  return { name: `matmul ${n}×${n} nested`, route: 'matmul', body: JSON.stringify({ a: nested(n, 1), b: nested(n, 2) }), dtype: 'float64', target, form: 'json' }
 }
 function base64Case (n: number, target: number): Case {
   const body = JSON.stringify({ a: base64f32(n, 1), b: base64f32(n, 2), encoding: 'base64' })
-  return { name: `matmul ${n}×${n} base64 float32`, body, dtype: 'float32', target, form: 'json' }
+  return { name: `matmul ${n}×${n} base64 float32`, route: 'matmul', body, dtype: 'float32', target, form: 'json' }
 }
-/** A safetensors file of float32 tensors a and b, as safetensors.numpy.save lays it out. */
-function safetensorsFile (tensors: Record<string, { shape: number[], data: Float32Array }>): Buffer {
+/** Float32 tensors of the given shapes, from seeds 1, 2, … in order. */
+function tensorsOf (shapes: Record<string, number[]>): Record<string, { shape: number[], data: Float32Array }> {
+  return Object.fromEntries(Object.entries(shapes).map(([name, shape], i) =>
+    [name, { shape, data: Float32Array.from(values(shape.reduce((p, d) => p * d, 1), i + 1)) }]))
+}
+/** conv2d 1×3×224×224 with 16 filters 3×3, padding 1, or attention 8×128×64 (float32), in base64 JSON or a file. */
+function otherCase (route: 'conv2d' | 'attention', form: 'json' | 'safetensors', target: number): Case {
+  const tensors = route === 'conv2d'
+    ? tensorsOf({ input: [1, 3, 224, 224], kernel: [16, 3, 3, 3] })
+    : tensorsOf({ query: [8, 128, 64], key: [8, 128, 64], value: [8, 128, 64] })
+  const options: Record<string, number> = route === 'conv2d' ? { padding: 1 } : {}
+  const what = route === 'conv2d' ? 'conv2d 1×3×224×224, 16 filters 3×3, pad 1' : 'attention 8×128×64'
+  if (form === 'safetensors') {
+    return { name: `${what} safetensors float32`, route, body: safetensorsFile(tensors, options), dtype: 'float32', target, form }
+  }
+  const body: Record<string, unknown> = { ...options, encoding: 'base64' }
+  for (const [name, t] of Object.entries(tensors)) body[name] = { shape: t.shape, dtype: 'float32', data: Buffer.from(t.data.buffer).toString('base64') }
+  return { name: `${what} base64 float32`, route, body: JSON.stringify(body), dtype: 'float32', target, form }
+}
+/** A safetensors file of float32 tensors (options as __metadata__), as safetensors.numpy.save lays it out. */
+function safetensorsFile (tensors: Record<string, { shape: number[], data: Float32Array }>, metadata: Record<string, unknown> = {}): Buffer {
   const header: Record<string, object> = {}
+  if (Object.keys(metadata).length > 0) header.__metadata__ = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, JSON.stringify(v)]))
   let at = 0
   for (const [name, t] of Object.entries(tensors)) {
     header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [at, at + t.data.byteLength] }
@@ -72,10 +92,10 @@ function safetensorsFile (tensors: Record<string, { shape: number[], data: Float
 }
 function safetensorsCase (n: number, target: number): Case {
   const body = safetensorsFile({ a: { shape: [n, n], data: Float32Array.from(values(n * n, 1)) }, b: { shape: [n, n], data: Float32Array.from(values(n * n, 2)) } })
-  return { name: `matmul ${n}×${n} safetensors float32`, body, dtype: 'float32', target, form: 'safetensors' }
+  return { name: `matmul ${n}×${n} safetensors float32`, route: 'matmul', body, dtype: 'float32', target, form: 'safetensors' }
 }
 
-interface Case { name: string, body: string | Buffer, dtype: 'float64' | 'float32', target: number, form: 'json' | 'safetensors' }
+interface Case { name: string, route: 'matmul' | 'conv2d' | 'attention', body: string | Buffer, dtype: 'float64' | 'float32', target: number, form: 'json' | 'safetensors' }
 
 /** The request headers of a case: a file is posted as application/octet-stream and answered with one. */
 function headersOf (c: Case): Record<string, string> {
@@ -93,7 +113,11 @@ const CASES: Case[] = [
   base64Case(512, 1.3),
   safetensorsCase(512, 1.5),
   base64Case(1024, 1.3),
-  safetensorsCase(1024, 1.5)
+  safetensorsCase(1024, 1.5),
+  otherCase('conv2d', 'json', 1.5),
+  otherCase('conv2d', 'safetensors', 1.5),
+  otherCase('attention', 'json', 1.5),
+  otherCase('attention', 'safetensors', 1.5)
 ].filter(c => ONLY.length === 0 || ONLY.some(s => c.name.includes(s)))
 
 interface Answer { shape: number[], values: ArrayLike<number> }
@@ -106,7 +130,7 @@ function flatten (x: unknown, out: number[]): number[] {
 
 /** POSTs the case once; throws unless the answer is 200 with a result of the case's dtype. */
 async function answer (side: string, base: string, c: Case): Promise<Answer> {
-  const res = await fetch(`${base}/v1/matmul`, { method: 'POST', headers: headersOf(c), body: c.body })
+  const res = await fetch(`${base}/v1/${c.route}`, { method: 'POST', headers: headersOf(c), body: c.body })
   if (c.form === 'safetensors' && res.status === 200) {
     const file = Buffer.from(await res.arrayBuffer())
     const n = Number(file.readBigUInt64LE(0))
@@ -159,13 +183,13 @@ async function busySeconds (base: string): Promise<Map<string, number>> {
 
 async function measure (base: string, c: Case, connections: number): Promise<Run> {
   const post = async (): Promise<void> => {
-    await fetch(`${base}/v1/matmul`, { method: 'POST', headers: headersOf(c), body: c.body }).then(r => r.arrayBuffer())
+    await fetch(`${base}/v1/${c.route}`, { method: 'POST', headers: headersOf(c), body: c.body }).then(r => r.arrayBuffer())
   }
   for (const start = Date.now(); Date.now() - start < WARMUP_MS;) await post()
   const busy0 = await busySeconds(base)
   const t0 = performance.now()
   const r = await autocannon({
-    url: `${base}/v1/matmul`,
+    url: `${base}/v1/${c.route}`,
     method: 'POST',
     headers: headersOf(c),
     body: c.body,
@@ -198,7 +222,7 @@ function wrk (base: string, c: Case, connections: number): number | null {
     writeFileSync(join(dir, 'body'), c.body)
     const headers = Object.entries(headersOf(c)).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')
     writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\n${headers}\nlocal f = io.open(${JSON.stringify(join(dir, 'body'))}, "rb")\nwrk.body = f:read("*a")\nf:close()\n`)
-    const r = spawnSync('wrk', ['-t', '2', '-c', String(connections), '-d', `${SECONDS}s`, '--timeout', '30s', '-s', join(dir, 'post.lua'), `${base}/v1/matmul`], { encoding: 'utf8' })
+    const r = spawnSync('wrk', ['-t', '2', '-c', String(connections), '-d', `${SECONDS}s`, '--timeout', '30s', '-s', join(dir, 'post.lua'), `${base}/v1/${c.route}`], { encoding: 'utf8' })
     const m = /Requests\/sec:\s+([0-9.]+)/.exec(r.stdout)
     return m === null ? null : Number(m[1])
   } finally {
@@ -286,7 +310,7 @@ try {
 }
 
 const cpu = cpus()
-console.log(`\nPOST /v1/matmul, autocannon, ${SECONDS} s per side, round and connection count, ${ROUNDS} rounds alternating; ` +
+console.log(`\nautocannon, ${SECONDS} s per side, round and connection count, ${ROUNDS} rounds alternating; ` +
   `${cpu.length} cores, ${cpu[0]?.model ?? 'unknown CPU'}, node ${process.version}`)
 console.log(`Peer: bench/peer/app.py, ${versions}; 2 uvicorn workers, uvloop, httptools, no access log, OPENBLAS_NUM_THREADS=1`)
 console.log('Client and both servers share the machine: the client\'s CPU is taken from the servers\'.')

@@ -3,7 +3,7 @@
  * running uvicorn with 2 workers, uvloop and httptools, no access log, on a free loopback port, with
  * OPENBLAS_NUM_THREADS=1 and without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE.
  *
- * Needs: apt-get install python3-numpy libopenblas0-pthread python3-fastapi python3-uvicorn python3-uvloop python3-httptools
+ * Needs: apt-get install python3-numpy libopenblas0-pthread python3-torch python3-fastapi python3-uvicorn python3-uvloop python3-httptools
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
@@ -15,17 +15,20 @@ export const PYTHON = '/usr/bin/python3'
 /** The Debian package of each Python module the peers import. */
 const PACKAGES: Record<string, string> = {
   numpy: 'python3-numpy',
+  torch: 'python3-torch',
   fastapi: 'python3-fastapi',
   uvicorn: 'python3-uvicorn',
   uvloop: 'python3-uvloop',
   httptools: 'python3-httptools'
 }
 
-/** The environment of a NumPy peer: one BLAS thread, OpenBLAS's own detection of the core and its caches. */
+/** The environment of a NumPy peer: one BLAS thread, OpenBLAS's own detection of the core and its caches, glibc's allocator as it comes. */
 export function peerEnv (): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: '1' }
   delete env.OPENBLAS_CORETYPE
   delete env.OPENBLAS_L2_SIZE
+  // (as a user starts it: glibc's allocator with its defaults)
+  delete env.GLIBC_TUNABLES
   return env
 }
 
@@ -47,7 +50,7 @@ export function checkPython (modules: string[]): void {
  * and waits for the exit. The peer's stdout is dropped and its stderr kept for the error if it does not start.
  */
 export async function startPeer (): Promise<{ base: string, stop: () => Promise<void> }> {
-  checkPython(['numpy', 'fastapi', 'uvicorn', 'uvloop', 'httptools'])
+  checkPython(['numpy', 'torch', 'fastapi', 'uvicorn', 'uvloop', 'httptools'])
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const server = spawn(PYTHON, [

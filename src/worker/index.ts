@@ -4,7 +4,7 @@
  * moves back the reply's bytes (JSON or a safetensors file), or, without a reply spec, its result.
  */
 import { threadId } from 'node:worker_threads'
-import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
+import { move, Piscina, transferableSymbol, valueSymbol } from 'piscina'
 import { enableEngine, useGate } from '../kernels/ort/engine.js'
 import type { FloatArray, WireDType } from '../kernels/types.js'
 import { buffers } from '../tensor/buffers.js'
@@ -15,6 +15,10 @@ import * as tasks from './tasks.js'
 
 // the native engine computes this thread's kernels (src/kernels/ort)
 enableEngine()
+
+// (piscina's exported workerData is read when its module loads, which can be before it is set:
+// its getter reads it now)
+const workerData = Piscina.workerData as { bufferPoolBytes?: number, busy?: SharedArrayBuffer } | undefined
 
 // this thread's buffer pool, capped as the main thread's is (BUFFER_POOL_BYTES)
 if (typeof workerData?.bufferPoolBytes === 'number') buffers.setCap(workerData.bufferPoolBytes)

@@ -236,13 +236,16 @@ describe('the Dockerfile, replayed without a container engine', () => {
     // node itself, in exec form; the file is package.json's main (npm start runs the same file)
     const cmd = execForm(last(runtime, 'CMD')?.args ?? 'null')
     expect(cmd).toEqual(['node', pkg.main])
-    expect(pkg.scripts.start).toBe(`node ${pkg.main}`)
+    // npm start sets the allocator's settings that the image sets in its ENV (checked below)
+    expect(pkg.scripts.start).toMatch(new RegExp(`^GLIBC_TUNABLES=\\S+ node ${pkg.main}$`))
     // not root; USER comes after every RUN
     expect(last(runtime, 'USER')?.args).toBe('node')
     const userAt = runtime.instructions.findIndex((i) => i.keyword === 'USER')
     expect(runtime.instructions.findLastIndex((i) => i.keyword === 'RUN')).toBeLessThan(userAt)
     const env = Object.fromEntries(runtime.instructions.filter((i) => i.keyword === 'ENV').flatMap((i) => parseEnv(i.args)))
     expect(env).toMatchObject({ HOST: '0.0.0.0', NODE_ENV: 'production', PORT: '3000' })
+    expect(env.GLIBC_TUNABLES).toBe(/^GLIBC_TUNABLES=(\S+) /.exec(pkg.scripts.start)?.[1])
+    expect(env.GLIBC_TUNABLES).toMatch(/glibc\.malloc\.mmap_threshold=\d+/)
     expect(last(runtime, 'EXPOSE')?.args).toBe('3000')
     // a health check with node's fetch: the slim image has no curl or wget
     const hc = parseHealthcheck(last(runtime, 'HEALTHCHECK') as Instruction)
