@@ -202,7 +202,9 @@ async function measure (base: string, c: Case, connections: number): Promise<Run
   })
   const wall = (performance.now() - t0) / 1000
   const busy1 = await busySeconds(base)
-  const utilisation = [...busy1].map(([w, s]) => (s - (busy0.get(w) ?? 0)) / wall)
+  // (the workers that ran the load: those at its start. autocannon stops with requests in flight,
+  // whose tasks are stopped, which replaces their workers; a stopped worker's total stays reported)
+  const utilisation = [...busy0].map(([w, s]) => ((busy1.get(w) ?? s) - s) / wall)
   // Requests autocannon left in flight are still being computed: one more answer lets the queue drain
   // before the other side is measured.
   await post()

@@ -11,6 +11,7 @@ import Fastify, { type FastifyError, type FastifyInstance, LogController } from 
 import type { DestinationStream } from 'pino'
 import { type Config, defaultConfig } from './config.js'
 import { errorBody, internalMessage, isApiError, STATUS_TEXT, unsupportedMediaMessage } from './errors.js'
+import { bodyPending, drainBody } from './linger.js'
 import type { Limits } from './kernels/types.js'
 import authPlugin from './plugins/auth.js'
 import compressPlugin from './plugins/compress.js'
@@ -93,10 +94,18 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     done()
   })
 
-  // while draining, every answer closes its connection, so no keep-alive client holds the close
+  // while draining, every answer closes its connection, so no keep-alive client holds the close;
+  // an answer given before the body was read waits for the rest of it first (src/linger.ts)
   app.addHook('onSend', (request, reply, payload, done) => {
     if (!app.accepting) reply.header('connection', 'close')
-    done(null, payload)
+    if (!bodyPending(request.raw)) {
+      done(null, payload)
+      return
+    }
+    drainBody(request.raw, 4 * config.bodyLimitBytes).then((ended) => {
+      if (!ended) reply.header('connection', 'close')
+      done(null, payload)
+    }, () => done(null, payload))
   })
 
   // The request's line is written by a child logger without the redaction pass: the line is built

@@ -72,6 +72,33 @@ export const notAcceptableMessage = (accept: string): string =>
 /** The message of an internal error: the request id alone. */
 export const internalMessage = (requestId: string): string => `internal error (request id ${requestId})`
 
+/** 413 for a body over BODY_LIMIT_BYTES, as Fastify's error, with the limit and the setting named. */
+export function bodyTooLarge (limit: number, what = 'the body'): Error & { statusCode: number, code: string } {
+  return Object.assign(new Error(`${what} is over the limit of ${limit} bytes (BODY_LIMIT_BYTES)`), {
+    statusCode: 413,
+    code: 'FST_ERR_CTP_BODY_TOO_LARGE'
+  })
+}
+
+/**
+ * What a body that failed to parse looks like instead, when it plainly is something else: gzip
+ * sent without Content-Encoding, JSON sent as a file, a file sent as JSON. null when nothing says.
+ */
+export function bodyLooksLike (bytes: Uint8Array, sentAs: 'json' | 'safetensors'): string | null {
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    return 'the body looks gzip-compressed (it starts with the bytes 1f 8b): send it with Content-Encoding: gzip, or uncompressed'
+  }
+  let i = 0
+  while (i < bytes.length && i < 64 && (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09)) i++
+  if (sentAs === 'safetensors' && (bytes[i] === 0x7b || bytes[i] === 0x5b)) {
+    return 'the body looks like JSON, but was sent as application/octet-stream (a safetensors file): send JSON with Content-Type: application/json'
+  }
+  if (sentAs === 'json' && bytes.length >= 9 && bytes[8] === 0x7b && bytes[6] === 0 && bytes[7] === 0) {
+    return 'the body looks like a safetensors file (an 8-byte header length, then "{"), but was sent as application/json: send files with Content-Type: application/octet-stream'
+  }
+  return null
+}
+
 export class ApiError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number

@@ -4,6 +4,7 @@
  * answering afterwards. Limits are tested on apps built with small limits; overload and timeouts
  * on apps with one worker.
  */
+import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
@@ -532,10 +533,13 @@ describe('404 NOT_FOUND and 415 FST_ERR_CTP_INVALID_MEDIA_TYPE', () => {
     for (const type of ['multipart/form-data; boundary=x', 'application/xml']) {
       expectError(await post(app, '/v1/dot', '{"a":[1],"b":[2]}', { 'content-type': type }), 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
     }
-    // application/octet-stream is a safetensors file: JSON text is not one
+    // application/octet-stream is a safetensors file: JSON text is not one, and is told to say it is JSON
     const json = await post(app, '/v1/dot', '{"a":[1],"b":[2]}', { 'content-type': 'application/octet-stream' })
     expectError(json, 400, 'INVALID_TENSOR')
-    expect(json.json().message).toMatch(/safetensors header length \d+ is over/)
+    expect(json.json().message).toMatch(/looks like JSON.*Content-Type: application\/json/)
+    // a body that is neither still gets the format's own reason
+    const odd = await post(app, '/v1/dot', 'xyzxyzxyzxyz', { 'content-type': 'application/octet-stream' })
+    expect(expectError(odd, 400, 'INVALID_TENSOR').message).toMatch(/safetensors header length \d+ is over/)
   })
 
   it('application/json with a charset is JSON', async () => {
@@ -627,5 +631,56 @@ describe('the service keeps serving', () => {
     await expectMatmulWorks(app)
     const health = await app.inject({ method: 'GET', url: '/health' })
     expect(health.statusCode).toBe(200)
+  })
+})
+
+describe('errors that name the mistake', () => {
+  it('a misspelt field: the missing field and the unknown one, on the main thread and in a worker', async () => {
+    const inWorker = await make({ workerParseMinBytes: 1 })
+    try {
+      for (const target of [app, inWorker]) {
+        const e = expectError(await post(target, '/v1/matmul', { a: [[1, 2]], bb: [[3], [4]] }), 400, 'FST_ERR_VALIDATION')
+        expect(e.message).toBe('body must have required property \'b\', and has the unknown field "bb"')
+      }
+    } finally {
+      await inWorker.close()
+    }
+    // a missing field alone says only that
+    expect(expectError(await post(app, '/v1/matmul', { a: [[1, 2]] }), 400, 'FST_ERR_VALIDATION').message).toBe('body must have required property \'b\'')
+  })
+
+  it('JSON posted as a file, a file posted as JSON, gzip without Content-Encoding: each is told what to send', async () => {
+    const json = JSON.stringify(MATMUL_SMALL)
+    for (const workerParseMinBytes of [0, 1]) {
+      const target = workerParseMinBytes === 0 ? app : await make({ workerParseMinBytes })
+      try {
+        const asFile = await target.inject({ method: 'POST', url: '/v1/matmul', payload: json, headers: { 'content-type': 'application/octet-stream' } })
+        expect(expectError(asFile, 400, 'INVALID_TENSOR').message).toMatch(/looks like JSON.*Content-Type: application\/json/)
+        const header = Buffer.from(JSON.stringify({ a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }).padEnd(56, ' '))
+        const length = Buffer.alloc(8)
+        length.writeBigUInt64LE(BigInt(header.length))
+        const file = Buffer.concat([length, header, Buffer.alloc(8)])
+        const fileAsJson = await target.inject({ method: 'POST', url: '/v1/matmul', payload: file, headers: { 'content-type': 'application/json' } })
+        expect(expectError(fileAsJson, 400, 'FST_ERR_CTP_INVALID_JSON_BODY').message).toMatch(/looks like a safetensors file.*application\/octet-stream/)
+        const gz = gzipSync(json)
+        for (const type of ['application/json', 'application/octet-stream']) {
+          const res = await target.inject({ method: 'POST', url: '/v1/matmul', payload: gz, headers: { 'content-type': type } })
+          expect(JSON.parse(res.body).message).toMatch(/looks gzip-compressed.*Content-Encoding: gzip/)
+          expect(res.statusCode).toBe(400)
+        }
+      } finally {
+        if (target !== app) await target.close()
+      }
+    }
+  })
+
+  it('a body over the limit names the limit and the setting', async () => {
+    const small = await make({ bodyLimitBytes: 1000 })
+    try {
+      const res = await post(small, '/v1/matmul', { a: nested([20, 20]), b: nested([20, 20]) })
+      expect(expectError(res, 413, 'FST_ERR_CTP_BODY_TOO_LARGE').message).toMatch(/over the limit of 1000 bytes \(BODY_LIMIT_BYTES\)/)
+    } finally {
+      await small.close()
+    }
   })
 })

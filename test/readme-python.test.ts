@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
 import { listen } from './helpers/bodies.js'
+import { PYTHON, skipWithoutPython } from './helpers/python.js'
 
 const run = promisify(execFile)
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -17,7 +18,9 @@ const start = readme.indexOf('### Python with NumPy')
 const section = readme.slice(start, readme.indexOf('\n## ', start))
 const recipes = [...section.matchAll(/```python\n([\s\S]*?)```\n```text\n([\s\S]*?)```/g)].map(m => ({ program: m[1], output: m[2] }))
 
-describe('README: Python with NumPy', () => {
+const python = skipWithoutPython(['numpy', 'requests'])
+
+describe.skipIf(python.skip)('README: Python with NumPy' + python.note, () => {
   let app: FastifyInstance
   let url = ''
 
@@ -36,7 +39,7 @@ describe('README: Python with NumPy', () => {
 
   for (const [i, { program, output }] of recipes.entries()) {
     it(`recipe ${i + 1} prints what the README shows`, async () => {
-      const { stdout } = await run('/usr/bin/python3', ['-c', program], { env: { ...process.env, TENSOR_URL: url }, timeout: 60_000 })
+      const { stdout } = await run(PYTHON, ['-c', program], { env: { ...process.env, TENSOR_URL: url }, timeout: 60_000 })
       expect(stdout).toBe(output)
     }, 70_000)
   }

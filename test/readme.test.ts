@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
 import { listen } from './helpers/bodies.js'
+import { PYTHON, skipWithoutPython } from './helpers/python.js'
 
 /** Every curl example in the README, with the output printed under it. */
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -48,7 +49,9 @@ describe('README examples print what the README shows', () => {
   }
 })
 
-describe('README: the Python safetensors example', () => {
+const python = skipWithoutPython(['numpy', 'requests'])
+
+describe.skipIf(python.skip)('README: the Python safetensors example' + python.note, () => {
   let app: FastifyInstance
   let url: string
   let dir: string
@@ -66,7 +69,7 @@ describe('README: the Python safetensors example', () => {
     expect(pyProgram).toContain('from safetensors.numpy import load, save')
     const file = join(dir, 'example.py')
     writeFileSync(file, pyProgram)
-    const { stdout } = await promisify(execFile)('/usr/bin/python3', [file], {
+    const { stdout } = await promisify(execFile)(PYTHON, [file], {
       env: { ...process.env, TENSOR_URL: url, PYTHONPATH: new URL('./support/python', import.meta.url).pathname },
       timeout: 60_000
     })

@@ -15,7 +15,7 @@ import { promisify } from 'node:util'
 import zlib from 'node:zlib'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { ApiError } from '../errors.js'
+import { ApiError, bodyTooLarge } from '../errors.js'
 
 type Coding = 'br' | 'gzip' | 'deflate'
 
@@ -73,13 +73,6 @@ function decompressor (encoding: string): (() => zlib.Gunzip | zlib.Inflate | zl
   }
 }
 
-function bodyTooLarge (limit: number): Error {
-  return Object.assign(new Error(`the body, decompressed, is over the limit of ${limit} bytes (BODY_LIMIT_BYTES)`), {
-    statusCode: 413,
-    code: 'FST_ERR_CTP_BODY_TOO_LARGE'
-  })
-}
-
 /**
  * The decompressed body as Fastify reads it: `receivedEncodedLength` counts the bytes received
  * (checked against Content-Length), and past `limit` decompressed bytes the work stops.
@@ -98,7 +91,7 @@ function inflated (raw: Readable, make: () => zlib.Gunzip | zlib.Inflate | zlib.
   inflate.on('data', (chunk: Buffer) => {
     produced += chunk.length
     if (produced > limit) {
-      stop(bodyTooLarge(limit))
+      stop(bodyTooLarge(limit, 'the body, decompressed,'))
       return
     }
     if (!out.write(chunk)) {

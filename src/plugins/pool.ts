@@ -58,14 +58,9 @@ export const BUSY_SLOTS = 64
 async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promise<void> {
   // seconds each worker spent on tasks, written by the workers (src/worker/index.ts), read by /metrics
   const busy = new Float64Array(new SharedArrayBuffer(8 * BUSY_SLOTS))
-  app.metrics.workerBusy = () => {
-    const out = new Map<number, number>()
-    for (const worker of pool.threads) {
-      const seconds = busy[worker.threadId % BUSY_SLOTS]
-      out.set(worker.threadId, seconds)
-    }
-    return out
-  }
+  /** The worker threads started, the last BUSY_SLOTS of them: a stopped worker's total stays reported. */
+  const started: number[] = []
+  app.metrics.workerBusy = () => new Map(started.map(id => [id, busy[id % BUSY_SLOTS]]))
   const pool = new Piscina({
     filename: config.workerFile ?? WORKER_FILE,
     minThreads: config.workers,
@@ -87,7 +82,8 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   const onWorkers = new Set<Gate>()
   const waiting: Array<{ go: () => void }> = []
   app.metrics.poolState = () => ({ queued: waiting.length, busy: running, workers: ready })
-  pool.on('workerCreate', () => { // emitted once a worker can take tasks
+  pool.on('workerCreate', (worker: { id: number }) => { // emitted once a worker can take tasks
+    if (started.push(worker.id) > BUSY_SLOTS) started.shift()
     ready++
     dispatch()
   })

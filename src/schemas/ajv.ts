@@ -35,8 +35,31 @@ export interface BodyValidator {
 
 let build: ReturnType<ReturnType<typeof AjvCompiler>> | undefined
 
+/** The property names an object schema declares, its own and those of the schemas it is allOf. */
+function propertyNames (schema: unknown): string[] {
+  const s = schema as { properties?: object, allOf?: unknown[] }
+  return [...Object.keys(s.properties ?? {}), ...(s.allOf ?? []).flatMap(propertyNames)]
+}
+
 /** Compiles a body schema as Fastify's own validator compiler does, with AJV_OPTIONS (its `validationSchema`). */
 export function compileBodyValidator (schema: TSchema): BodyValidator {
   build ??= AjvCompiler()({}, { customOptions: AJV_OPTIONS })
-  return build({ schema: validationSchema(schema) as TSchema, method: 'POST', url: '', httpPart: 'body' }) as BodyValidator
+  const validate = build({ schema: validationSchema(schema) as TSchema, method: 'POST', url: '', httpPart: 'body' }) as BodyValidator
+  const known = new Set(propertyNames(schema))
+  // a body that lacks a field and has an unknown one (a misspelling, "bb" for "b"): the first error
+  // (the missing field) names the unknown one too
+  const check: BodyValidator = (data) => {
+    const ok = validate(data)
+    const first = validate.errors?.[0]
+    check.errors = validate.errors
+    if (!ok && first?.keyword === 'required' && first.instancePath === '' && typeof data === 'object' && data !== null && !Array.isArray(data)) {
+      const unknown = Object.keys(data).filter(k => !known.has(k))
+      if (unknown.length > 0) {
+        const list = unknown.slice(0, 3).map(k => JSON.stringify(k.slice(0, 40))).join(', ')
+        check.errors = [{ ...first, message: `${first.message ?? 'is invalid'}, and has the unknown ${unknown.length > 1 ? 'fields' : 'field'} ${list}${unknown.length > 3 ? ' …' : ''}` }, ...(validate.errors ?? []).slice(1)]
+      }
+    }
+    return ok
+  }
+  return check
 }

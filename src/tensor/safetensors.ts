@@ -14,7 +14,7 @@
  */
 import { Buffer } from 'node:buffer'
 import sjson from 'secure-json-parse'
-import { invalidTensor } from '../errors.js'
+import { bodyLooksLike, invalidTensor } from '../errors.js'
 import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
 import { buffers } from './buffers.js'
@@ -62,6 +62,11 @@ export function readHeader (bytes: Uint8Array, limits: Limits): { entries: Entry
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const length = view.getBigUint64(0, true)
+  // (a body that plainly is not a file, JSON or gzip, is told so rather than by its odd header length)
+  if (length > BigInt(MAX_HEADER_BYTES) || 8 + Number(length) > bytes.length) {
+    const looks = bodyLooksLike(bytes, 'safetensors')
+    if (looks !== null) throw invalidTensor(looks)
+  }
   if (length > BigInt(MAX_HEADER_BYTES)) throw invalidTensor(`the safetensors header length ${length} is over the format's limit of ${MAX_HEADER_BYTES} bytes`)
   const n = Number(length)
   if (8 + n > bytes.length) {

@@ -8,7 +8,7 @@
  * Failures come back as outcomes, not throws (a thrown error loses its fields on the way back):
  * the main thread raises the same errors as its own parser, validator and decoder would.
  */
-import { isApiError } from '../errors.js'
+import { bodyLooksLike, isApiError } from '../errors.js'
 import type { FloatArray, Limits } from '../kernels/types.js'
 import { OPERATIONS, type OperationName } from '../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Prepared, replySpecOf } from '../operations/spec.js'
@@ -45,7 +45,7 @@ export type RequestOutcome = (
   /** Decoded and checked, to be computed by the pool (a matmul large enough to split). */
   | { kind: 'prepared', prepared: Prepared, reply: ReplySpec, shapes: Record<string, number[]> }
   /** Not JSON; with the bare NaN or infinity that made it so, if one did. */
-  | { kind: 'invalid-json', bare: { token: string, at: number } | null }
+  | { kind: 'invalid-json', bare: { token: string, at: number } | null, looks: string | null }
   | { kind: 'schema', errors: SchemaError[] }
   | { kind: 'api', code: string, message: string, shapes: Record<string, number[]> }
 ) & { lent?: ArrayBuffer[] }
@@ -84,7 +84,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     try {
       parsed = parseJsonBytes(body)
     } catch {
-      return back({ kind: 'invalid-json', bare: bareNonFinite(body) })
+      return back({ kind: 'invalid-json', bare: bareNonFinite(body), looks: bodyLooksLike(body, 'json') })
     }
   }
   const validate = validatorOf(op)

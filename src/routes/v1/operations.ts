@@ -16,7 +16,7 @@
 import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
-import { ApiError, type ErrorCode, notAcceptableMessage } from '../../errors.js'
+import { ApiError, bodyLooksLike, type ErrorCode, notAcceptableMessage } from '../../errors.js'
 import { OPERATIONS } from '../../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
 import { OPERATION_SECURITY, operationReplies } from '../../openapi.js'
@@ -90,10 +90,11 @@ function mostlyNumbers (body: Buffer): boolean {
   return sample.includes(0x2c) || sample.includes(0x22)
 }
 
-/** Fastify's error for a body that is not JSON; for a bare NaN or infinity, one that says what to send instead. */
-function invalidJson (bare: { token: string, at: number } | null): FastifyError {
+/** Fastify's error for a body that is not JSON; for a bare NaN or infinity, or a body that plainly is something else, one that says so. */
+function invalidJson (bare: { token: string, at: number } | null, looks: string | null): FastifyError {
   const err = new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()
   if (bare !== null) err.message = bareNonFiniteMessage(bare)
+  else if (looks !== null) err.message = `Body is not valid JSON: ${looks}`
   return err
 }
 
@@ -142,14 +143,14 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       try {
         value = parseJsonBytes(bytes)
       } catch {
-        done(invalidJson(bareNonFinite(bytes)), undefined)
+        done(invalidJson(bareNonFinite(bytes), bodyLooksLike(bytes, 'json')), undefined)
         return
       }
       done(null, value)
       return
     }
     parseJson(request, bytes as unknown as string, (err, value) => { // (it takes a Buffer as well)
-      done((err as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(bareNonFinite(bytes)) : err, value)
+      done((err as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(bareNonFinite(bytes), bodyLooksLike(bytes, 'json')) : err, value)
     })
   }))
   // the replies are JSON the encoder wrote (src/tensor/encode.ts), or errors of four fields: the
@@ -270,7 +271,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
             request.shapes = outcome.shapes
             return await computePrepared(spec, outcome.prepared, outcome.reply, reply)
           case 'invalid-json':
-            throw invalidJson(outcome.bare)
+            throw invalidJson(outcome.bare, outcome.looks)
           case 'schema':
             throw validationError(outcome.errors)
           case 'api':

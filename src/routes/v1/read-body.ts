@@ -6,12 +6,13 @@
  * that fresh buffer cost more than the product computed from it.
  *
  * The same rules as Fastify's reader: over the body limit (by Content-Length before reading, or
- * counted while reading, decoded or not) is 413 FST_ERR_CTP_BODY_TOO_LARGE; a body whose length
+ * counted while reading, decoded or not) is 413 FST_ERR_CTP_BODY_TOO_LARGE, naming the limit; a body whose length
  * differs from its Content-Length is 400 FST_ERR_CTP_INVALID_CONTENT_LENGTH.
  */
 import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import { errorCodes, type FastifyRequest } from 'fastify'
+import { bodyTooLarge } from '../../errors.js'
 import { buffers } from '../../tensor/buffers.js'
 
 type Payload = Readable & { receivedEncodedLength?: number }
@@ -20,7 +21,7 @@ export function readBody (request: FastifyRequest, payload: Payload, limit: numb
   const declared = Number(request.headers['content-length'])
   const known = Number.isSafeInteger(declared) && declared >= 0
   if (known && declared > limit) {
-    done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE())
+    done(bodyTooLarge(limit, `the body (Content-Length ${declared})`))
     return
   }
   // a decompressed body may be larger than its Content-Length: then it grows as it comes
@@ -41,7 +42,7 @@ export function readBody (request: FastifyRequest, payload: Payload, limit: numb
     if (next > limit || (payload.receivedEncodedLength ?? 0) > limit) {
       stop()
       buffers.give(buffer)
-      done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE())
+      done(bodyTooLarge(limit))
       return
     }
     if (next > buffer.byteLength) {
