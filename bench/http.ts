@@ -202,9 +202,10 @@ async function measure (base: string, c: Case, connections: number): Promise<Run
   })
   const wall = (performance.now() - t0) / 1000
   const busy1 = await busySeconds(base)
-  // (the workers that ran the load: those at its start. autocannon stops with requests in flight,
-  // whose tasks are stopped, which replaces their workers; a stopped worker's total stays reported)
-  const utilisation = [...busy0].map(([w, s]) => ((busy1.get(w) ?? s) - s) / wall)
+  // (every worker that ran part of the load: autocannon stops with requests in flight, whose tasks
+  // are stopped, which replaces their workers, before or during the next run; a stopped worker's
+  // total stays reported, and one started since counts from 0)
+  const utilisation = [...busy1].map(([w, s]) => (s - (busy0.get(w) ?? 0)) / wall).filter(u => u >= 0.01).sort((x, y) => y - x)
   // Requests autocannon left in flight are still being computed: one more answer lets the queue drain
   // before the other side is measured.
   await post()
@@ -244,10 +245,9 @@ function row (name: string, body: string | Buffer, connections: number, ours: Ru
   const verdict = target === undefined ? '—' : ratio >= target ? 'met' : 'missed'
   const problems = [...ours.map(r => r.problems !== '' ? `ours: ${r.problems}` : ''), ...peer.map(r => r.problems !== '' ? `peer: ${r.problems}` : '')]
     .filter(x => x !== '').join('; ')
-  const util = ours[0].utilisation === undefined || ours[0].utilisation.length === 0
-    ? '—'
-    : ours[0].utilisation.map((_, w) => `${(100 * median(ours.map(r => r.utilisation?.[w] ?? 0))).toFixed(0)}%`).join(' / ')
   const pick = (runs: Run[], x: number): Run => runs.find(r => r.rps === x) ?? runs[0]
+  // each worker's share of the run (the busiest first), in the round with the median rate
+  const util = (pick(ours, o).utilisation ?? []).map(u => `${(100 * u).toFixed(0)}%`).join(' / ') || '—'
   return `| ${name} | ${connections} | ${(Buffer.byteLength(body) / 1024).toFixed(1)} | ${rps(o)} (${spread(ours.map(r => r.rps))}) | ` +
     `${pick(ours, o).p50} / ${pick(ours, o).p99} | ${util} | ${rps(p)} (${spread(peer.map(r => r.rps))}) | ${pick(peer, p).p50} / ${pick(peer, p).p99} | ` +
     `${ratio.toFixed(2)}× | ${target === undefined ? '—' : `${target}×`} | ${verdict}${problems !== '' ? ` (${problems})` : ''} |`

@@ -121,11 +121,14 @@ describe('the TypeScript client against the live app', () => {
     expect(other.requestId).toMatch(/^[0-9a-f-]{36}$/)
   })
 
-  it('the README\'s example runs as printed and prints what its comment says', async () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-    const section = readme.slice(readme.indexOf('### TypeScript\n'))
-    const program = (/```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? '')
-      .replace("from '@tensor-service/client'", `from ${JSON.stringify(new URL('../client/src/index.ts', import.meta.url).href)}`)
+  it('the example of docs/clients.md runs as printed and prints what its comment says', async () => {
+    const page = readFileSync(new URL('../docs/clients.md', import.meta.url), 'utf8')
+    const section = page.slice(page.indexOf('## TypeScript\n'))
+    const printed = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+    // run from the repository, it imports the client's sources: here from a temporary directory
+    expect(printed).toContain("from './client/src/index.ts'")
+    const program = printed
+      .replace("from './client/src/index.ts'", `from ${JSON.stringify(new URL('../client/src/index.ts', import.meta.url).href)}`)
       .replace('http://localhost:3000', baseUrl)
     expect(program).toContain('client.matmul(')
     const dir = mkdtempSync(join(tmpdir(), 'client-'))

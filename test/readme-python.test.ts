@@ -1,5 +1,5 @@
 /**
- * The README's Python recipes ("Python with NumPy"), extracted from the README and run as printed
+ * The Python recipes of docs/clients.md ("Python with NumPy"), extracted from the page and run as printed
  * with Debian's Python (python3-numpy, python3-requests: .ci/run installs them) against the app on
  * an ephemeral port: each must print exactly the output shown under it.
  */
@@ -13,14 +13,15 @@ import { listen } from './helpers/bodies.js'
 import { PYTHON, skipWithoutPython } from './helpers/python.js'
 
 const run = promisify(execFile)
-const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-const start = readme.indexOf('### Python with NumPy')
-const section = readme.slice(start, readme.indexOf('\n## ', start))
+const page = readFileSync(new URL('../docs/clients.md', import.meta.url), 'utf8')
+const start = page.indexOf('## Python with NumPy')
+const end = page.indexOf('\n## ', start)
+const section = start < 0 ? '' : page.slice(start, end < 0 ? undefined : end)
 const recipes = [...section.matchAll(/```python\n([\s\S]*?)```\n```text\n([\s\S]*?)```/g)].map(m => ({ program: m[1], output: m[2] }))
 
 const python = skipWithoutPython(['numpy', 'requests'])
 
-describe.skipIf(python.skip)('README: Python with NumPy' + python.note, () => {
+describe.skipIf(python.skip)('docs/clients.md: Python with NumPy' + python.note, () => {
   let app: FastifyInstance
   let url = ''
 
@@ -38,7 +39,7 @@ describe.skipIf(python.skip)('README: Python with NumPy' + python.note, () => {
   })
 
   for (const [i, { program, output }] of recipes.entries()) {
-    it(`recipe ${i + 1} prints what the README shows`, async () => {
+    it(`recipe ${i + 1} prints what the page shows`, async () => {
       const { stdout } = await run(PYTHON, ['-c', program], { env: { ...process.env, TENSOR_URL: url }, timeout: 60_000 })
       expect(stdout).toBe(output)
     }, 70_000)

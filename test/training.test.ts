@@ -1,5 +1,5 @@
 /**
- * The README's "Train over HTTP" programs, run as printed against the service on an ephemeral
+ * The "Train over HTTP" programs of docs/gradients.md, run as printed against the service on an ephemeral
  * port: a two-layer network learns XOR through forward and backward calls alone, from a fixed
  * start, in TypeScript (fetch) and in Python (requests). Each must print a falling loss that ends
  * below 0.01.
@@ -16,8 +16,9 @@ import { listen } from './helpers/bodies.js'
 import { PYTHON, skipWithoutPython } from './helpers/python.js'
 
 const run = promisify(execFile)
-const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-const section = readme.slice(readme.indexOf('### Train over HTTP'))
+const page = readFileSync(new URL('../docs/gradients.md', import.meta.url), 'utf8')
+const start = page.indexOf('## Train over HTTP')
+const section = start < 0 ? '' : page.slice(start)
 const tsProgram = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
 const pyProgram = /```python\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
 const TSX = new URL('../node_modules/.bin/tsx', import.meta.url).pathname
@@ -34,7 +35,7 @@ function expectLearned (stdout: string): void {
   expect(ls[ls.length - 1], stdout).toBeLessThan(0.01)
 }
 
-describe('README: train over HTTP', () => {
+describe('docs/gradients.md: train over HTTP', () => {
   let app: FastifyInstance
   let url: string
   let dir: string

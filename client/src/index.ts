@@ -93,14 +93,16 @@ export interface ClientOptions {
 export class TensorServiceError extends Error {
   override readonly name = 'TensorServiceError'
   constructor (
+    /** The reply's HTTP status; 0 when the service could not be reached (code UNREACHABLE). */
     readonly status: number,
-    /** The service's error code: INVALID_TENSOR, SHAPE_MISMATCH, TOO_LARGE, OVERLOADED, … */
+    /** The service's error code: INVALID_TENSOR, SHAPE_MISMATCH, TOO_LARGE, OVERLOADED, …; UNREACHABLE with no reply. */
     readonly code: string,
     message: string,
     /** The `x-request-id` of the reply, to find the request in the service's log. */
-    readonly requestId: string | undefined
+    readonly requestId: string | undefined,
+    options?: { cause?: unknown }
   ) {
-    super(message)
+    super(message, options)
   }
 }
 
@@ -129,8 +131,17 @@ export class TensorClient {
     const headers: Record<string, string> = { 'content-type': type, accept: type }
     if (this.#options.apiKey !== undefined) headers.authorization = `Bearer ${this.#options.apiKey}`
     if (options.requestId !== undefined) headers['x-request-id'] = options.requestId
+    const url = this.#options.baseUrl + route
     for (let attempt = 0; ; attempt++) {
-      const res = await this.#options.fetch(this.#options.baseUrl + route, { method: 'POST', headers, body, signal: options.signal })
+      let res: Response
+      try {
+        res = await this.#options.fetch(url, { method: 'POST', headers, body, signal: options.signal })
+      } catch (err) {
+        // an abort stays an abort; a service that cannot be reached is said so, with its URL
+        if (options.signal?.aborted === true || (err as Error).name === 'AbortError') throw err
+        const cause = (err as { cause?: { code?: string, message?: string } }).cause
+        throw new TensorServiceError(0, 'UNREACHABLE', `cannot reach the tensor service at ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, undefined, { cause: err })
+      }
       if (res.ok) {
         const reply = isFile(res) ? fromFile(new Uint8Array(await res.arrayBuffer())) : fromWire(await res.json())
         return withOperands(route, args, reply) as Reply<R>

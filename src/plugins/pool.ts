@@ -148,7 +148,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   }
 
   async function computeRequest (task: RequestTask, reply: FastifyReply): Promise<RequestOutcome> {
-    const transferList = [task.body.buffer as ArrayBuffer]
+    const transferList = task.into === undefined ? [task.body.buffer as ArrayBuffer] : [task.body.buffer as ArrayBuffer, task.into]
     return await onPool(task.op, reply, (idle) => {
       // a matmul big enough for the whole pool comes back prepared only if there are idle workers
       const splitMinFlops = idle > 0 && waiting.length === 0 ? task.splitMinFlops : 0

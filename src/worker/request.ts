@@ -30,6 +30,11 @@ export interface RequestTask {
   limits: Limits
   /** A matmul with at least this much work goes back prepared, for the pool to split (0: never). */
   splitMinFlops: number
+  /**
+   * A buffer lent for the reply, when the main thread expects a reply larger than the body (its
+   * last reply of this operation was): else the reply is written over the body.
+   */
+  into?: ArrayBuffer
 }
 
 /** The request body formats: a body format is a decoder into the value the body schema validates. */
@@ -62,12 +67,14 @@ function validatorOf (op: OperationName): BodyValidator {
 }
 
 /** The outcome, and the buffers that move back with it. */
-export function handleRequest ({ op, body, format, reply: replyFormat, limits, splitMinFlops }: RequestTask): { outcome: RequestOutcome, transfer: ArrayBuffer[] } {
+export function handleRequest ({ op, body, format, reply: replyFormat, limits, splitMinFlops, into }: RequestTask): { outcome: RequestOutcome, transfer: ArrayBuffer[] } {
   const shapes: Record<string, number[]> = {}
   const bodyBuffer = body.buffer as ArrayBuffer
-  /** An outcome without a reply: the body's buffer goes back with it. */
+  /** The main thread's buffers: the body's, and the one lent for the reply. */
+  const lent = into === undefined ? [bodyBuffer] : [bodyBuffer, into]
+  /** An outcome without a reply: the main thread's buffers go back with it. */
   const back = (outcome: RequestOutcome): { outcome: RequestOutcome, transfer: ArrayBuffer[] } =>
-    ({ outcome: { ...outcome, lent: [bodyBuffer] }, transfer: [bodyBuffer] })
+    ({ outcome: { ...outcome, lent }, transfer: lent })
   const refused = (err: unknown): { outcome: RequestOutcome, transfer: ArrayBuffer[] } => {
     if (isApiError(err)) return back({ kind: 'api', code: err.code, message: err.message, shapes })
     throw err
@@ -101,14 +108,17 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     return refused(err)
   }
   if (op === 'matmul' && splitMinFlops > 0 && prepared.task.info.flops >= splitMinFlops) {
-    return { outcome: { kind: 'prepared', prepared, reply, shapes }, transfer: prepared.transfer }
+    const spare = into === undefined ? [] : [into]
+    return { outcome: { kind: 'prepared', prepared, reply, shapes, lent: spare }, transfer: [...prepared.transfer, ...spare] }
   }
   const result = (TASKS[op] as (t: object) => FloatArray)(prepared.task)
   // the operands are read: the reply is written over the body, and the result and the operands
   // decoded into buffers of their own go back to this thread's pool
-  const bytes = encodeReplyBytes(result, prepared.task.dtype, reply, bodyBuffer)
+  // (into the larger of the body's buffer and the lent one; the other goes back as it came)
+  const target = into !== undefined && into.byteLength > bodyBuffer.byteLength ? into : bodyBuffer
+  const bytes = encodeReplyBytes(result, prepared.task.dtype, reply, target)
   buffers.give(result.buffer as ArrayBuffer)
   for (const b of prepared.transfer) if (b !== bodyBuffer) buffers.give(b)
-  if (bytes.buffer === bodyBuffer) return { outcome: { kind: 'reply', bytes, shapes }, transfer: [bodyBuffer] }
-  return { outcome: { kind: 'reply', bytes, shapes, lent: [bodyBuffer] }, transfer: [bytes.buffer as ArrayBuffer, bodyBuffer] }
+  const others = lent.filter(b => b !== bytes.buffer)
+  return { outcome: { kind: 'reply', bytes, shapes, lent: others }, transfer: [bytes.buffer as ArrayBuffer, ...others] }
 }

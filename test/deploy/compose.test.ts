@@ -22,8 +22,15 @@ function seconds (duration: string): number {
 /** `${NAME:-default}` -> default; a literal stays as it is. */
 function defaultOf (value: unknown): string {
   const s = String(value)
-  const m = /^\$\{([A-Z_][A-Z0-9_]*):-([^}]*)\}$/.exec(s)
-  return m === null ? s : m[2]
+  const m = /^\$\{([A-Z_][A-Z0-9_]*):-(.*)\}$/.exec(s)
+  return m === null ? s : defaultOf(m[2]) // (a default may be another variable's: ${WORKERS:-${API_CPUS:-2}})
+}
+
+/** nginx's size syntax (65m, 1k, 1048576) in bytes. */
+function bytes (size: string): number {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(size)
+  if (m === null) return NaN
+  return Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2].toLowerCase()]
 }
 
 describe('docker-compose.yml', () => {
@@ -38,6 +45,9 @@ describe('docker-compose.yml', () => {
     expect(api.container_name).toBeUndefined()
     expect(api.restart).toBe('unless-stopped')
     expect(api.deploy.resources.limits.cpus).toBeDefined()
+    // the CPU limit is a variable (API_CPUS), so a one-CPU Docker host can lower it, and WORKERS follows it
+    expect(api.deploy.resources.limits.cpus).toBe('${API_CPUS:-2}')
+    expect(api.environment.WORKERS).toBe('${WORKERS:-${API_CPUS:-2}}')
     expect(api.deploy.resources.limits.memory).toBeDefined()
   })
 
@@ -48,7 +58,7 @@ describe('docker-compose.yml', () => {
     for (const [name, value] of Object.entries(env)) {
       // HOST is 0.0.0.0 in a container; WORKERS follows the CPU limit rather than the host's cores
       if (name === 'HOST') expect(value).toBe('0.0.0.0')
-      else if (name === 'WORKERS') expect(Number(defaultOf(value))).toBe(Number(api.deploy.resources.limits.cpus))
+      else if (name === 'WORKERS') expect(Number(defaultOf(value))).toBe(Number(defaultOf(api.deploy.resources.limits.cpus)))
       // pressure shedding, off by default, is switched on here: memory below the container's limit
       else if (name === 'MAX_EVENT_LOOP_DELAY_MS') expect(Number(defaultOf(value))).toBeGreaterThan(0)
       else if (name === 'MAX_RSS_BYTES') {
@@ -81,8 +91,14 @@ describe('docker-compose.yml', () => {
     expect(conf).toMatch(/^\s*listen 8080;/m)
     expect(conf).toMatch(/proxy_pass http:\/\/api;/)
     expect(conf).toMatch(/proxy_next_upstream error timeout http_503 non_idempotent;/)
-    // nginx waits longer than the service's own task timeout
+    // nginx waits longer than the service's own task timeout, and takes a larger body than the
+    // service: each is the partner of a setting of api (the compose file names the pairs)
     const read = /proxy_read_timeout (\w+);/.exec(conf)?.[1] ?? '0s'
     expect(seconds(read)).toBeGreaterThan(Number(defaultOf(api.environment.TASK_TIMEOUT_MS)) / 1000)
+    const body = /client_max_body_size (\w+);/.exec(conf)?.[1] ?? '0'
+    expect(bytes(body)).toBeGreaterThan(Number(defaultOf(api.environment.BODY_LIMIT_BYTES)))
+    const text = readRepoFile('docker-compose.yml')
+    expect(text).toMatch(/proxy_read_timeout/)
+    expect(text).toMatch(/client_max_body_size/)
   })
 })

@@ -1,4 +1,4 @@
-/** Shared pieces of the deployment tests: paths, the README's configuration table, processes, ports. */
+/** Shared pieces of the deployment tests: paths, the configuration table (docs/configuration.md), processes, ports. */
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -14,13 +14,14 @@ export function readRepoFile (path: string): string {
   return readFileSync(join(repoRoot, path), 'utf8')
 }
 
-/** The rows of the README's "Configuration" table: variable name -> its default column, unquoted. */
+/**
+ * The rows of the configuration table (docs/configuration.md, before its first "## " section; the
+ * README's "Configuration" section once): variable name -> its default column, unquoted.
+ */
 export function readmeConfiguration (): Map<string, string> {
-  const readme = readRepoFile('README.md')
-  const start = readme.indexOf('\n## Configuration')
-  if (start < 0) throw new Error('README has no "## Configuration" section')
-  const end = readme.indexOf('\n## ', start + 1)
-  const section = readme.slice(start, end < 0 ? undefined : end)
+  const page = readRepoFile('docs/configuration.md')
+  const end = page.indexOf('\n## ')
+  const section = page.slice(0, end < 0 ? undefined : end)
   const out = new Map<string, string>()
   for (const line of section.split('\n')) {
     const m = /^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|([^|]*)\|/.exec(line)
@@ -29,7 +30,7 @@ export function readmeConfiguration (): Map<string, string> {
     const literal = /^`([^`]*)`/.exec(def)
     out.set(m[1], literal !== null ? literal[1] : def)
   }
-  if (out.size === 0) throw new Error('README\'s configuration table has no rows')
+  if (out.size === 0) throw new Error('docs/configuration.md\'s configuration table has no rows')
   return out
 }
 

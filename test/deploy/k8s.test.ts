@@ -3,7 +3,7 @@
  * OpenAPI schemas shipped by the `kubernetes-models` package, checked again by the TypeScript
  * compiler against the same package's types (which, unlike the schemas, reject unknown fields,
  * as the API server's strict field validation does), and checked against the app itself: the
- * probe paths answer 200, the ports agree, every variable is one the README documents, the
+ * probe paths answer 200, the ports agree, every variable is one docs/configuration.md documents, the
  * grace period covers the drain.
  */
 import { readdirSync, readFileSync } from 'node:fs'
@@ -173,12 +173,12 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     }
   })
 
-  it('every environment variable is one the README\'s configuration table lists, with a valid value', () => {
+  it('every environment variable is one the configuration table (docs/configuration.md) lists, with a valid value', () => {
     const documented = readmeConfiguration()
     expect([...documented.keys()]).toEqual(expect.arrayContaining(['PORT', 'HOST', 'LOG_LEVEL', 'WORKERS', 'MAX_QUEUE', 'TASK_TIMEOUT_MS', 'BODY_LIMIT_BYTES', 'MAX_ELEMENTS', 'MAX_FLOPS']))
     for (const e of container.env) {
-      expect(documented.has(e.name), `${e.name} is not in the README's table`).toBe(true)
-      // a literal value equals the README's default (WORKERS follows the CPU limit instead), but for
+      expect(documented.has(e.name), `${e.name} is not in docs/configuration.md's table`).toBe(true)
+      // a literal value equals the documented default (WORKERS follows the CPU limit instead), but for
       // pressure shedding, off by default and switched on here: memory below the container's limit
       if (e.name === 'MAX_EVENT_LOOP_DELAY_MS') expect(Number(e.value)).toBeGreaterThan(0)
       else if (e.name === 'MAX_RSS_BYTES') {

@@ -217,6 +217,9 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 
+  /** The size of each operation's last reply from a worker, by reply format: the buffer lent for its next. */
+  const lastReplyBytes = new Map<ReplyFormat, Map<string, number>>([['json', new Map()], ['safetensors', new Map()]])
+
   const beforeBody: onRequestHookHandler[] = []
   if (app.rateLimitHook !== undefined) beforeBody.push(app.rateLimitHook)
   if (app.authEnabled) beforeBody.push(app.requireApiKey)
@@ -254,18 +257,24 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
       const format = request.replyFormat ?? 'json'
       reply.type(format === 'json' ? 'application/json; charset=utf-8' : BINARY_TYPE)
       if (request.body instanceof RawBody) {
+        // a reply larger than the body (conv2d's, often) is written into a buffer lent for it, sized
+        // as this operation's last reply in this format, rather than into a fresh one in the worker
+        const bodyBytes = request.body.bytes
+        const seen = lastReplyBytes.get(format)?.get(spec.name)
         const outcome = await app.computeRequest({
           op: spec.name,
-          body: request.body.bytes,
+          body: bodyBytes,
           format: request.body.format,
           reply: format,
           limits: app.limits,
-          splitMinFlops: config.splitMinFlops
+          splitMinFlops: config.splitMinFlops,
+          into: seen !== undefined && seen > bodyBytes.buffer.byteLength ? buffers.take(seen) : undefined
         }, reply)
         for (const b of outcome.lent ?? []) buffers.give(b)
         switch (outcome.kind) {
           case 'reply':
             request.shapes = outcome.shapes
+            lastReplyBytes.get(format)?.set(spec.name, outcome.bytes.byteLength)
             return pooledReply(outcome.bytes, reply)
           case 'prepared':
             request.shapes = outcome.shapes
