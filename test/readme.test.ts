@@ -85,7 +85,7 @@ describe.skipIf(noShell)('docs/ shell examples run as printed' + (noShell ? ' - 
   })
 
   for (const e of shellExamples) {
-    it(`${e.page}: ${e.command.split('\n').filter(l => l.includes('localhost:3000'))[0]}`, async () => {
+    it(`${e.page}: ${e.command.split('\n').filter(l => l.includes('localhost:3000'))[0].replace(/ \\$/, '')}`, async () => {
       // in an empty directory, as a reader would: the example writes any file it needs itself
       const { stdout } = await promisify(execFile)('sh', ['-ec', e.command.replaceAll('localhost:3000', host)], { cwd: dir, timeout: 30_000 })
       expect(stdout).toBe(e.output)

@@ -1,6 +1,6 @@
 /**
  * docker-compose.yml without an engine: the `api` service scales (no fixed host port), carries
- * the README's configuration with its defaults, the Dockerfile's health check and a stop grace
+ * the configuration of docs/configuration.md with its defaults, the Dockerfile's health check and a stop grace
  * period longer than the drain; the `lb` service runs deploy/nginx/nginx.conf, which balances
  * over `api:3000` and retries on the other instances. (scaleout.test.ts runs that nginx file.)
  */
@@ -46,15 +46,17 @@ describe('docker-compose.yml', () => {
     expect(api.restart).toBe('unless-stopped')
     expect(api.deploy.resources.limits.cpus).toBeDefined()
     // the CPU limit is a variable (API_CPUS), so a one-CPU Docker host can lower it, and WORKERS follows it
+    // eslint-disable-next-line no-template-curly-in-string
     expect(api.deploy.resources.limits.cpus).toBe('${API_CPUS:-2}')
+    // eslint-disable-next-line no-template-curly-in-string
     expect(api.environment.WORKERS).toBe('${WORKERS:-${API_CPUS:-2}}')
     expect(api.deploy.resources.limits.memory).toBeDefined()
   })
 
-  it('api carries every configuration variable of the README with its default', () => {
+  it('api carries every configuration variable of docs/configuration.md with its default', () => {
     const documented = readmeConfiguration()
     const env = api.environment as Record<string, unknown>
-    expect(Object.keys(env).sort(), 'compose carries exactly the README\'s variables').toEqual([...documented.keys()].sort())
+    expect(Object.keys(env).sort(), 'compose carries exactly the documented variables').toEqual([...documented.keys()].sort())
     for (const [name, value] of Object.entries(env)) {
       // HOST is 0.0.0.0 in a container; WORKERS follows the CPU limit rather than the host's cores
       if (name === 'HOST') expect(value).toBe('0.0.0.0')
