@@ -63,10 +63,12 @@ export class BufferPool {
     if (bytes < MIN_POOLED_BYTES || this.capBytes === 0) return new ArrayBuffer(bytes)
     const size = classSize(bytes)
     this.takenSinceTick = true
-    const buffer = this.free.get(size)?.pop()
-    if (buffer !== undefined) {
+    const list = this.free.get(size)
+    for (let buffer = list?.pop(); buffer !== undefined; buffer = list?.pop()) {
       this.waiting.delete(buffer)
       this.freeBytes -= size
+      // (one moved to another thread while it waited here is detached: passed over)
+      if (buffer.byteLength !== size) continue
       this.reused++
       return buffer
     }

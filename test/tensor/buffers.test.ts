@@ -49,6 +49,20 @@ describe('BufferPool', () => {
     pool.clear()
   })
 
+  it('passes over a waiting buffer that was moved away (detached) meanwhile', () => {
+    const pool = new BufferPool(1 << 30)
+    const a = pool.take(MIN_POOLED_BYTES)
+    const b = pool.take(MIN_POOLED_BYTES)
+    pool.give(a)
+    pool.give(b)
+    structuredClone(b, { transfer: [b] }) // b, last in, is detached while it waits
+    const c = pool.take(MIN_POOLED_BYTES)
+    expect(c).toBe(a)
+    expect(c.byteLength).toBe(MIN_POOLED_BYTES)
+    expect(pool.stats().freeBytes).toBe(0)
+    pool.clear()
+  })
+
   it('keeps at most its cap; drops small, odd-sized and detached buffers; cap 0 pools nothing', () => {
     const pool = new BufferPool(3 * MIN_POOLED_BYTES)
     const bufs = [1, 2, 3, 4].map(() => pool.take(MIN_POOLED_BYTES))
