@@ -6,12 +6,13 @@
  * (application/json) and safetensors files (application/octet-stream, src/tensor/safetensors.ts).
  * The reply's format follows Accept (406 when it allows neither); errors are always JSON.
  *
- * Bodies of WORKER_PARSE_MIN_BYTES or more whose bulk is numbers are not parsed on the main
- * thread: the route hands the raw bytes to a worker, which parses, validates (same schema, same
- * Ajv options), decodes, computes and encodes (src/worker/request.ts). Parsing the numbers of big
- * tensors is much of a request's work, and this way it uses every core. Smaller bodies, and
- * base64 ones (cheap to parse), are parsed and decoded here; from SCAN_MIN_BYTES, numeric ones by the
- * same WebAssembly row scanner as in the workers (src/tensor/json.ts).
+ * Bodies of WORKER_PARSE_MIN_BYTES or more are not parsed on the main thread: the route reads
+ * them into one pooled buffer (./read-body.ts) and hands it to a worker, which parses, validates
+ * (same schema, same Ajv options), decodes, computes and writes the reply over the body
+ * (src/worker/request.ts). Parsing big tensors, numbers or base64 text, is much of a request's
+ * work, and this way it uses every core. Smaller bodies are parsed and decoded here; from
+ * SCAN_MIN_BYTES, numeric ones by the same WebAssembly row scanner as in the workers
+ * (src/tensor/json.ts).
  */
 import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
@@ -79,10 +80,10 @@ export function replyFormatOf (accept: string | undefined, binaryRequest: boolea
 }
 
 /**
- * Whether the bulk of a body is numbers, which are costly to parse, rather than the text of a
- * long string (a base64 tensor), which JSON.parse copies at memory speed: 256 bytes from the
- * body (at a quarter, half and three quarters; two of the three) hold a comma or a quote. Base64 bodies stay on the main thread, so the
- * workers keep their time for the kernels. (Performance only: both paths give the same answers.)
+ * Whether the bulk of a body below WORKER_PARSE_MIN_BYTES is numbers, for the WebAssembly row
+ * scanner, rather than the text of a long string (a base64 tensor), which JSON.parse copies at
+ * memory speed: 256 bytes from the body (at a quarter, half and three quarters; two of the three)
+ * hold a comma or a quote. (Performance only: both paths give the same answers.)
  */
 function mostlyNumbers (body: Buffer): boolean {
   // (three samples, at a quarter, half and three quarters: one may fall where two base64 strings meet)
