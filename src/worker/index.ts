@@ -50,12 +50,16 @@ function answer (result: FloatArray, task: FromPool<{ dtype: WireDType }>): unkn
   return lentBack({ bytes, lent: task.lent ?? [] })
 }
 
+/** A value moved back to the main thread with the buffers it holds. */
+function moved (value: object, transfer: ArrayBuffer[]): unknown {
+  return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return value } })
+}
+
 /** An answer moved back with its reply's buffer and the lent buffers (each once; none detached). */
 function lentBack<T extends { bytes: Uint8Array, lent: ArrayBuffer[] }> (answer: T): unknown {
   const reply = answer.bytes.buffer as ArrayBuffer
   answer.lent = answer.lent.filter((b, i, all) => b !== reply && b.byteLength > 0 && all.indexOf(b) === i)
-  const transfer = [reply, ...answer.lent]
-  return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return answer } })
+  return moved(answer, [reply, ...answer.lent])
 }
 
 /**
@@ -122,7 +126,7 @@ export function einsumBackward (task: FromPool<tasks.EinsumTask>): unknown {
 export function request (task: FromPool<RequestTask>): unknown {
   useGate(task.gate ?? null)
   const { outcome, transfer } = timed(() => handleRequest(task))
-  return move({ get [transferableSymbol] () { return transfer }, get [valueSymbol] () { return outcome } })
+  return moved(outcome, transfer)
 }
 
 /** Answers once the worker has loaded: the pool waits for this before the app is ready. */
