@@ -971,4 +971,4 @@ export function dotF64 (n: i32, a: usize, b: usize): f64 {
 // ---- JSON text ----
 
 export { formatRowsF64 } from './format'
-export { scanRows } from './parse'
+export { scanRows, spansFound } from './parse'

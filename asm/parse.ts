@@ -177,19 +177,137 @@ function parseNumber (text: usize, i: i32, len: i32): f64 {
   return negative ? -x : x
 }
 
+/** The spans the last scanRows decoded, and where the last decodeSpan stopped (after the closing quote). */
+let spanCount: i32 = 0
+let spanEnd: i32 = 0
+
+export function spansFound (): i32 {
+  return spanCount
+}
+
+/** Base64 alphabet values by byte (standard alphabet), 255 for every other byte. */
+const B64: usize = memory.data<u8>([
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 62, 255, 255, 255, 63,
+  52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 255, 255, 255, 255, 255, 255,
+  255, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+  15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 255, 255, 255, 255, 255,
+  255, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+  41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255
+])
+
+function b64 (c: u32): u32 { return <u32>load<u8>(B64 + <usize>c) }
+
+/** Whether the string opening at q is the value of a key "data" (`"data"`, spaces, `:`, spaces before it). */
+function isDataValue (text: usize, q: i32): bool {
+  let k = q - 1
+  while (k >= 0 && isSpace(<u32>load<u8>(text + <usize>k))) k--
+  if (k < 0 || load<u8>(text + <usize>k) !== 0x3a) return false
+  k--
+  while (k >= 0 && isSpace(<u32>load<u8>(text + <usize>k))) k--
+  // `"data"`, its opening quote not escaped (a key ending in `\"data` is left to JSON.parse)
+  return k >= 6 && load<u8>(text + <usize>k) === 0x22 && load<u32>(text + <usize>(k - 4)) === 0x61746164 &&
+    load<u8>(text + <usize>(k - 5)) === 0x22 && load<u8>(text + <usize>(k - 6)) !== 0x5c
+}
+
+/**
+ * Decodes the string opening at q if it is strict base64 of minSpan to maxSpan characters: the
+ * standard alphabet, a length that is a multiple of 4, '=' padding only at the end with the bits
+ * past the last byte zero (the standard encoding of its bytes), no escapes or whitespace. Writes
+ * its bytes to out and returns their count (spanEnd: the offset after the closing quote); -1 for
+ * any other string, which is then left in the text.
+ */
+function decodeSpan (text: usize, q: i32, len: i32, out: usize, minSpan: i32, maxSpan: i32): i32 {
+  const start = q + 1
+  let i = start
+  let o: usize = out
+  // whole quanta of four alphabet characters
+  while (i + 4 <= len) {
+    const p = text + <usize>i
+    const a = b64(<u32>load<u8>(p))
+    const b = b64(<u32>load<u8>(p, 1))
+    const c = b64(<u32>load<u8>(p, 2))
+    const d = b64(<u32>load<u8>(p, 3))
+    if ((a | b | c | d) > 63) break
+    const v = (a << 18) | (b << 12) | (c << 6) | d
+    store<u8>(o, <u8>(v >> 16))
+    store<u8>(o, <u8>(v >> 8), 1)
+    store<u8>(o, <u8>v, 2)
+    o += 3
+    i += 4
+  }
+  // a last padded quantum: xx== or xxx=, the bits past its bytes zero
+  if (i + 4 <= len && load<u8>(text + <usize>(i + 3)) === 0x3d) {
+    const p = text + <usize>i
+    const a = b64(<u32>load<u8>(p))
+    const b = b64(<u32>load<u8>(p, 1))
+    const c2 = <u32>load<u8>(p, 2)
+    if ((a | b) > 63) return -1
+    if (c2 === 0x3d) {
+      if ((b & 15) !== 0) return -1
+      store<u8>(o, <u8>((a << 2) | (b >> 4)))
+      o += 1
+    } else {
+      const c = b64(c2)
+      if (c > 63 || (c & 3) !== 0) return -1
+      const v = (a << 18) | (b << 12) | (c << 6)
+      store<u8>(o, <u8>(v >> 16))
+      store<u8>(o, <u8>(v >> 8), 1)
+      o += 2
+    }
+    i += 4
+  }
+  if (i >= len || load<u8>(text + <usize>i) !== 0x22) return -1
+  const chars = i - start
+  if (chars < minSpan || chars > maxSpan) return -1
+  spanEnd = i + 1
+  return <i32>(o - out)
+}
+
 /**
  * Scans the JSON text at `text` (len bytes) for rows of numbers. Their values go to `values`
  * (at most maxValues float64); each row found writes four i32 to `rows` (at most maxRows): the
  * offset of its '[', the offset after its ']', the index of its first value and its count.
  * Returns the number of rows. Stops early (leaving the rest to JSON.parse) when a table is full.
+ *
+ * With maxSpans > 0 it also decodes the strings that are the value of a "data" key and strict
+ * base64 (decodeSpan) to `spans`, back to back (at most len·3/4 bytes in all); each writes four i32
+ * to spanTable: the offset of its opening quote, the offset after its closing one, the offset of its
+ * bytes in `spans` and their count. spansFound() tells how many.
  */
-export function scanRows (text: usize, len: i32, values: usize, maxValues: i32, rows: usize, maxRows: i32): i32 {
+export function scanRows (text: usize, len: i32, values: usize, maxValues: i32, rows: usize, maxRows: i32,
+  spans: usize, spanTable: usize, maxSpans: i32, minSpan: i32, maxSpan: i32): i32 {
   let found = 0
   let count = 0 // values written
   let i = 0
+  spanCount = 0
+  let spanBytes: i32 = 0 // bytes decoded
   while (i < len) {
     const c = <u32>load<u8>(text + <usize>i)
     if (c === 0x22) {
+      if (spanCount < maxSpans && isDataValue(text, i)) {
+        const n = decodeSpan(text, i, len, spans + <usize>spanBytes, minSpan, maxSpan)
+        if (n >= 0) {
+          const s = spanTable + (<usize>spanCount << 4)
+          store<i32>(s, i)
+          store<i32>(s, spanEnd, 4)
+          store<i32>(s, spanBytes, 8)
+          store<i32>(s, n, 12)
+          spanCount++
+          spanBytes += n
+          i = spanEnd
+          continue
+        }
+      }
       // a string: to its closing quote, past escapes
       i++
       while (i < len) {

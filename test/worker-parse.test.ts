@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
-import { SCAN_MIN_BYTES } from '../src/tensor/json.js'
+import { SCAN_MIN_BYTES, SPAN_MIN_CHARS } from '../src/tensor/json.js'
 import { base64Tensor, nested } from './helpers/bodies.js'
 import { hostileBody } from './helpers/hostile.js'
 
@@ -106,6 +106,44 @@ describe('a body parsed in a worker answers as one parsed on the main thread', (
       await same(route, text)
     }), { numRuns: RUNS })
   }, 120_000)
+
+  it('large base64 operands (decoded from the body\'s bytes in the worker), valid and malformed, in every dtype', async () => {
+    const n = 48 // 48² float32 operands: 12,288 characters of base64
+    const tensor = (dtype: string, bytes: number, fill = 3): { shape: number[], dtype: string, data: string } => {
+      const raw = Buffer.alloc(n * n * bytes)
+      for (let i = 0; i < raw.length; i++) raw[i] = (i * fill) % 251 === 0 ? 0 : ((i * 37) % 61) + (i % bytes === bytes - 1 ? 0x3c : 0)
+      return { shape: [n, n], dtype, data: raw.toString('base64') }
+    }
+    const a = tensor('float32', 4)
+    const b = tensor('float32', 4, 5)
+    expect(a.data.length).toBeGreaterThan(SPAN_MIN_CHARS)
+    const mutate = (data: string): string[] => [
+      data.slice(0, 99) + '-' + data.slice(100), // URL-safe alphabet
+      data.slice(0, 99) + ' ' + data.slice(100), // whitespace
+      data.slice(0, 99) + '\\/' + data.slice(100), // an escape (the JSON text \/)
+      data.slice(0, -4), // three bytes short
+      data + 'AAAA', // three bytes over
+      data.slice(0, -2) + 'B=', // bits past the last byte
+      data.slice(0, -1) // not a multiple of 4
+    ]
+    const bodies: object[] = [
+      { a, b, encoding: 'base64' },
+      { a: tensor('float64', 8), b: tensor('float64', 8, 7), encoding: 'base64' },
+      { a: tensor('float16', 2), b: tensor('bfloat16', 2), encoding: 'base64' },
+      { a: { ...a, shape: [n, n + 1] }, b },
+      { a: { ...a, dtype: 'int8' }, b },
+      { a: { data: a.data, dtype: 'float32' }, b },
+      ...mutate(a.data).map(data => ({ a: { ...a, data }, b }))
+    ]
+    const statuses: number[] = []
+    for (const body of bodies) statuses.push(await same('matmul', JSON.stringify(body).replace('\\\\/', '\\/')))
+    // (the escaped '/' is base64 once JSON has read it)
+    expect(statuses).toEqual([200, 200, 200, 400, 400, 400, 400, 400, 200, 400, 400, 400, 400])
+    // base64 in other places than a tensor's data: refused alike
+    expect(await same('einsum', JSON.stringify({ equation: a.data, operands: [b] }))).toBe(400)
+    expect(await same('matmul', JSON.stringify({ a, b, dtype: a.data }))).toBe(400)
+    expect(await same('matmul', JSON.stringify({ a, b, data: a.data }))).toBe(400)
+  })
 
   it('a body of exactly the threshold goes to a worker, one byte less is parsed on the main thread', async () => {
     const text = '{"a": [[1, 2]], "b": [[3], [4]]}'

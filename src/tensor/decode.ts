@@ -13,6 +13,7 @@ import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
 import { buffers } from './buffers.js'
 import { bitsToFloat32, type HalfDType, roundTo16 } from './half.js'
+import { takeSpan } from './json.js'
 
 export const NON_FINITE: Readonly<Record<string, number>> = { NaN, Infinity, '-Infinity': -Infinity }
 
@@ -164,6 +165,8 @@ function checkShapeField (shape: unknown, name: string): number[] {
 
 function decodeBase64 (s: string, count: number, dtype: WireDType, name: string): FloatArray {
   const bytes = count * ITEMSIZE[dtype]
+  const span = takeSpan(s)
+  if (span !== undefined) return fromSpan(span, count, dtype, name)
   const malformed = (): ApiError =>
     invalidTensor(`${name}.data is not valid base64: standard alphabet (A-Z a-z 0-9 + /), '=' padding, no whitespace`)
   if (s.length % 4 !== 0) throw malformed()
@@ -183,6 +186,24 @@ function decodeBase64 (s: string, count: number, dtype: WireDType, name: string)
   if (view.write(s, 'base64') !== bytes || s.includes('-') || s.includes('_')) throw malformed()
   if (padding > 0 && view.toString('base64', bytes - 3 + padding) !== s.slice(-4)) throw malformed()
   return out instanceof Uint16Array ? bitsToFloat32(out, dtype as HalfDType) : out
+}
+
+/**
+ * A base64 span the JSON scan decoded from the body's bytes (src/tensor/json.ts), already checked
+ * as strictly as decodeBase64 checks a string: its bytes, in a buffer of this thread's pool, are
+ * the array's.
+ */
+function fromSpan (span: Uint8Array, count: number, dtype: WireDType, name: string): FloatArray {
+  const bytes = count * ITEMSIZE[dtype]
+  if (span.length !== bytes) {
+    throw invalidTensor(`${name}.data holds ${span.length} bytes of base64, but ${count} elements of ${dtype} need ${bytes} bytes`)
+  }
+  const buffer = span.buffer as ArrayBuffer
+  if (dtype === 'float64') return new Float64Array(buffer, 0, count)
+  if (dtype === 'float32') return new Float32Array(buffer, 0, count)
+  const out = bitsToFloat32(new Uint16Array(buffer, 0, count), dtype as HalfDType)
+  buffers.give(buffer)
+  return out
 }
 
 /** (16-bit values are read as float64, then rounded once: decodeAny) */

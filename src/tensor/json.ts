@@ -13,6 +13,8 @@ import { Buffer } from 'node:buffer'
 import { randomBytes } from 'node:crypto'
 import sjson from 'secure-json-parse'
 import { begin, end } from '../kernels/wasm/runtime.js'
+import { MAX_BASE64_LENGTH } from '../schemas/tensor.js'
+import { buffers } from './buffers.js'
 
 // Fastify's own JSON parser settings: __proto__ and constructor.prototype keys are errors
 const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
@@ -27,44 +29,98 @@ const MAX_SCAN_VALUES = 1 << 23
 const TOKEN = '\u0000' + randomBytes(16).toString('hex')
 const TOKEN_JSON = JSON.stringify(TOKEN)
 
-/** Parses JSON text given as UTF-8 bytes; the value JSON.parse gives, or its throw. */
-export function parseJsonBytes (bytes: Uint8Array): unknown {
-  const scanned = bytes.length < SCAN_MIN_BYTES ? null : scan(bytes)
+/** The base64 strings decoded by the scan are those of this many characters and up (and MAX_BASE64_LENGTH at most). */
+export const SPAN_MIN_CHARS = 4096
+const SPAN_PREFIX = TOKEN + ':'
+
+/** The bytes of the base64 spans of the last parse with `spans`, by index, until a decoder takes them. */
+let spanBytes: Array<Uint8Array | null> = []
+
+/**
+ * Parses JSON text given as UTF-8 bytes; the value JSON.parse gives, or its throw. With `spans`,
+ * the value of every "data" key that is strict base64 of SPAN_MIN_CHARS characters or more is
+ * decoded from the bytes by the scan (no string of megabytes is made) and left in the value as a
+ * placeholder string, which takeSpan turns into its bytes. (Only for a parse whose value is decoded
+ * before the thread does anything else, as in a worker: the next parse drops the spans.)
+ */
+export function parseJsonBytes (bytes: Uint8Array, options: { spans?: boolean } = {}): unknown {
+  spanBytes = []
+  const scanned = bytes.length < SCAN_MIN_BYTES ? null : scan(bytes, options.spans === true)
   if (scanned === null) return sjson.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'), PARSE_OPTIONS)
-  return restoreRows(sjson.parse(scanned.text, PARSE_OPTIONS), scanned.rows)
+  spanBytes = scanned.spans
+  const value = sjson.parse(scanned.text, PARSE_OPTIONS)
+  return scanned.rows.length === 0 ? value : restoreRows(value, scanned.rows)
 }
 
-/** The text with its rows of numbers replaced by placeholders, and the rows; null if it has none. */
-function scan (bytes: Uint8Array): { text: string, rows: Array<number[]> } | null {
+/**
+ * The bytes of a base64 span of the last parse, given its placeholder (a buffer of this thread's
+ * pool, taken once); undefined for any other string.
+ */
+export function takeSpan (s: string): Uint8Array | undefined {
+  if (!s.startsWith(SPAN_PREFIX)) return undefined
+  const k = Number(s.slice(SPAN_PREFIX.length))
+  const bytes = spanBytes[k] ?? undefined
+  if (bytes !== undefined) spanBytes[k] = null
+  return bytes
+}
+
+/**
+ * The text with its rows of numbers (and, with `spans`, its base64 spans) replaced by
+ * placeholders, the rows and the spans' bytes; null if it has neither.
+ */
+function scan (bytes: Uint8Array, withSpans: boolean): { text: string, rows: Array<number[]>, spans: Uint8Array[] } | null {
   try {
     const ws = begin()
     const len = bytes.length
     const maxValues = Math.min(MAX_SCAN_VALUES, Math.floor(len / 2) + 1)
     const maxRows = Math.floor(len / MIN_ROW_BYTES) + 1
+    const maxSpans = withSpans ? Math.min(4096, Math.floor(len / SPAN_MIN_CHARS) + 1) : 0
+    // (reserved for the most the text could hold; what the scan writes is recorded after it)
     const text = ws.alloc(len, 1)
-    const values = ws.alloc(maxValues, 8)
+    const spanTable = ws.alloc(maxSpans * 4, 4)
+    const spanOut = ws.alloc(withSpans ? Math.floor(len * 3 / 4) + 3 : 0, 1)
     const table = ws.alloc(maxRows * 4, 4)
-    ws.commit()
+    const values = ws.alloc(maxValues, 8)
+    ws.commit(text + len)
     ws.u8(text, len).set(bytes)
-    const found = ws.x.scanRows(text, len, values, maxValues, table, maxRows)
-    if (found === 0) return null
+    const found = ws.x.scanRows(text, len, values, maxValues, table, maxRows, spanOut, spanTable, maxSpans, SPAN_MIN_CHARS, MAX_BASE64_LENGTH)
+    const spanCount = maxSpans > 0 ? ws.x.spansFound() : 0
     const t = ws.i32(table, found * 4)
-    const v = ws.f64(values, t[(found - 1) * 4 + 2] + t[(found - 1) * 4 + 3])
+    const valueCount = found === 0 ? 0 : t[(found - 1) * 4 + 2] + t[(found - 1) * 4 + 3]
+    const st = ws.i32(spanTable, spanCount * 4)
+    if (spanCount > 0) ws.used(spanOut + st[(spanCount - 1) * 4 + 2] + st[(spanCount - 1) * 4 + 3])
+    if (found > 0) ws.used(values + valueCount * 8)
+    if (found === 0 && spanCount === 0) return null
+    const v = ws.f64(values, valueCount)
     const rows = new Array<number[]>(found)
+    const spans = new Array<Uint8Array>(spanCount)
     const pieces: Buffer[] = []
     let at = 0
-    for (let r = 0; r < found; r++) {
-      const start = t[r * 4]
-      const first = t[r * 4 + 2]
-      const count = t[r * 4 + 3]
-      const row = new Array<number>(count)
-      for (let k = 0; k < count; k++) row[k] = v[first + k]
-      rows[r] = row
-      pieces.push(Buffer.from(bytes.buffer, bytes.byteOffset + at, start - at), Buffer.from(`[${TOKEN_JSON},${r}]`))
-      at = t[r * 4 + 1]
+    // the rows and the spans, each in text order, merged
+    let r = 0
+    let k = 0
+    while (r < found || k < spanCount) {
+      if (k >= spanCount || (r < found && t[r * 4] < st[k * 4])) {
+        const first = t[r * 4 + 2]
+        const count = t[r * 4 + 3]
+        const row = new Array<number>(count)
+        for (let j = 0; j < count; j++) row[j] = v[first + j]
+        rows[r] = row
+        pieces.push(Buffer.from(bytes.buffer, bytes.byteOffset + at, t[r * 4] - at), Buffer.from(`[${TOKEN_JSON},${r}]`))
+        at = t[r * 4 + 1]
+        r++
+      } else {
+        const n = st[k * 4 + 3]
+        const out = new Uint8Array(buffers.take(n), 0, n)
+        out.set(ws.u8(spanOut + st[k * 4 + 2], n))
+        spans[k] = out
+        pieces.push(Buffer.from(bytes.buffer, bytes.byteOffset + at, st[k * 4] - at), Buffer.from(JSON.stringify(SPAN_PREFIX + String(k))))
+        at = st[k * 4 + 1]
+        k++
+      }
     }
     pieces.push(Buffer.from(bytes.buffer, bytes.byteOffset + at, len - at))
-    return { text: Buffer.concat(pieces).toString('utf8'), rows }
+    return { text: Buffer.concat(pieces).toString('utf8'), rows, spans }
   } catch {
     return null // (the module could not take it, e.g. out of memory): JSON.parse reads it all
   } finally {

@@ -89,7 +89,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     }
   } else {
     try {
-      parsed = parseJsonBytes(body)
+      parsed = parseJsonBytes(body, { spans: true })
     } catch {
       return back({ kind: 'invalid-json', bare: bareNonFinite(body), looks: bodyLooksLike(body, 'json') })
     }

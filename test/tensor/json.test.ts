@@ -3,12 +3,14 @@
  * secure-json-parse's prototype checks), and throws where it throws:
  * for rows of numbers in every JSON number form (all converted by the WebAssembly scanner, which
  * must round as JSON.parse does), rows inside strings, after escapes, in keys' places, ragged,
- * too long for the scanner's fast path, in invalid JSON.
+ * too long for the scanner's fast path, in invalid JSON. With `spans`, the base64 strings the scan
+ * decodes from the bytes (the values of "data" keys that are strict base64) come back as exactly the
+ * bytes the string encodes, and every other string is left as JSON.parse reads it.
  */
 import fc from 'fast-check'
 import sjson from 'secure-json-parse'
 import { describe, expect, it } from 'vitest'
-import { parseJsonBytes, SCAN_MIN_BYTES } from '../../src/tensor/json.js'
+import { parseJsonBytes, SCAN_MIN_BYTES, SPAN_MIN_CHARS, takeSpan } from '../../src/tensor/json.js'
 
 /** JSON.parse's value or the fact that it threw. */
 function outcome (parse: () => unknown): { value?: unknown, threw?: true } {
@@ -113,5 +115,105 @@ describe('parseJsonBytes parses as JSON.parse does', () => {
     const body = `{"a": [[${Array.from({ length: 40 }, (_, i) => String(Math.sin(i))).join(',')}]], "pad": "${'z'.repeat(SCAN_MIN_BYTES)}"}`
     fc.assert(fc.property(fc.nat(body.length), (cut) => { expectSame(body.slice(0, cut)) }), { numRuns: 300 })
     fc.assert(fc.property(fc.jsonValue(), (v) => { expectSame(JSON.stringify({ v, pad: 'w'.repeat(SCAN_MIN_BYTES) })) }), { numRuns: 300 })
+  })
+})
+
+/** The value with every span placeholder swapped for the base64 of its bytes; the spans taken. */
+function withSpansRestored (value: unknown): { value: unknown, spans: number } {
+  let spans = 0
+  const swap = (x: unknown): unknown => {
+    if (typeof x === 'string') {
+      const bytes = takeSpan(x)
+      if (bytes === undefined) return x
+      spans++
+      return Buffer.from(bytes).toString('base64')
+    }
+    if (Array.isArray(x)) return x.map(swap)
+    if (typeof x === 'object' && x !== null) return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, swap(v)]))
+    return x
+  }
+  return { value: swap(value), spans }
+}
+
+/** With spans, the same value (or throw) as Fastify's parser, once the spans are encoded again; returns the spans. */
+function expectSameWithSpans (text: string): number {
+  const want = outcome(() => sjson.parse(text, { protoAction: 'error', constructorAction: 'error' }))
+  let spans = 0
+  const got = outcome(() => {
+    const restored = withSpansRestored(parseJsonBytes(Buffer.from(text), { spans: true }))
+    spans = restored.spans
+    return restored.value
+  })
+  expect(got.threw, text.slice(0, 200)).toBe(want.threw)
+  if (want.threw === undefined) expect(deepSame(got.value, want.value), text.slice(0, 200)).toBe(true)
+  return spans
+}
+
+/** Strict base64 of n random bytes. */
+const base64Of = (n: number): fc.Arbitrary<string> => fc.uint8Array({ minLength: n, maxLength: n }).map(b => Buffer.from(b).toString('base64'))
+
+describe('parseJsonBytes with spans: base64 decoded from the bytes', () => {
+  const pad = `"pad": "${'p'.repeat(SCAN_MIN_BYTES)}"`
+  const long = (SPAN_MIN_CHARS / 4) * 3
+
+  it('strict base64 "data" values of every length from the threshold up become their bytes', () => {
+    fc.assert(fc.property(fc.integer({ min: long - 3, max: long + 40 }), fc.integer({ min: 0, max: 3 }), (n, copies) => {
+      const b = fc.sample(base64Of(n), 1)[0]
+      const tensors = Array.from({ length: copies }, (_, i) => `"t${i}": {"shape": [${n}], "data": ${JSON.stringify(b)}, "dtype": "float32"}`)
+      const spans = expectSameWithSpans(`{${[...tensors, pad].join(', ')}}`)
+      expect(spans).toBe(b.length >= SPAN_MIN_CHARS ? copies : 0)
+    }), { numRuns: 60 })
+  })
+
+  it('strings that are not strict base64, or not the value of "data", are left to JSON.parse', () => {
+    const b = Buffer.alloc(long + 2, 7).toString('base64') // ends in '='
+    expect(b.endsWith('=')).toBe(true)
+    const cases: Array<[string, number]> = [
+      [b, 1],
+      [b.slice(0, -2) + 'B=', 0], // bits past the last byte not zero
+      [b.slice(0, -4) + 'AAB=', 0],
+      [b.slice(0, -3) + 'B==', 0],
+      [b.replace('B', '-'), 0], // URL-safe alphabet
+      [b.replace('B', '_'), 0],
+      [b.slice(0, 100) + ' ' + b.slice(101), 0], // whitespace
+      [b.slice(0, 100) + '\\/' + b.slice(101), 0], // an escape
+      [b.slice(0, -1), 0], // length not a multiple of 4
+      [b.slice(0, 100) + '=' + b.slice(101), 0], // padding inside
+      [b.slice(0, 100) + '\\u0041' + b.slice(101), 0],
+      [b + '=', 0]
+    ]
+    for (const [data, spans] of cases) {
+      expect(expectSameWithSpans(`{"a": {"shape": [1], "data": "${data}"}, ${pad}}`), `${cases.findIndex(c => c[0] === data)}`).toBe(spans)
+    }
+    for (const key of ['xdata', 'Data', 'data ', '\\"data', 'da\\u0074a', 'dat']) {
+      expect(expectSameWithSpans(`{"a": {"shape": [1], "${key}": "${b}"}, ${pad}}`), key).toBe(0)
+    }
+    expect(expectSameWithSpans(`{"a": {"data" : \n\t "${b}"}, ${pad}}`.replace('\\n\\t', '\n\t'))).toBe(1)
+    // a "data" value inside a string, and one that is a key
+    expect(expectSameWithSpans(`{"s": "{\\"data\\": \\"${b}\\"}", ${pad}}`)).toBe(0)
+    expect(expectSameWithSpans(`{"data": {"${b}": 1}, ${pad}}`)).toBe(0)
+  })
+
+  it('a placeholder that is not of this parse is not a span', () => {
+    const b = Buffer.alloc(long, 1).toString('base64')
+    const value = parseJsonBytes(Buffer.from(`{"data": "${b}", ${pad}}`), { spans: true }) as { data: string }
+    const placeholder = value.data
+    expect(placeholder).not.toBe(b)
+    // the next parse drops the spans of this one
+    parseJsonBytes(Buffer.from(`{${pad}}`), { spans: true })
+    expect(takeSpan(placeholder)).toBeUndefined()
+    // a span is taken once
+    const again = parseJsonBytes(Buffer.from(`{"data": "${b}", ${pad}}`), { spans: true }) as { data: string }
+    expect(takeSpan(again.data)).toEqual(new Uint8Array(Buffer.from(b, 'base64')))
+    expect(takeSpan(again.data)).toBeUndefined()
+    // without spans, the string itself
+    expect(parseJsonBytes(Buffer.from(`{"data": "${b}", ${pad}}`))).toEqual({ data: b, pad: 'p'.repeat(SCAN_MIN_BYTES) })
+  })
+
+  it('any text cut from a body with spans', () => {
+    const b = Buffer.alloc(long + 1, 3).toString('base64')
+    const body = `{"a": {"shape": [2], "data": "${b}", "dtype": "float64"}, "rows": [${Array.from({ length: 20 }, (_, i) => i).join(',')}], "b": {"data": "${b}"}, ${pad}}`
+    expect(expectSameWithSpans(body)).toBe(2)
+    fc.assert(fc.property(fc.nat(body.length), (cut) => { expectSameWithSpans(body.slice(0, cut)) }), { numRuns: 300 })
   })
 })

@@ -34,7 +34,10 @@ export interface KernelExports {
   /** rows x inner float64 at src as JSON text at dst (rows back to back, row r ending at ends[r]); returns the bytes. */
   formatRowsF64: (src: Ptr, rows: number, inner: number, dst: Ptr, ends: Ptr) => number
   /** The rows of numbers of a JSON text: values to `values`, (start, end, first value, count) i32 quadruples to `rows`; returns the rows. */
-  scanRows: (text: Ptr, len: number, values: Ptr, maxValues: number, rows: Ptr, maxRows: number) => number
+  scanRows: (text: Ptr, len: number, values: Ptr, maxValues: number, rows: Ptr, maxRows: number,
+    spans: Ptr, spanTable: Ptr, maxSpans: number, minSpan: number, maxSpan: number) => number
+  /** The base64 spans the last scanRows decoded: (start, end, byte offset, bytes) i32 quadruples in its spanTable. */
+  spansFound: () => number
 }
 
 /** C (= or += when acc = 1) A·B: A m x k with element strides (rsa, csa), B k x n (rsb, csb), C row stride ldc. */
@@ -98,6 +101,8 @@ export function decodeBase64 (text: string): Uint8Array {
 
 let compiled: object | null = null
 let instance: KernelExports | null = null
+/** The end of the memory the instance's calls have written. */
+let highWater = 0
 
 function kernels (): KernelExports {
   if (instance === null) {
@@ -131,10 +136,23 @@ export class Workspace {
     return this.alloc(this.x.workBytes(), 1)
   }
 
-  /** Grows the memory to hold everything allocated so far (before any view is taken). */
-  commit (): void {
+  /**
+   * Grows the memory to hold everything allocated so far (before any view is taken). `touched`:
+   * the end of what the call will write (default: all of it; see used).
+   */
+  commit (touched = this.top): void {
     const have = this.x.memory.buffer.byteLength
     if (this.top > have) this.x.memory.grow(Math.ceil((this.top - have) / PAGE))
+    this.used(touched)
+  }
+
+  /**
+   * Records that the call wrote up to address p: a call that reserves more than it writes (the JSON
+   * scan's tables) tells what it wrote, and only memory written counts against RETAIN_BYTES (pages
+   * never written take no memory).
+   */
+  used (p: Ptr): void {
+    if (p > highWater) highWater = p
   }
 
   get bytes (): number {
@@ -168,7 +186,10 @@ export function begin (): Workspace {
   return new Workspace(kernels())
 }
 
-/** Ends a kernel call: drops the instance if the call left it holding more than RETAIN_BYTES. */
+/** Ends a kernel call: drops the instance if its calls have written more than RETAIN_BYTES of its memory. */
 export function end (): void {
-  if (instance !== null && instance.memory.buffer.byteLength > RETAIN_BYTES) instance = null
+  if (instance !== null && highWater > RETAIN_BYTES) {
+    instance = null
+    highWater = 0
+  }
 }
