@@ -38,9 +38,10 @@ import { matmul, matmulInfo } from '../src/kernels/matmul.js'
 import { enableEngine } from '../src/kernels/ort/engine.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../src/kernels/types.js'
 import type { BackwardTask } from '../src/operations/backward.js'
+import { OPERATIONS, type OperationName } from '../src/operations/index.js'
+import type { Operation } from '../src/operations/spec.js'
 import { buffers } from '../src/tensor/buffers.js'
 import { replyBytesBound, type ReplySpec } from '../src/tensor/encode.js'
-import { TASKS } from '../src/worker/tasks.js'
 import { type NumpyCase, numpyRun } from './numpy.js'
 import { startTunables } from './serve.js'
 
@@ -105,7 +106,7 @@ interface Case {
   flops: number
   numpy: NumpyCase
   /** The worker task's name and a fresh task with its transfer list (operands copied per run), and its result's length. */
-  task: () => { name: string, task: object, transfer: ArrayBuffer[], resultLength: number }
+  task: () => { name: OperationName, task: object, transfer: ArrayBuffer[], resultLength: number }
   /** The kernel in this thread. */
   local: () => ArrayLike<number>
   /** The target ratio to NumPy. */
@@ -121,6 +122,12 @@ function copy (x: FloatArray): FloatArray {
   return out
 }
 
+/** Runs a task on the worker entry as the pool does (src/plugins/pool.ts): its `run`, naming the operation. */
+async function onWorker (pool: Piscina, operation: OperationName, task: object, transferList: ArrayBuffer[]): Promise<unknown> {
+  ;(task as { operation?: OperationName }).operation = operation
+  return await pool.run(task, { name: 'run', transferList })
+}
+
 /**
  * A task through the worker entry as the service runs it (src/routes/v1/operations.ts): the reply
  * written in the worker as a safetensors file into a buffer lent from this thread's pool, the
@@ -132,7 +139,7 @@ async function runTask (pool: Piscina, { name, task, transfer, resultLength }: R
   const into = buffers.take(replyBytesBound(t.dtype, t.reply))
   t.into = into
   t.lent = transfer
-  const answer = await pool.run(t, { name, transferList: [...transfer, into] }) as { bytes: Uint8Array, lent: ArrayBuffer[] }
+  const answer = await onWorker(pool, name, t, [...transfer, into]) as { bytes: Uint8Array, lent: ArrayBuffer[] }
   use(answer.bytes)
   for (const b of answer.lent) buffers.give(b)
   buffers.give(answer.bytes.buffer as ArrayBuffer)
@@ -213,30 +220,28 @@ function backwardCase (f: Case, target: number): Case {
   const operands = fname === 'matmul' ? ['a', 'b'] : fname === 'conv2d' ? ['input', 'kernel'] : ['query', 'key', 'value']
   const resultLength = forward.info.outShape.reduce((p, d) => p * d, 1)
   const g = random(forward.dtype, resultLength, 8)
-  const make = (): BackwardTask<unknown> => {
+  const make = (): BackwardTask => {
     const { task } = f.task()
     const t = task as Record<string, FloatArray>
     return {
       dtype: forward.dtype,
-      forward: task,
+      forward: task as BackwardTask['forward'],
       g: copy(g),
-      wrt: operands,
-      returnResult: false,
       layout: operands.map(o => [`grads.${o}`, t[o].length]),
       info: { flops: 2 * f.flops }
     }
   }
-  const name = `${fname}Backward`
+  const name = `${fname}Backward` as OperationName
   return {
     name: `${f.name} backward`,
     flops: 2 * f.flops,
     numpy: { ...f.numpy, name: `${f.name} backward`, backward: true },
     task: () => {
       const t = make()
-      const transfer = [t.g, ...operands.map(o => (t.forward as Record<string, FloatArray>)[o])].map(x => x.buffer as ArrayBuffer)
+      const transfer = [t.g, ...operands.map(o => (t.forward as unknown as Record<string, FloatArray>)[o])].map(x => x.buffer as ArrayBuffer)
       return { name, task: t, transfer, resultLength: t.layout.reduce((n, [, length]) => n + length, 0) }
     },
-    local: () => (TASKS[name as keyof typeof TASKS] as (t: object) => FloatArray)(make()),
+    local: () => (OPERATIONS[name] as Operation).run(make()),
     target,
     forward: f
   }
@@ -256,7 +261,7 @@ interface EinsumCase {
   name: string
   flops: number
   numpy: NumpyCase
-  einsum: () => { name: string, task: object, transfer: ArrayBuffer[] }
+  einsum: () => { name: OperationName, task: object, transfer: ArrayBuffer[] }
   matmuls: (pool: Piscina) => Promise<ArrayLike<number>>
 }
 
@@ -284,7 +289,7 @@ function scoresCase (dtype: DType): EinsumCase {
   const kt = random(dtype, b * h * L * d, 11)
   c.matmuls = async (pool) => {
     const t = { dtype, a: copy(q), b: copy(kt), info }
-    return await pool.run(t, { name: 'matmul', transferList: [t.a.buffer as ArrayBuffer, t.b.buffer as ArrayBuffer] }) as FloatArray
+    return await onWorker(pool, 'matmul', t, [t.a.buffer as ArrayBuffer, t.b.buffer as ArrayBuffer]) as FloatArray
   }
   return c
 }
@@ -300,8 +305,8 @@ function chainCase (dtype: DType): EinsumCase {
   c.matmuls = async (pool) => {
     const t1 = { dtype, a: copy(A), b: copy(B), info: first }
     const t2 = { dtype, b: copy(C), info: second }
-    const ab = await pool.run(t1, { name: 'matmul', transferList: [t1.a.buffer as ArrayBuffer, t1.b.buffer as ArrayBuffer] }) as FloatArray
-    return await pool.run({ ...t2, a: ab }, { name: 'matmul', transferList: [ab.buffer as ArrayBuffer, t2.b.buffer as ArrayBuffer] }) as FloatArray
+    const ab = await onWorker(pool, 'matmul', t1, [t1.a.buffer as ArrayBuffer, t1.b.buffer as ArrayBuffer]) as FloatArray
+    return await onWorker(pool, 'matmul', { ...t2, a: ab }, [ab.buffer as ArrayBuffer, t2.b.buffer as ArrayBuffer]) as FloatArray
   }
   return c
 }
@@ -337,7 +342,7 @@ for (const c of EINSUM_CASES) {
   const m: number[] = []
   // alternating, so that a busy moment of the machine falls on both
   for (let r = 0; r < 3; r++) {
-    e.push(await time(async ({ name, task, transfer }) => await one.run(task, { name, transferList: transfer }) as FloatArray, c.einsum, 400))
+    e.push(await time(async ({ name, task, transfer }) => await onWorker(one, name, task, transfer) as FloatArray, c.einsum, 400))
     m.push(await time(async () => await c.matmuls(one), none, 400))
   }
   einsumTimings.set(c, [median(e), median(m)])
@@ -391,7 +396,7 @@ const whole: string[] = []
 for (const dtype of only === null || only.test('matmul 1024³') ? ['float32', 'float64'] as const : []) {
   const c = matmulCase(dtype, 0, 1024, 1024, 1024, 0)
   const runWith = (threads: number) => async ({ name, task, transfer }: ReturnType<Case['task']>) =>
-    await pool.run({ ...task, threads }, { name, transferList: transfer }) as FloatArray
+    await onWorker(pool, name, { ...task, threads }, transfer) as FloatArray
   const ones: number[] = []
   const boths: number[] = []
   for (let r = 0; r < 3; r++) {

@@ -27,14 +27,15 @@ beforeAll(async () => {
 })
 afterAll(async () => { await Promise.all([onMain.close(), inWorker.close()]) })
 
-/** Records the names of the tasks the app's pool runs. */
+/** Records the tasks the app's pool runs: `request`, or the operation a `run` task names. */
 function spyOnPool (app: FastifyInstance): string[] {
   const names: string[] = []
   const run = app.pool.run.bind(app.pool)
   app.pool.run = async (task, options) => {
     // a matmul given the idle workers' threads too is recorded as matmul×threads
-    const threads = (task as { threads?: number } | null)?.threads
-    names.push((options?.name ?? 'default') + (threads === undefined ? '' : `×${threads}`))
+    const { threads, operation } = (task ?? {}) as { threads?: number, operation?: string }
+    const name = options?.name === 'run' ? operation ?? 'run' : options?.name ?? 'default'
+    names.push(name + (threads === undefined ? '' : `×${threads}`))
     return await run(task, options)
   }
   return names

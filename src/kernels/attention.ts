@@ -26,6 +26,14 @@ import type { FloatArray, Limits } from './types.js'
 import { allFinite, engineAttention, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
 
+export interface AttentionOperands {
+  query: FloatArray
+  key: FloatArray
+  value: FloatArray
+  mask: FloatArray | Uint8Array | null
+  info: AttentionInfo
+}
+
 export interface AttentionParams { causal?: boolean; scale?: number; returnWeights?: boolean }
 export type MaskKind = 'bool' | 'additive'
 

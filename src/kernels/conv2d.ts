@@ -12,6 +12,8 @@ import type { FloatArray, Limits } from './types.js'
 import { allFinite, engineConv2d, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
 
+export interface Conv2dOperands { input: FloatArray, kernel: FloatArray, bias: FloatArray | null, info: Conv2dInfo }
+
 export interface Conv2dParams {
   /** int or [sh, sw]; default 1 */
   stride?: number | number[]

@@ -4,6 +4,8 @@ import { checkFlops, elementCount, formatShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 import { begin, end } from './wasm/runtime.js'
 
+export interface DotOperands { a: FloatArray, b: FloatArray, info: DotInfo }
+
 export interface DotInfo {
   length: number
   outShape: number[]

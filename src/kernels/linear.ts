@@ -8,6 +8,8 @@ import { gemm } from './matmul.js'
 import { checkFlops, elementCount, formatShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 
+export interface LinearOperands { input: FloatArray, weights: FloatArray, bias: FloatArray | null, info: LinearInfo }
+
 export interface LinearInfo {
   rows: number
   inFeatures: number

@@ -9,6 +9,9 @@ import type { FloatArray, Limits } from './types.js'
 import { engineMatmul, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
 
+/** A matmul's operands (`threads`: the native engine's threads, when given more than one worker's share). */
+export interface MatmulOperands { a: FloatArray, b: FloatArray, info: MatmulInfo, threads?: number }
+
 export interface MatmulInfo {
   /** Broadcast batch dimensions. */
   batchShape: number[]

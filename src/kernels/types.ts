@@ -20,6 +20,16 @@ export interface Limits {
   maxJsonReplyBytes?: number
 }
 
+/**
+ * The arrays a gradient kernel fills, zeroed, each given only when asked for: the gradients of the
+ * operands by name, and the forward result (with attention's weights).
+ */
+export interface GradArrays<Operand extends string> {
+  grads: Partial<Record<Operand, FloatArray>>
+  result?: FloatArray
+  weights?: FloatArray
+}
+
 /** The array type a dtype's values are held and computed in. */
 export function kernelDtype (dtype: WireDType): DType {
   return dtype === 'float64' ? 'float64' : 'float32'

@@ -1,9 +1,10 @@
 import { Type } from 'typebox'
-import { type AttentionInfo, attentionInfo } from '../kernels/attention.js'
+import { attention as attentionKernel, attentionInfo } from '../kernels/attention.js'
+import { attentionBackward as attentionGrad } from '../kernels/grad/attention.js'
 import { checkElements, product } from '../kernels/shape.js'
 import { commonFields, MaskSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
-import { buffersOf, defineOperation } from './spec.js'
+import { buffersOf, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -62,6 +63,13 @@ const attention = defineOperation({
       transfer: buffersOf(qd, kd, vd, md),
       outputs
     }
+  },
+  /** The output and (when asked) the weights share one buffer, output first. */
+  run ({ dtype, query, key, value, mask, info }) {
+    const outN = info.B * info.Lq * info.Ev
+    const all = resultArray(dtype, outN + (info.returnWeights ? info.B * info.Lq * info.Lk : 0))
+    attentionKernel(all.subarray(0, outN), info.returnWeights ? all.subarray(outN) : null, query, key, value, mask, info)
+    return all
   }
 })
 
@@ -69,16 +77,16 @@ export default attention
 
 /** POST /v1/attention/backward. */
 export const attentionBackward = defineBackward(attention, {
-  name: 'attention',
   operands: ['query', 'key', 'value'],
   constants: ['mask'],
+  kernel: (forward, g, outs) => attentionGrad(forward.dtype, forward, g, outs),
   // the operands' blocks per batch, as the gradients are formed before they are summed
-  check: (info: AttentionInfo, wrt, limits) => {
+  check: (info, wrt, limits) => {
     checkElements(info.B * info.Lq * info.E, 'attention query blocks per batch (the query gradient before its broadcast sum)', limits)
     checkElements(info.B * info.Lk * info.E, 'attention key blocks per batch (the key gradient before its broadcast sum)', limits)
     checkElements(info.B * info.Lk * info.Ev, 'attention value blocks per batch (the value gradient before its broadcast sum)', limits)
   },
-  work: (info: AttentionInfo, wrt) => {
+  work: (info, wrt) => {
     const s = 2 * info.B * info.Lq * info.Lk
     const qk = wrt.includes('query') || wrt.includes('key')
     return info.flops + (wrt.includes('value') ? s * info.Ev : 0) + (qk ? s * info.Ev : 0) +

@@ -8,40 +8,34 @@
 import { type TObject, type TOptional, Type } from 'typebox'
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { checkFlops, formatShape, product } from '../kernels/shape.js'
-import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import type { FloatArray, GradArrays, Limits } from '../kernels/types.js'
 import { ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { castTo } from '../tensor/decode.js'
-import type { TaskName } from '../worker/tasks.js'
-import { type CommonBody, type Decoder, type Operation, type Prepared, withComponents } from './spec.js'
+import { type CommonBody, type Decoder, type Operation, type Prepared, resultArray, type TaskBase, withComponents } from './spec.js'
 
-/** What a backward kernel receives: the forward task, the output gradient and what to compute. */
-export interface BackwardTask<Forward> {
-  dtype: WireDType
+/** A backward task: the forward task, the output gradient, and the reply's tensors to fill. */
+export interface BackwardTask<Forward extends TaskBase = TaskBase> extends TaskBase {
   forward: Forward
   /** gradOutput, cast to the result dtype, of the forward result's shape. */
   g: FloatArray
-  /** The operands to differentiate, in the operation's own order. */
-  wrt: string[]
-  returnResult: boolean
-  /** The reply's tensors in order (`grads.<name>`, then `result`, `weights`), and their lengths. */
+  /** The reply's tensors in order (`grads.<name>` for each operand asked for, then `result`, `weights`), and their lengths. */
   layout: Array<[field: string, length: number]>
-  info: { flops: number }
 }
 
-/** The output arrays of a backward task, views into the one buffer it returns. */
-export type GradOutputs = Record<string, FloatArray | undefined>
-
-export interface BackwardOptions<ForwardInfo, Operand extends string = string> {
-  /** The forward operation's task name, to which `Backward` is appended. */
-  name: TaskName
+export interface BackwardOptions<Forward extends TaskBase, Operand extends string = string> {
   /** The differentiable operands, in order (the default `wrt` is those the body gives). */
   operands: Operand[]
   /** Fields that are operands but not differentiable (attention's mask). */
   constants?: string[]
   /** The backward work in flops, counted against MAX_FLOPS before computing. */
-  work: (info: ForwardInfo, wrt: string[], returnResult: boolean) => number
+  work: (info: Forward['info'], wrt: string[], returnResult: boolean) => number
   /** Further checks of intermediates against the limits (MAX_ELEMENTS). */
-  check?: (info: ForwardInfo, wrt: string[], limits: Limits) => void
+  check?: (info: Forward['info'], wrt: string[], limits: Limits) => void
+  /**
+   * The gradient kernel (src/kernels/grad): fills the zeroed arrays it is given, the gradients
+   * of the operands asked for and the forward result (and attention's weights) when asked for.
+   */
+  kernel: (forward: Forward, g: FloatArray, outs: GradArrays<Operand>) => void
   example: Record<string, unknown>
   /** The 200 reply to `example`, exactly as the service writes it (a test checks it). */
   exampleReply: object
@@ -78,10 +72,39 @@ type BackwardReply<R extends TObject, Operand extends string> = TObject<Omit<R['
   result: TOptional<typeof ResultTensorSchema>
 }>
 
-/** The backward operation of `forward`: its body schema, reply schema and prepare step. */
-export function defineBackward<ForwardInfo, B extends TObject = TObject, R extends TObject = TObject, const Operand extends string = string> (
-  forward: Operation<B, R>, options: BackwardOptions<ForwardInfo, Operand>
-): Operation<BackwardBodySchema<B>, BackwardReply<R, Operand>> {
+/** gradOutput's shape checked against the forward result's. */
+export function checkGradOutput (shape: number[], resultShape: number[]): void {
+  if (shape.length !== resultShape.length || shape.some((d, i) => d !== resultShape[i])) {
+    throw shapeMismatch(`gradOutput ${formatShape(shape)} must have the shape of the forward result, ${formatShape(resultShape)}`)
+  }
+}
+
+/**
+ * A backward task's run step: one zeroed buffer for every reply tensor (gradients, then the
+ * result when asked), the kernel writing or accumulating into its views.
+ */
+function runBackward<Forward extends TaskBase, Operand extends string> (kernel: BackwardOptions<Forward, Operand>['kernel']) {
+  return (task: BackwardTask<Forward>): FloatArray => {
+    let total = 0
+    for (const [, length] of task.layout) total += length
+    const all = resultArray(task.dtype, total)
+    const outs: GradArrays<Operand> = { grads: {} }
+    let offset = 0
+    for (const [field, length] of task.layout) {
+      const view = all.subarray(offset, offset + length)
+      offset += length
+      if (field === 'result' || field === 'weights') outs[field] = view
+      else outs.grads[field.slice('grads.'.length) as Operand] = view
+    }
+    kernel(task.forward, task.g, outs)
+    return all
+  }
+}
+
+/** The backward operation of `forward`: its body schema, reply schema, prepare and run steps. */
+export function defineBackward<Forward extends TaskBase, B extends TObject = TObject, R extends TObject = TObject, const Operand extends string = string> (
+  forward: Operation<B, R, Forward>, options: BackwardOptions<Forward, Operand>
+): Operation<BackwardBodySchema<B>, BackwardReply<R, Operand>, BackwardTask<Forward>> {
   const grads = Object.fromEntries(options.operands.map(name => [name, Type.Optional(ResultTensorSchema)]))
   const body = Type.Object({ ...forward.body.properties, ...backwardFields }, { additionalProperties: false })
   // the forward reply's fields besides result (attention's weights), when returnResult asks for them
@@ -92,7 +115,7 @@ export function defineBackward<ForwardInfo, B extends TObject = TObject, R exten
     ...extra
   }, { additionalProperties: false, description: 'The gradients (and the result when asked), tensors in the object form' })
   return withComponents({
-    name: `${options.name}Backward` as TaskName,
+    name: `${forward.name}Backward`,
     path: `${forward.path ?? forward.name}/backward`,
     summary: `Gradients of ${forward.name} (vector-Jacobian product, as torch.autograd.grad)`,
     description: options.description,
@@ -100,7 +123,7 @@ export function defineBackward<ForwardInfo, B extends TObject = TObject, R exten
     example: options.example as never,
     exampleReply: options.exampleReply,
     reply: reply as unknown as BackwardReply<R, Operand>,
-    prepare (raw: CommonBody, decode: Decoder): Prepared {
+    prepare (raw: CommonBody, decode: Decoder): Prepared<BackwardTask<Forward>> {
       const b = raw as BackwardBody
       // the forward body's own decoding, checks and dtype; the operand shapes as decoded
       const shapes: Record<string, number[]> = {}
@@ -114,14 +137,12 @@ export function defineBackward<ForwardInfo, B extends TObject = TObject, R exten
         mask: (value, name) => decode.mask(value, name)
       }
       const fwd = forward.prepare(raw, recording)
-      const info = (fwd.task as { info: ForwardInfo }).info
+      const info = fwd.task.info
       const resultShape = fwd.outputs[0].shape
       const given = options.operands.filter(n => shapes[n] !== undefined)
       const wrt = resolveWrt(b.wrt, given, options.constants ?? [])
       const g = decode.tensor(b.gradOutput, 'gradOutput')
-      if (g.shape.length !== resultShape.length || g.shape.some((d, i) => d !== resultShape[i])) {
-        throw shapeMismatch(`gradOutput ${formatShape(g.shape)} must have the shape of the forward result, ${formatShape(resultShape)}`)
-      }
+      checkGradOutput(g.shape, resultShape)
       const returnResult = b.returnResult === true
       options.check?.(info, wrt, decode.limits)
       const flops = options.work(info, wrt, returnResult)
@@ -129,17 +150,16 @@ export function defineBackward<ForwardInfo, B extends TObject = TObject, R exten
       const gd = castTo(g.data, fwd.task.dtype)
       const outputs = wrt.map(n => ({ field: `grads.${n}`, shape: shapes[n], length: product(shapes[n]) }))
       if (returnResult) outputs.push(...fwd.outputs)
-      const task: BackwardTask<unknown> = {
+      const task: BackwardTask<Forward> = {
         dtype: fwd.task.dtype,
         forward: fwd.task,
         g: gd,
-        wrt,
-        returnResult,
         layout: outputs.map(o => [o.field, o.length]),
         info: { flops }
       }
       const transfer = fwd.transfer.includes(gd.buffer as ArrayBuffer) ? fwd.transfer : [...fwd.transfer, gd.buffer as ArrayBuffer]
       return { task, transfer, outputs }
-    }
+    },
+    run: runBackward(options.kernel)
   })
 }

@@ -1,9 +1,9 @@
 import { type TArray, Type } from 'typebox'
-import { type Conv2dInfo, conv2dInfo } from '../kernels/conv2d.js'
-import { conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
+import { conv2d as conv2dKernel, conv2dInfo } from '../kernels/conv2d.js'
+import { conv2dBackward as conv2dGrad, conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
 import { commonFields, Int32AtLeast, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
-import { buffersOf, defineOperation } from './spec.js'
+import { buffersOf, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 /** An integer >= minimum, or a pair of them (in the document; below it the operation answers INVALID_ARGUMENT). */
@@ -63,16 +63,17 @@ const conv2d = defineOperation({
       transfer: buffersOf(id, kd, bd),
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
     }
-  }
+  },
+  run: ({ dtype, input, kernel, bias, info }) => conv2dKernel(resultArray(dtype, info.outElements), input, kernel, bias, info)
 })
 
 export default conv2d
 
 /** POST /v1/conv2d/backward. */
 export const conv2dBackward = defineBackward(conv2d, {
-  name: 'conv2d',
   operands: ['input', 'kernel', 'bias'],
-  work: (info: Conv2dInfo, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
+  kernel: (forward, g, outs) => conv2dGrad(forward.dtype, forward, g, outs),
+  work: (info, wrt, withResult) => info.flops * (wrt.filter(n => n !== 'bias').length + (withResult ? 1 : 0)) + info.outElements,
   check: conv2dBackwardCheck,
   description: 'The gradients of conv2d with respect to input, kernel and bias, given gradOutput (of the result\'s shape), for ' +
     'every option of the forward route (stride, padding, dilation, groups, NCHW and NHWC, unbatched input), as torch.autograd.grad ' +

@@ -1,7 +1,8 @@
 import { Type } from 'typebox'
-import { type DotInfo, dotInfo } from '../kernels/dot.js'
+import { dot as dotKernel, type DotInfo, dotInfo } from '../kernels/dot.js'
+import { dotBackward as dotGrad } from '../kernels/grad/dot.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
-import { binaryPrepare, defineOperation } from './spec.js'
+import { binaryPrepare, type BinaryTask, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -19,16 +20,17 @@ const dot = defineOperation({
   body: Body,
   example: { a: [1, 2, 3], b: [4, 5, 6] },
   exampleReply: { result: { shape: [], dtype: 'float64', data: 32 } },
-  prepare: binaryPrepare(dotInfo)
+  prepare: binaryPrepare(dotInfo),
+  run: (task: BinaryTask<DotInfo>) => dotKernel(resultArray(task.dtype, 1), task.a, task.b, task.info)
 })
 
 export default dot
 
 /** POST /v1/dot/backward: da = g·b, db = g·a. */
 export const dotBackward = defineBackward(dot, {
-  name: 'dot',
   operands: ['a', 'b'],
-  work: (info: DotInfo, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
+  kernel: dotGrad,
+  work: (info, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
   description: 'The gradients of dot(a, b) = Σ a·b with respect to a and b, given the rank-0 gradOutput g: da = g·b, db = g·a.',
   example: { a: [1, 2, 3], b: [4, 5, 6], gradOutput: 1 },
   exampleReply: {

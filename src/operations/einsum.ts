@@ -1,11 +1,11 @@
 import { Type, type Static } from 'typebox'
-import { invalidArgument, shapeMismatch } from '../errors.js'
-import { einsumBackwardInfo, einsumInfo, MAX_OPERANDS, parseEinsum } from '../kernels/einsum.js'
-import { formatShape } from '../kernels/shape.js'
+import { invalidArgument } from '../errors.js'
+import { einsum as einsumKernel, einsumBackwardInfo, einsumInfo, MAX_OPERANDS, parseEinsum, type Program } from '../kernels/einsum.js'
+import { type FloatArray, kernelDtype, type WireDType } from '../kernels/types.js'
 import { commonFields, Int32, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
-import { backwardFields } from './backward.js'
-import { buffersOf, defineOperation, type Decoder, type Prepared } from './spec.js'
+import { backwardFields, checkGradOutput } from './backward.js'
+import { buffersOf, defineOperation, type Decoder, type Prepared, resultArray } from './spec.js'
 
 /** Longest equation: 8 operands of rank 8 with an ellipsis each take about 110 characters; spaces may pad it. */
 export const MAX_EQUATION_LENGTH = 512
@@ -26,6 +26,15 @@ export const einsumFields = {
 }
 
 const Body = Type.Object({ ...einsumFields, ...commonFields }, { additionalProperties: false })
+
+/** An einsum task: the operands (and for the gradients, gradOutput last) and the contraction programs. */
+interface EinsumTask { dtype: WireDType, operands: FloatArray[], info: { flops: number, programs: Program[], outElements: number } }
+
+/** The programs' outputs, one after the other (src/kernels/einsum.ts): the result, or the gradients (and the result). */
+function run ({ dtype, operands, info }: EinsumTask): FloatArray {
+  const length = info.programs.reduce((n, p) => n + p.outLength, 0)
+  return einsumKernel(resultArray(dtype, length), operands, info.programs, kernelDtype(dtype))
+}
 
 /** The operands decoded (named operands.0, operands.1, …), the equation read against their shapes, and the compute dtype. */
 function readEinsum (body: Static<typeof Body>, decode: Decoder) {
@@ -51,7 +60,7 @@ const einsum = defineOperation({
     operands: [[[[1, 0], [0, 1]]], [[[1, 2], [3, 4], [5, 6]]]]
   },
   exampleReply: { result: { shape: [1, 2, 3], dtype: 'float64', data: [[[1, 3, 5], [2, 4, 6]]] } },
-  prepare (body, decode) {
+  prepare (body, decode): Prepared<EinsumTask> {
     const { spec, dtype, data } = readEinsum(body, decode)
     const info = einsumInfo(spec, decode.limits)
     return {
@@ -59,7 +68,8 @@ const einsum = defineOperation({
       transfer: buffersOf(...data),
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
     }
-  }
+  },
+  run
 })
 
 export default einsum
@@ -88,7 +98,7 @@ function resolveWrt (wrt: number[] | undefined, n: number): number[] {
 
 /**
  * The gradients of einsum: each one is itself an einsum of gradOutput and the other operands
- * (src/kernels/einsum.ts, einsumBackwardInfo), computed by the same task as the forward.
+ * (src/kernels/einsum.ts, einsumBackwardInfo), computed by the same run step as the forward.
  */
 export const einsumBackward = defineOperation({
   name: 'einsumBackward',
@@ -123,14 +133,11 @@ export const einsumBackward = defineOperation({
     }, { additionalProperties: false }),
     result: Type.Optional(ResultTensorSchema)
   },
-  prepare (body, decode): Prepared {
+  prepare (body, decode): Prepared<EinsumTask> {
     const { spec, dtype, data } = readEinsum(body, decode)
     const wrt = resolveWrt(body.wrt, data.length)
     const g = decode.tensor(body.gradOutput, 'gradOutput')
-    const want = spec.outShape
-    if (g.shape.length !== want.length || g.shape.some((d, i) => d !== want[i])) {
-      throw shapeMismatch(`gradOutput ${formatShape(g.shape)} must have the shape of the forward result, ${formatShape(want)}`)
-    }
+    checkGradOutput(g.shape, spec.outShape)
     const returnResult = body.returnResult === true
     const info = einsumBackwardInfo(spec, wrt, returnResult, decode.limits)
     const gd = castTo(g.data, dtype)
@@ -147,5 +154,6 @@ export const einsumBackward = defineOperation({
       transfer: buffersOf(...data, gd),
       outputs
     }
-  }
+  },
+  run
 })

@@ -1,4 +1,7 @@
-/** Every operation of the contract, by task name: the routes and the workers share this table. */
+/**
+ * Every operation of the contract, by name: the one table that the routes, the workers, the OpenAPI
+ * document, the client's types and the tests iterate. An operation's key is its `name`.
+ */
 import attention, { attentionBackward } from './attention.js'
 import conv2d, { conv2dBackward } from './conv2d.js'
 import dot, { dotBackward } from './dot.js'
@@ -23,3 +26,12 @@ export const OPERATIONS = {
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS
+
+/** The forward operations; each has its backward, `<name>Backward` at `<name>/backward`. */
+export type ForwardName = Exclude<OperationName, `${string}Backward`>
+
+/** The forward operations' names, in the table's order. */
+export const FORWARD: ForwardName[] = (Object.keys(OPERATIONS) as OperationName[]).filter((n): n is ForwardName => !n.endsWith('Backward'))
+
+/** Every operation's route below /v1/, forward and backward, in the table's order (`matmul`, …, `matmul/backward`, …). */
+export const ROUTES: string[] = Object.values(OPERATIONS).map(op => op.path ?? op.name)

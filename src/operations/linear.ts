@@ -1,8 +1,9 @@
 import { Type } from 'typebox'
-import { type LinearInfo, linearInfo } from '../kernels/linear.js'
+import { linearBackward as linearGrad } from '../kernels/grad/linear.js'
+import { linear as linearKernel, linearInfo } from '../kernels/linear.js'
 import { commonFields, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
-import { buffersOf, defineOperation } from './spec.js'
+import { buffersOf, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -39,16 +40,17 @@ const linear = defineOperation({
       transfer: buffersOf(id, wd, bd),
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
     }
-  }
+  },
+  run: ({ dtype, input, weights, bias, info }) => linearKernel(resultArray(dtype, info.outElements), input, weights, bias, info)
 })
 
 export default linear
 
 /** POST /v1/linear/backward. */
 export const linearBackward = defineBackward(linear, {
-  name: 'linear',
   operands: ['input', 'weights', 'bias'],
-  work: (info: LinearInfo, wrt, withResult) =>
+  kernel: (forward, g, outs) => linearGrad(forward.dtype, forward, g, outs),
+  work: (info, wrt, withResult) =>
     info.flops * ((info.activation !== 'none' || withResult ? 1 : 0) + wrt.filter(n => n !== 'bias').length) + 2 * info.rows * info.outFeatures,
   description: 'The gradients of activation(input·weights + bias) with respect to input, weights and bias, given gradOutput ' +
     '(of the result\'s shape), as torch.autograd.grad gives them: relu\'(0) = 0, exact gelu\'s derivative Φ(z) + z·φ(z), ' +

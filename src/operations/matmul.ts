@@ -1,7 +1,8 @@
 import { Type } from 'typebox'
-import { type MatmulInfo, matmulInfo } from '../kernels/matmul.js'
+import { matmulBackward as matmulGrad } from '../kernels/grad/matmul.js'
+import { matmul as matmulKernel, type MatmulInfo, matmulInfo } from '../kernels/matmul.js'
 import { commonFields, TensorSchema } from '../schemas/tensor.js'
-import { binaryPrepare, defineOperation } from './spec.js'
+import { binaryPrepare, type BinaryTask, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -19,16 +20,19 @@ const matmul = defineOperation({
   body: Body,
   example: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
   exampleReply: { result: { shape: [2, 2], dtype: 'float64', data: [[19, 22], [43, 50]] } },
-  prepare: binaryPrepare(matmulInfo)
+  prepare: binaryPrepare(matmulInfo),
+  // `threads`: the engine's threads for this product, when the pool gives it idle workers' shares too
+  run: (task: BinaryTask<MatmulInfo> & { threads?: number }) =>
+    matmulKernel(resultArray(task.dtype, task.info.outElements), task.a, task.b, task.info, task.threads)
 })
 
 export default matmul
 
 /** POST /v1/matmul/backward: da = g·bᵀ and db = aᵀ·g, summed over broadcast batches. */
 export const matmulBackward = defineBackward(matmul, {
-  name: 'matmul',
   operands: ['a', 'b'],
-  work: (info: MatmulInfo, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
+  kernel: matmulGrad,
+  work: (info, wrt, withResult) => info.flops * (wrt.length + (withResult ? 1 : 0)),
   description: 'The gradients of numpy.matmul(a, b) with respect to a and b, given gradOutput (the gradient of the loss with ' +
     'respect to the result): da = gradOutput·bᵀ and db = aᵀ·gradOutput, each summed over the batch dimensions that broadcast ' +
     'its operand, and of exactly its operand\'s shape (1-D operands included), as torch.autograd.grad gives them.',

@@ -7,22 +7,31 @@
 import { type Static, type TObject, type TSchema, Type } from 'typebox'
 import { invalidTensor, tooLarge } from '../errors.js'
 import { formatShape } from '../kernels/shape.js'
-import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
+import { type FloatArray, kernelDtype, type Limits, type WireDType } from '../kernels/types.js'
 import { ResultTensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor, isFileTensor } from '../tensor/decode.js'
+import { pooledArray } from '../tensor/buffers.js'
 import { type Encoding, replyBytesBound, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
-import type { TaskName } from '../worker/tasks.js'
 
-/** A task ready for a kernel: its payload and the buffers it moves. */
-export interface Prepared {
-  task: object & { dtype: WireDType, info: { flops: number } }
+/** What every task carries: the result dtype and its work, which the pool schedules by. */
+export interface TaskBase { dtype: WireDType, info: { flops: number } }
+
+/** A task ready for its run step: its payload and the buffers it moves. */
+export interface Prepared<T extends TaskBase = TaskBase> {
+  task: T
   transfer: ArrayBuffer[]
-  /** Shapes of the result tensors, in order, cut from the one buffer the kernel returns. */
+  /** Shapes of the result tensors, in order, cut from the one buffer the run step returns. */
   outputs: ReplySpec['outputs']
 }
 
-export interface OperationSpec<B extends TObject = TObject, E extends Record<string, TSchema> = Record<string, TSchema>, F extends Record<string, TSchema> = Record<string, TSchema>> {
-  name: TaskName
+export interface OperationSpec<
+  B extends TObject = TObject,
+  E extends Record<string, TSchema> = Record<string, TSchema>,
+  F extends Record<string, TSchema> = Record<string, TSchema>,
+  T extends TaskBase = TaskBase
+> {
+  /** The key of the operation in OPERATIONS (src/operations/index.ts), e.g. `matmul`, `matmulBackward`. */
+  name: string
   /** The route below /v1/ (default: the name), e.g. `matmul/backward`. */
   path?: string
   summary: string
@@ -36,7 +45,13 @@ export interface OperationSpec<B extends TObject = TObject, E extends Record<str
   extraReply?: E
   /** The 200 reply's fields when they are not `result` and extraReply (a backward route's). */
   reply?: F
-  prepare: (body: Static<B>, decode: Decoder) => Prepared
+  prepare: (body: Static<B>, decode: Decoder) => Prepared<T>
+  /**
+   * Computes a prepared task, in a worker or (the smallest) on the main thread: the reply's
+   * tensors, one after the other in the order of `outputs`, in one array from this thread's
+   * pool (`resultArray`). The operation's one place that picks its kernels.
+   */
+  run: (task: T) => FloatArray
 }
 
 /** The fields every operation's body may carry besides its operands. */
@@ -47,9 +62,18 @@ export interface CommonBody { encoding?: Encoding, dtype?: WireDType }
  * accepted), and its body and reply schemas, named components of the OpenAPI document
  * (`MatmulBody`, `MatmulReply`) and the types of the client.
  */
-export interface Operation<B extends TObject = TObject, R extends TObject = TObject> extends Omit<OperationSpec<B>, 'prepare' | 'extraReply' | 'reply'> {
+export interface Operation<B extends TObject = TObject, R extends TObject = TObject, T extends TaskBase = TaskBase>
+  extends Omit<OperationSpec<B>, 'prepare' | 'run' | 'extraReply' | 'reply'> {
   reply: R
-  prepare: (body: CommonBody, decode: Decoder) => Prepared
+  prepare: (body: CommonBody, decode: Decoder) => Prepared<T>
+  // (method syntax: an operation of a narrower task is an Operation, and the pool and the workers
+  // hand each task only to the operation that prepared it)
+  run (task: T): FloatArray
+}
+
+/** A zeroed array of the dtype's kernel type for a task's results, from this thread's pool (src/tensor/buffers.ts). */
+export function resultArray (dtype: WireDType, length: number): FloatArray {
+  return pooledArray(kernelDtype(dtype), length)
 }
 
 /** The name of an operation's components: matmul → Matmul, conv2d → Conv2d, matmul/backward → MatmulBackward. */
@@ -65,16 +89,17 @@ export function withComponents<O extends Operation> (op: O): O {
 
 export function defineOperation<
   const B extends TObject,
+  T extends TaskBase,
   const E extends Record<string, TSchema> = {},
   const F extends Record<string, TSchema> = { result: typeof ResultTensorSchema } & E
-> (spec: OperationSpec<B, E, F>) {
+> (spec: OperationSpec<B, E, F, T>) {
   const fields = spec.reply ?? { result: ResultTensorSchema, ...spec.extraReply }
   const reply = Type.Object(fields as F, {
     additionalProperties: false,
     description: spec.reply === undefined ? 'The result tensor in the object form' : 'The reply\'s tensors in the object form'
   })
   const { extraReply, reply: _, ...rest } = spec
-  return withComponents({ ...rest, reply } as unknown as Operation<B, typeof reply>)
+  return withComponents({ ...rest, reply } as unknown as Operation<B, typeof reply, T>)
 }
 
 /** The body schema as routes and workers compile it: the operation's schema (a component) with its example. */
@@ -144,9 +169,12 @@ export function buffersOf (...arrays: Array<FloatArray | Uint8Array | null>): Ar
   return [...set]
 }
 
+/** The task of an operation on two tensors `a` and `b` (matmul, dot). */
+export interface BinaryTask<I extends { flops: number }> { dtype: WireDType, a: FloatArray, b: FloatArray, info: I }
+
 /** The prepare step of an operation on two tensors `a` and `b` (matmul, dot), given its shape check. */
-export function binaryPrepare (check: (aShape: number[], bShape: number[], limits: Limits) => { outShape: number[], outElements: number, flops: number }) {
-  return (body: { a: unknown, b: unknown, dtype?: WireDType }, decode: Decoder): Prepared => {
+export function binaryPrepare<I extends { outShape: number[], outElements: number, flops: number }> (check: (aShape: number[], bShape: number[], limits: Limits) => I) {
+  return (body: { a: unknown, b: unknown, dtype?: WireDType }, decode: Decoder): Prepared<BinaryTask<I>> => {
     const a = decode.tensor(body.a, 'a')
     const b = decode.tensor(body.b, 'b')
     const info = check(a.shape, b.shape, decode.limits)

@@ -19,13 +19,14 @@ import { ApiError } from '../errors.js'
 import { buffers } from '../tensor/buffers.js'
 import { closeGate, type Gate, newGate } from '../worker/gate.js'
 import type { RequestOutcome, RequestTask } from '../worker/request.js'
-import { TASKS, type TaskName } from '../worker/tasks.js'
+import { OPERATIONS, type OperationName } from '../operations/index.js'
+import type { Operation, TaskBase } from '../operations/spec.js'
 
 interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    compute: (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply) => Promise<unknown>
+    compute: (name: OperationName, task: TaskBase, transferList: ArrayBuffer[], reply: FastifyReply) => Promise<unknown>
     /** A whole request from its raw body, in a worker (src/worker/request.ts). */
     computeRequest: (task: RequestTask, reply: FastifyReply) => Promise<RequestOutcome>
     /** True while every worker is busy and the queue is full: new work would be refused. */
@@ -126,24 +127,27 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   }
 
   /** Tiny work on the main thread: cheaper than a worker's round trip. */
-  function runInline (name: TaskName, task: object): unknown {
+  function runInline (name: OperationName, task: TaskBase): unknown {
     const started = process.hrtime.bigint()
-    const result = (TASKS[name] as (t: object) => unknown)(task)
+    const op: Operation = OPERATIONS[name]
+    const result = op.run(task)
     app.metrics.computeDuration.observe({ op: name }, Number(process.hrtime.bigint() - started) / 1e9)
     return result
   }
 
-  async function compute (name: TaskName, task: object, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
-    const flops = (task as { info: { flops: number } }).info.flops
+  async function compute (name: OperationName, task: TaskBase, transferList: ArrayBuffer[], reply: FastifyReply): Promise<unknown> {
+    const flops = task.info.flops
     if (flops <= config.inlineMaxFlops) return runInline(name, task)
+    // the worker's one entry runs it through the same table (src/worker/index.ts)
+    ;(task as TaskBase & { operation?: OperationName }).operation = name
     return await onPool(name, reply, (idle) => {
       if (name === 'matmul' && config.splitMinFlops > 0 && flops >= config.splitMinFlops && waiting.length === 0 && idle > 0) {
         // both (all) cores on one request, only with workers idle and nobody waiting: the idle
         // workers' slots are held while one worker computes on as many engine threads
         ;(task as { threads?: number }).threads = idle + 1
-        return { job: { name, task, transferList }, slots: idle + 1 }
+        return { job: { name: 'run', task, transferList }, slots: idle + 1 }
       }
-      return { job: { name, task, transferList }, slots: 1 }
+      return { job: { name: 'run', task, transferList }, slots: 1 }
     })
   }
 
@@ -161,7 +165,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
    * how many other workers are idle, and holds `slots` workers' places (the job's own and those
    * whose cores its threads use).
    */
-  async function onPool (op: TaskName, reply: FastifyReply, plan: (idle: number) => { job: Job, slots: number }): Promise<unknown> {
+  async function onPool (op: OperationName, reply: FastifyReply, plan: (idle: number) => { job: Job, slots: number }): Promise<unknown> {
     // the client went away before its answer: stop its waiting or running task
     const gone = new AbortController()
     const onClose = (): void => {

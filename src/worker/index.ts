@@ -1,17 +1,19 @@
 /**
- * The worker entry: one export per operation (src/worker/tasks.ts). Each receives its decoded
- * operands (moved in, not copied) and the shape information checked on the main thread, and
- * moves back the reply's bytes (JSON or a safetensors file), or, without a reply spec, its result.
+ * The worker entry: `run` computes a task prepared on the main thread by the operation that
+ * prepared it (OPERATIONS, src/operations/index.ts): it receives the decoded operands (moved in,
+ * not copied) and the shape information checked there, and moves back the reply's bytes (JSON or
+ * a safetensors file), or, without a reply spec, its result. `request` takes a whole raw body.
  */
 import { threadId } from 'node:worker_threads'
 import { move, Piscina, transferableSymbol, valueSymbol } from 'piscina'
 import { enableEngine, useGate } from '../kernels/ort/engine.js'
 import type { FloatArray, WireDType } from '../kernels/types.js'
+import { OPERATIONS, type OperationName } from '../operations/index.js'
+import type { Operation, TaskBase } from '../operations/spec.js'
 import { buffers } from '../tensor/buffers.js'
 import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import type { Gate } from './gate.js'
 import { handleRequest, type RequestTask } from './request.js'
-import * as tasks from './tasks.js'
 
 // the native engine computes this thread's kernels (src/kernels/ort)
 enableEngine()
@@ -68,58 +70,14 @@ function lentBack<T extends { bytes: Uint8Array, lent: ArrayBuffer[] }> (answer:
  */
 type FromPool<T> = T & { reply?: ReplySpec, into?: ArrayBuffer, lent?: ArrayBuffer[], gate?: Gate }
 
-/** Runs one operation's task under its stop gate and answers with its result. */
-function compute<T extends { dtype: WireDType }> (kernel: (task: T) => FloatArray, task: FromPool<T>): unknown {
+/**
+ * Runs one operation's prepared task (its run step, src/operations) under its stop gate, and
+ * answers with its result. `operation` names the entry of OPERATIONS that prepared it.
+ */
+export function run (task: FromPool<TaskBase & { operation: OperationName }>): unknown {
+  const op: Operation = OPERATIONS[task.operation]
   useGate(task.gate ?? null)
-  return timed(() => answer(kernel(task), task))
-}
-
-export function matmul (task: FromPool<tasks.MatmulTask>): unknown {
-  return compute(tasks.matmul, task)
-}
-
-export function dot (task: FromPool<tasks.DotTask>): unknown {
-  return compute(tasks.dot, task)
-}
-
-export function linear (task: FromPool<tasks.LinearTask>): unknown {
-  return compute(tasks.linear, task)
-}
-
-export function conv2d (task: FromPool<tasks.Conv2dTask>): unknown {
-  return compute(tasks.conv2d, task)
-}
-
-export function attention (task: FromPool<tasks.AttentionTask>): unknown {
-  return compute(tasks.attention, task)
-}
-
-export function einsum (task: FromPool<tasks.EinsumTask>): unknown {
-  return compute(tasks.einsum, task)
-}
-
-export function matmulBackward (task: FromPool<tasks.MatmulBackwardTask>): unknown {
-  return compute(tasks.matmulBackward, task)
-}
-
-export function dotBackward (task: FromPool<tasks.DotBackwardTask>): unknown {
-  return compute(tasks.dotBackward, task)
-}
-
-export function linearBackward (task: FromPool<tasks.LinearBackwardTask>): unknown {
-  return compute(tasks.linearBackward, task)
-}
-
-export function conv2dBackward (task: FromPool<tasks.Conv2dBackwardTask>): unknown {
-  return compute(tasks.conv2dBackward, task)
-}
-
-export function attentionBackward (task: FromPool<tasks.AttentionBackwardTask>): unknown {
-  return compute(tasks.attentionBackward, task)
-}
-
-export function einsumBackward (task: FromPool<tasks.EinsumTask>): unknown {
-  return compute(tasks.einsumBackward, task)
+  return timed(() => answer(op.run(task), task))
 }
 
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */

@@ -9,16 +9,15 @@
  * the main thread raises the same errors as its own parser, validator and decoder would.
  */
 import { bodyLooksLike, isApiError } from '../errors.js'
-import type { FloatArray, Limits } from '../kernels/types.js'
+import type { Limits } from '../kernels/types.js'
 import { OPERATIONS, type OperationName } from '../operations/index.js'
-import { bodySchema, type CommonBody, decoderFor, type Prepared, replySpecOf } from '../operations/spec.js'
+import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../operations/spec.js'
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
 import { buffers } from '../tensor/buffers.js'
 import { encodeReplyBytes, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
 import { bareNonFinite, parseJsonBytes } from '../tensor/json.js'
 import { decodeSafetensorsBody } from '../tensor/safetensors.js'
-import { TASKS } from './tasks.js'
 
 export interface RequestTask {
   op: OperationName
@@ -97,7 +96,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
   const validate = validatorOf(op)
   if (!validate(parsed)) return back({ kind: 'schema', errors: validate.errors ?? [] })
 
-  const spec = OPERATIONS[op]
+  const spec: Operation = OPERATIONS[op]
   const data = parsed as CommonBody
   let prepared: Prepared
   let reply: ReplySpec
@@ -111,7 +110,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     const spare = into === undefined ? [] : [into]
     return { outcome: { kind: 'prepared', prepared, reply, shapes, lent: spare }, transfer: [...prepared.transfer, ...spare] }
   }
-  const result = (TASKS[op] as (t: object) => FloatArray)(prepared.task)
+  const result = spec.run(prepared.task)
   // the operands are read: the reply is written over the body, and the result and the operands
   // decoded into buffers of their own go back to this thread's pool
   // (into the larger of the body's buffer and the lent one; the other goes back as it came)

@@ -6,19 +6,4 @@ import { tsImport } from 'tsx/esm/api'
 
 const kernels = await tsImport('./index.ts', import.meta.url)
 
-export const {
-  ping,
-  request,
-  matmul,
-  dot,
-  linear,
-  conv2d,
-  attention,
-  einsum,
-  matmulBackward,
-  dotBackward,
-  linearBackward,
-  conv2dBackward,
-  attentionBackward,
-  einsumBackward
-} = kernels
+export const { ping, request, run } = kernels

@@ -10,8 +10,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { FloatArray, Limits } from '../../src/kernels/types.js'
 import { OPERATIONS, type OperationName } from '../../src/operations/index.js'
-import { decoderFor } from '../../src/operations/spec.js'
-import { TASKS } from '../../src/worker/tasks.js'
+import { decoderFor, type Operation } from '../../src/operations/spec.js'
 import { firstMismatch } from '../helpers/compare.js'
 
 const LIMITS: Limits = { maxElements: 1 << 20, maxFlops: 1e9 }
@@ -21,9 +20,9 @@ type Body = Record<string, unknown>
 
 /** Runs an operation on a body: its reply's tensors by field. */
 export function runOperation (name: OperationName, body: Body): Record<string, FloatArray> {
-  const spec = OPERATIONS[name]
+  const spec: Operation = OPERATIONS[name]
   const prepared = spec.prepare(body, decoderFor(LIMITS, {}))
-  const all = (TASKS[name] as (t: object) => FloatArray)(prepared.task)
+  const all = spec.run(prepared.task)
   const out: Record<string, FloatArray> = {}
   let offset = 0
   for (const o of prepared.outputs) {

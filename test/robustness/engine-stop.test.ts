@@ -12,13 +12,14 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
 import { matmulInfo } from '../../src/kernels/matmul.js'
+import type { TaskBase } from '../../src/operations/spec.js'
 import { closeGate, CLOSED, enterGate, INSIDE, leaveGate, newGate, OPEN } from '../../src/worker/gate.js'
 
 const N = 1536
 const INFO = matmulInfo([N, N], [N, N], { maxElements: 1 << 24, maxFlops: 1e11 })
 
 /** A fresh float64 product task and its transfer list. */
-function bigTask (): { task: object, transfer: ArrayBuffer[] } {
+function bigTask (): { task: TaskBase & { a: Float64Array, b: Float64Array }, transfer: ArrayBuffer[] } {
   const a = new Float64Array(N * N).fill(1)
   const b = new Float64Array(N * N).fill(2)
   return { task: { dtype: 'float64', a, b, info: INFO }, transfer: [a.buffer, b.buffer] }

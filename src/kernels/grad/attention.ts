@@ -7,20 +7,20 @@
  * nothing) takes no part: it gets no gradient from that query, and a non-finite value behind it
  * does not leak into the others (as in the forward output). The mask is not differentiable.
  */
-import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
-import type { AttentionTask } from '../../worker/tasks.js'
-import { additiveMask, attention, blocks, scaleFitsF32 } from '../attention.js'
+import { additiveMask, attention, type AttentionOperands, blocks, scaleFitsF32 } from '../attention.js'
 import { allFinite, engineAttentionBackward, useEngine } from '../ort/kernels.js'
-import { allocate, type DType, type FloatArray, kernelDtype } from '../types.js'
+import { allocate, type DType, type FloatArray, type GradArrays, kernelDtype, type WireDType } from '../types.js'
 import { accumulateProducts, addInto, consecutiveOffsets } from './common.js'
 
-export function attentionBackward ({ dtype: wire, forward, g, wrt }: BackwardTask<AttentionTask>, outs: GradOutputs): void {
+type AttentionGrads = GradArrays<'query' | 'key' | 'value'>
+
+export function attentionBackward (wire: WireDType, forward: AttentionOperands, g: FloatArray, outs: AttentionGrads): void {
   const dtype = kernelDtype(wire) // (float16 and bfloat16 are computed in float32)
   const { query, key, value, mask, info } = forward
   const { B, Lq, Lk, E, Ev, scale, qOffsets, kOffsets, vOffsets } = info
   const scores = B * Lq * Lk
   if (E > 0 && Ev > 0 && Lk > 0 && (dtype === 'float64' || scaleFitsF32(scale)) && useEngine(B * Lq * Lk * (E + Ev)) &&
-    onEngine(dtype, forward, g, wrt, outs)) {
+    onEngine(dtype, forward, g, outs)) {
     if (outs.result !== undefined) attention(outs.result, outs.weights ?? null, query, key, value, mask, info)
     return
   }
@@ -30,15 +30,11 @@ export function attentionBackward ({ dtype: wire, forward, g, wrt }: BackwardTas
   if (scores === 0) return // no key or no query: every gradient is zeros (or empty)
   const pOffsets = consecutiveOffsets(B, Lq * Lk)
   const gOffsets = consecutiveOffsets(B, Lq * Ev)
-  const dValue = outs['grads.value']
-  if (dValue !== undefined && wrt.includes('value')) {
+  const { query: dQuery, key: dKey, value: dValue } = outs.grads
+  if (dValue !== undefined) {
     accumulateProducts(dValue, vOffsets, P, pOffsets, true, g, gOffsets, false, B, Lk, Lq, Ev, true)
   }
-  const dQuery = outs['grads.query']
-  const dKey = outs['grads.key']
-  const wantQ = dQuery !== undefined && wrt.includes('query')
-  const wantK = dKey !== undefined && wrt.includes('key')
-  if ((!wantQ && !wantK) || E === 0) return
+  if ((dQuery === undefined && dKey === undefined) || E === 0) return
   // dS, scaled, in place of dP
   const dS = allocate(dtype, scores)
   if (Ev > 0) {
@@ -53,8 +49,8 @@ export function attentionBackward ({ dtype: wire, forward, g, wrt }: BackwardTas
       dS[o + j] = p === 0 ? 0 : scale * p * (dS[o + j] - dot)
     }
   }
-  if (wantQ) accumulateProducts(dQuery, qOffsets, dS, pOffsets, false, key, kOffsets, false, B, Lq, Lk, E, true)
-  if (wantK) accumulateProducts(dKey, kOffsets, dS, pOffsets, true, query, qOffsets, false, B, Lk, Lq, E)
+  if (dQuery !== undefined) accumulateProducts(dQuery, qOffsets, dS, pOffsets, false, key, kOffsets, false, B, Lq, Lk, E, true)
+  if (dKey !== undefined) accumulateProducts(dKey, kOffsets, dS, pOffsets, true, query, qOffsets, false, B, Lk, Lq, E)
 }
 
 /**
@@ -62,7 +58,7 @@ export function attentionBackward ({ dtype: wire, forward, g, wrt }: BackwardTas
  * operand's blocks. False (and nothing written) where the engine's result is not finite: there it
  * can differ from the kernel's semantics (see engineAttentionBackward), and the caller computes.
  */
-function onEngine (dtype: DType, forward: AttentionTask, g: FloatArray, wrt: string[], outs: GradOutputs): boolean {
+function onEngine (dtype: DType, forward: AttentionOperands, g: FloatArray, outs: AttentionGrads): boolean {
   const { query, key, value, mask, info } = forward
   const { B, Lq, Lk, E, Ev, scale, qOffsets, kOffsets, vOffsets } = info
   const dq = allocate(dtype, B * Lq * E)
@@ -72,8 +68,8 @@ function onEngine (dtype: DType, forward: AttentionTask, g: FloatArray, wrt: str
     g, additiveMask(dq, mask, info), scale, B, Lq, Lk, E, Ev)
   if (!allFinite(dq) || !allFinite(dk) || !allFinite(dv)) return false
   for (const [name, grad, offsets, size] of [['query', dq, qOffsets, Lq * E], ['key', dk, kOffsets, Lk * E], ['value', dv, vOffsets, Lk * Ev]] as const) {
-    const out = outs[`grads.${name}`]
-    if (out === undefined || !wrt.includes(name)) continue
+    const out = outs.grads[name]
+    if (out === undefined) continue
     if (out.length === grad.length) out.set(grad) // nothing broadcast: the blocks are the operand's
     else for (let t = 0; t < B; t++) addInto(out, offsets[t], grad, t * size, size)
   }

@@ -11,12 +11,10 @@
  * - dbias: Σ of the output gradient over images and positions.
  * NHWC operands are made planar first and the gradients put back in their layout.
  */
-import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
-import type { Conv2dTask } from '../../worker/tasks.js'
-import { conv2d, type Conv2dInfo } from '../conv2d.js'
+import { conv2d, type Conv2dInfo, type Conv2dOperands } from '../conv2d.js'
 import { convTransposable, engineConvTranspose, useEngine } from '../ort/kernels.js'
 import { checkElements } from '../shape.js'
-import { allocate, type DType, type FloatArray, kernelDtype, type Limits } from '../types.js'
+import { allocate, type DType, type FloatArray, type GradArrays, kernelDtype, type Limits, type WireDType } from '../types.js'
 import { addInto, productT, transposeBlocks } from './common.js'
 
 /** [N, A, B, C] → [N, C, A, B] (NHWC → NCHW), into out. */
@@ -50,15 +48,13 @@ export function conv2dBackwardCheck (info: Conv2dInfo, wrt: string[], limits: Li
   if (wrt.includes('kernel')) checkElements(N * OH * OW * kh * kw, 'the conv2d kernel gradient\'s column buffer (N·OH·OW x kh·kw)', limits)
 }
 
-export function conv2dBackward ({ dtype: wire, forward, g, wrt }: BackwardTask<Conv2dTask>, outs: GradOutputs): void {
+export function conv2dBackward (wire: WireDType, forward: Conv2dOperands, g: FloatArray, outs: GradArrays<'input' | 'kernel' | 'bias'>): void {
   const dtype = kernelDtype(wire) // (float16 and bfloat16 are computed in float32)
   const { input, kernel, bias, info } = forward
   if (outs.result !== undefined) conv2d(outs.result, input, kernel, bias, info)
   const { N, C, H, W, K, kh, kw, OH, OW, groups } = info
   const nhwc = info.layout === 'NHWC'
-  const dInput = wrt.includes('input') ? outs['grads.input'] : undefined
-  const dKernel = wrt.includes('kernel') ? outs['grads.kernel'] : undefined
-  const dBias = wrt.includes('bias') ? outs['grads.bias'] : undefined
+  const { input: dInput, kernel: dKernel, bias: dBias } = outs.grads
   const P = OH * OW
   // planar gradient [N, K, OH, OW]
   const G = nhwc ? permute(g, N, OH, OW, K, allocate(dtype, g.length)) : g

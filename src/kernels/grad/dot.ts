@@ -1,14 +1,12 @@
 /** The gradients of dot (Σ a·b): da = g·b, db = g·a, with g the scalar output gradient. */
-import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
-import type { DotTask } from '../../worker/tasks.js'
-import { dot } from '../dot.js'
+import { dot, type DotOperands } from '../dot.js'
+import type { FloatArray, GradArrays } from '../types.js'
 
-export function dotBackward ({ forward, g, wrt }: BackwardTask<DotTask>, outs: GradOutputs): void {
+export function dotBackward (forward: DotOperands, g: FloatArray, outs: GradArrays<'a' | 'b'>): void {
   const { a, b, info } = forward
   if (outs.result !== undefined) dot(outs.result, a, b, info)
   const s = g[0]
-  const da = outs['grads.a']
-  const db = outs['grads.b']
-  if (da !== undefined && wrt.includes('a')) for (let i = 0; i < info.length; i++) da[i] = s * b[i]
-  if (db !== undefined && wrt.includes('b')) for (let i = 0; i < info.length; i++) db[i] = s * a[i]
+  const { a: da, b: db } = outs.grads
+  if (da !== undefined) for (let i = 0; i < info.length; i++) da[i] = s * b[i]
+  if (db !== undefined) for (let i = 0; i < info.length; i++) db[i] = s * a[i]
 }

@@ -5,17 +5,15 @@
  * input, as torch's threshold_backward does); exact gelu's derivative Φ(z) + z·φ(z); a softmax row
  * that was all −∞ (zeros forward) gets zero gradients.
  */
-import type { BackwardTask, GradOutputs } from '../../operations/backward.js'
-import type { LinearTask } from '../../worker/tasks.js'
 import { erfc } from '../erf.js'
-import { biasAndActivation } from '../linear.js'
+import { biasAndActivation, type LinearOperands } from '../linear.js'
 import { gemm } from '../matmul.js'
-import { allocate, type FloatArray, type WireDType } from '../types.js'
+import { allocate, type FloatArray, type GradArrays, type WireDType } from '../types.js'
 import { productT } from './common.js'
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI)
 
-export function linearBackward ({ dtype, forward, g, wrt }: BackwardTask<LinearTask>, outs: GradOutputs): void {
+export function linearBackward (dtype: WireDType, forward: LinearOperands, g: FloatArray, outs: GradArrays<'input' | 'weights' | 'bias'>): void {
   const { input, weights, bias, info } = forward
   const { rows, inFeatures: I, outFeatures: O, activation } = info
   const n = rows * O
@@ -31,16 +29,14 @@ export function linearBackward ({ dtype, forward, g, wrt }: BackwardTask<LinearT
     biasAndActivation(y, null, info)
   }
   const gz = activation === 'none' ? g : activationGrad(g, z as FloatArray, y as FloatArray, activation, rows, O, dtype)
-  const dInput = outs['grads.input']
-  const dWeights = outs['grads.weights']
-  const dBias = outs['grads.bias']
-  if (dInput !== undefined && wrt.includes('input')) {
+  const { input: dInput, weights: dWeights, bias: dBias } = outs.grads
+  if (dInput !== undefined) {
     productT(dInput, 0, gz, 0, false, weights, 0, true, 1, rows, O, I)
   }
-  if (dWeights !== undefined && wrt.includes('weights')) {
+  if (dWeights !== undefined) {
     productT(dWeights, 0, input, 0, true, gz, 0, false, 1, I, rows, O)
   }
-  if (dBias !== undefined && wrt.includes('bias')) {
+  if (dBias !== undefined) {
     for (let r = 0; r < rows; r++) for (let j = 0; j < O; j++) dBias[j] += gz[r * O + j]
   }
 }
