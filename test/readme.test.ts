@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
+import { FORWARD } from '../src/operations/index.js'
 import { skipWithout, which } from './deploy/helpers.js'
 import { listen } from './helpers/bodies.js'
 import { PYTHON, skipWithoutPython } from './helpers/python.js'
@@ -43,7 +44,7 @@ describe('README and docs/ examples print what the pages show', () => {
   afterAll(async () => { await app.close() })
 
   it('finds the examples: the README one per operation route at least, a safetensors file, the compression pipeline', () => {
-    for (const op of ['matmul', 'dot', 'linear', 'conv2d', 'attention', 'einsum']) {
+    for (const op of FORWARD) {
       expect(examples.some(e => e.page === 'README.md' && e.url === `/v1/${op}`), op).toBe(true)
     }
     // the 17 curl examples of the README before its reference moved to docs/: none lost on the way

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type AppOptions, buildApp } from '../src/app.js'
+import { ROUTES } from '../src/operations/index.js'
 import { type Config, loadConfig } from '../src/config.js'
 
 const DOT = { a: [1, 2, 3], b: [4, 5, 6] }
@@ -156,7 +157,7 @@ describe('API keys', () => {
     const doc = (await secured.inject({ method: 'GET', url: '/openapi.json' })).json()
     expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' })
     expect(doc.components.securitySchemes.apiKeyHeader).toMatchObject({ type: 'apiKey', in: 'header', name: 'x-api-key' })
-    for (const op of ['matmul', 'dot', 'linear', 'conv2d', 'attention']) {
+    for (const op of ROUTES) {
       const post = doc.paths[`/v1/${op}`].post
       expect(post.security, op).toEqual([{ bearerAuth: [] }, { apiKeyHeader: [] }])
       expect(Object.keys(post.responses), op).toEqual(expect.arrayContaining(['401', '429']))

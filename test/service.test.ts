@@ -7,10 +7,10 @@ import request from 'supertest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
+import { ROUTES } from '../src/operations/index.js'
 import { expectError, post, waitFor } from './helpers/bodies.js'
 
-const FORWARD = ['matmul', 'dot', 'linear', 'conv2d', 'attention', 'einsum'] as const
-const OPERATIONS = [...FORWARD, ...FORWARD.map(op => `${op}/backward`)]
+const OPERATIONS = ROUTES
 const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 interface OpenApiOperation {

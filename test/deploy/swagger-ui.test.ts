@@ -13,13 +13,13 @@ import type { FastifyInstance } from 'fastify'
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
+import { ROUTES } from '../../src/operations/index.js'
 import { listen } from '../helpers/bodies.js'
 import { skipWithout } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const skip = skipWithout(CHROMIUM)
-const FORWARD = ['/v1/matmul', '/v1/dot', '/v1/linear', '/v1/conv2d', '/v1/attention', '/v1/einsum']
-const OPERATIONS = [...FORWARD, ...FORWARD.map(path => `${path}/backward`)]
+const OPERATIONS = ROUTES.map(route => `/v1/${route}`)
 const SCREENSHOT = '/tmp/swagger.png'
 /** A line holding one number and nothing else: Swagger UI's own layout of an array. */
 const ALONE = /^\s*-?[\d.e+]+,?$/m

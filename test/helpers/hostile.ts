@@ -4,12 +4,12 @@
  * JSON text with the route it is posted to.
  */
 import fc from 'fast-check'
+import { FORWARD, type ForwardName } from '../../src/operations/index.js'
 
-const FORWARD = ['matmul', 'dot', 'linear', 'conv2d', 'attention', 'einsum'] as const
-/** Every operation route, forward and backward. */
-export const ROUTES = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const)]
-type Route = typeof ROUTES[number]
-const FORWARD_FIELDS: Record<typeof FORWARD[number], string[]> = {
+type Route = ForwardName | `${ForwardName}/backward`
+/** Every operation route, forward and backward (the registry's, so a new operation is fuzzed too). */
+export const ROUTES: Route[] = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const)]
+const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   matmul: ['a', 'b'],
   dot: ['a', 'b'],
   linear: ['input', 'weights', 'bias'],
@@ -17,7 +17,7 @@ const FORWARD_FIELDS: Record<typeof FORWARD[number], string[]> = {
   attention: ['query', 'key', 'value', 'mask'],
   einsum: ['equation', 'operands']
 }
-const forwardOf = (route: Route): typeof FORWARD[number] => route.split('/')[0] as typeof FORWARD[number]
+const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
 const fieldsOf = (route: Route): string[] => backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
 const OPTIONS = ['encoding', 'dtype', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
@@ -48,7 +48,7 @@ const option = fc.oneof(leaf, fc.constantFrom('same', 'valid', 'NCHW', 'NHWC', '
   fc.constantFrom([], ['a'], ['b', 'a'], ['mask'], ['input', 'input'], ['query', 'value'], ['kernel', 'bias'], ['__proto__'], ['weights']))
 
 /** A valid body per route, which random options may still spoil. */
-const VALID_FORWARD: Record<typeof FORWARD[number], object> = {
+const VALID_FORWARD: Record<ForwardName, object> = {
   matmul: { a: [[1, 2], [3, 4]], b: [[5, 6], [7, 8]] },
   dot: { a: [1, 'NaN', 3], b: [4, 5, 6] },
   linear: { input: [[1, 2, 3]], weights: [[1, 0], [0, 1], [1, 1]], bias: [0.5, -0.5] },
@@ -57,7 +57,7 @@ const VALID_FORWARD: Record<typeof FORWARD[number], object> = {
   einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] }
 }
 /** A gradOutput of each forward example's result shape. */
-const GRAD_OUTPUT: Record<typeof FORWARD[number], unknown> = {
+const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   matmul: [[1, 0], [0, 1]],
   dot: 1,
   linear: [[1, -1]],
