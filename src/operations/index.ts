@@ -3,6 +3,7 @@
  * document, the client's types and the tests iterate. An operation's key is its `name`.
  */
 import attention, { attentionBackward } from './attention.js'
+import binary, { binaryBackward } from './binary.js'
 import conv2d, { conv2dBackward } from './conv2d.js'
 import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
@@ -17,12 +18,14 @@ export const OPERATIONS = {
   conv2d,
   attention,
   einsum,
+  binary,
   matmulBackward,
   dotBackward,
   linearBackward,
   conv2dBackward,
   attentionBackward,
-  einsumBackward
+  einsumBackward,
+  binaryBackward
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS

@@ -52,6 +52,14 @@ export function StringEnum<const T extends string[]> (values: [...T], options: R
   return checkedAs(Type.Enum(values, { type: 'string', ...options }), Type.Enum(values))
 }
 
+/**
+ * A string enum in the document whose values the operation checks itself, answering
+ * INVALID_ARGUMENT with the values (the contract's rule for an operation's `op` or `kind`).
+ */
+export function CheckedEnum<const T extends string[]> (values: [...T], options: Record<string, unknown>) {
+  return checkedAs(Type.Enum(values, { type: 'string', ...options }), Type.String({ maxLength: 64 }))
+}
+
 export const DTypeSchema = StringEnum(['float64', 'float32', 'float16', 'bfloat16'], {
   $id: 'DType',
   description: 'Element type. The result takes the operands\' promoted dtype, as PyTorch promotes: float64 over float32 over the 16-bit types, float16 with bfloat16 giving float32; a request-level dtype sets it instead. float16 and bfloat16 are computed in float32 and rounded once at the end.'

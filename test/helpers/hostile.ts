@@ -15,7 +15,8 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   linear: ['input', 'weights', 'bias'],
   conv2d: ['input', 'kernel', 'bias'],
   attention: ['query', 'key', 'value', 'mask'],
-  einsum: ['equation', 'operands']
+  einsum: ['equation', 'operands'],
+  binary: ['op', 'a', 'b']
 }
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
@@ -54,7 +55,8 @@ const VALID_FORWARD: Record<ForwardName, object> = {
   linear: { input: [[1, 2, 3]], weights: [[1, 0], [0, 1], [1, 1]], bias: [0.5, -0.5] },
   conv2d: { input: [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], kernel: [[[[1, 0], [0, -1]]]] },
   attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] },
-  einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] }
+  einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] },
+  binary: { op: 'pow', a: [[1, 2], [3, 'NaN']], b: [0.5, '-Infinity'] }
 }
 /** A gradOutput of each forward example's result shape. */
 const GRAD_OUTPUT: Record<ForwardName, unknown> = {
@@ -63,7 +65,8 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   linear: [[1, -1]],
   conv2d: [[[1, 0], [0, 1]]],
   attention: [[1, 1]],
-  einsum: [[1, 0], [0, 1]]
+  einsum: [[1, 0], [0, 1]],
+  binary: [[1, 0], [0, 1]]
 }
 const VALID = (route: Route): object => backward(route)
   ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }

@@ -1,7 +1,7 @@
 /**
  * Decoding of a tensor in the contract's response form `{"shape","dtype","data"}` into plain
  * numbers, for tests. `data` may be nested arrays (a bare value for rank 0), one flat array, or
- * base64 of the little-endian float32/float64 bytes; inside arrays the strings "NaN", "Infinity"
+ * base64 of the little-endian bytes (float64, float32, float16 or bfloat16); inside arrays the strings "NaN", "Infinity"
  * and "-Infinity" stand for those values. Anything else is malformed and throws.
  */
 import { Buffer } from 'node:buffer'
@@ -34,6 +34,23 @@ function readNested (v: unknown, shape: readonly number[], axis: number, out: nu
   for (let i = 0; i < v.length; i++) readNested(v[i], shape, axis + 1, out, `${where}[${i}]`)
 }
 
+/** Bytes per element of each wire dtype. */
+const SIZE: Record<string, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 }
+
+/** An IEEE half's value from its bits. */
+function fromFloat16 (bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1
+  const exp = (bits >> 10) & 0x1f
+  const frac = bits & 0x3ff
+  if (exp === 0x1f) return frac === 0 ? sign * Infinity : NaN
+  return exp === 0 ? sign * frac * 2 ** -24 : sign * (1 + frac / 1024) * 2 ** (exp - 15)
+}
+
+/** A bfloat16's value from its bits (the high half of a float32). */
+function fromBfloat16 (bits: number): number {
+  return new Float32Array(new Uint32Array([bits << 16 >>> 0]).buffer)[0]
+}
+
 /** The form of `data`, when the caller does not say which one it expects. */
 function detect (data: unknown): WireEncoding {
   if (typeof data === 'string') return 'base64'
@@ -52,18 +69,24 @@ export function decodeWireTensor (t: WireTensor, encoding?: WireEncoding): Float
   if (!Array.isArray(shape) || !shape.every(d => Number.isInteger(d) && d >= 0)) {
     throw new Error(`bad shape: ${JSON.stringify(shape)}`)
   }
-  if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`bad dtype: ${JSON.stringify(dtype)}`)
+  if (!Object.hasOwn(SIZE, dtype)) throw new Error(`bad dtype: ${JSON.stringify(dtype)}`)
   const n = shape.reduce((p, d) => p * d, 1)
   const form = encoding ?? detect(data)
 
   if (form === 'base64') {
     if (typeof data !== 'string' || !BASE64.test(data)) throw new Error(`data is not padded standard base64: ${JSON.stringify(data)?.slice(0, 80)}`)
     const bytes = Buffer.from(data, 'base64')
-    const size = dtype === 'float32' ? 4 : 8
+    const size = SIZE[dtype]
     if (bytes.length !== n * size) throw new Error(`base64 data has ${bytes.length} bytes, expected ${n} x ${size}`)
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const out = new Float64Array(n)
-    for (let i = 0; i < n; i++) out[i] = size === 4 ? view.getFloat32(4 * i, true) : view.getFloat64(8 * i, true)
+    for (let i = 0; i < n; i++) {
+      out[i] = dtype === 'float64'
+        ? view.getFloat64(8 * i, true)
+        : dtype === 'float32'
+          ? view.getFloat32(4 * i, true)
+          : dtype === 'float16' ? fromFloat16(view.getUint16(2 * i, true)) : fromBfloat16(view.getUint16(2 * i, true))
+    }
     return out
   }
 

@@ -49,7 +49,7 @@ const tensor = (shape: number[], seed: number): Flat => ({ shape, data: values(s
  * Checks every requested gradient of `op` at `body` against finite differences of the forward
  * operation (`wrt` defaults to the operands named).
  */
-function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention', body: Body, operands: string[], seed: number): void {
+function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary', body: Body, operands: string[], seed: number): void {
   const forward = runOperation(op, body).result
   const g = values(forward.length, seed + 99)
   const gradOutput = { shape: resultShape(op, body), data: g }
@@ -211,6 +211,27 @@ describe('gradients against finite differences (float64)', () => {
       }
       checkGradients('attention', body, ['query', 'key', 'value'], o.seed)
     }), { numRuns: 80, seed: 15 })
+  })
+
+  it('binary: every op, broadcast shapes (dimensions of 1, missing ones, rank 0)', () => {
+    // each dimension of the result, and for each operand whether it has it (1 where it broadcasts)
+    const axes = fc.array(fc.tuple(dim(3), fc.constantFrom('both', 'a', 'b')), { maxLength: 3 })
+    fc.assert(fc.property(fc.constantFrom('add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum'), axes, fc.nat(2), fc.nat(1000),
+      (op, dims, drop, seed) => {
+        const aShape = dims.map(([d, who]) => who === 'b' ? 1 : d)
+        const bShape = dims.map(([d, who]) => who === 'a' ? 1 : d).slice(Math.min(drop, dims.length))
+        const a = tensor(aShape, seed)
+        const b = tensor(bShape, seed + 1)
+        // pow on positive bases; div away from 0 (the gradients are smooth there)
+        if (op === 'pow') a.data = a.data.map(x => Math.abs(x) + 0.25)
+        if (op === 'div') b.data = b.data.map(x => x < 0 ? x - 0.25 : x + 0.25)
+        // maximum and minimum away from ties, also once rounded to bfloat16: a on odd eighths, b on quarters
+        if (op === 'maximum' || op === 'minimum') {
+          a.data = a.data.map(x => Math.round(x * 4) / 4 + 0.125)
+          b.data = b.data.map(x => Math.round(x * 4) / 4)
+        }
+        checkGradients('binary', { op, a, b }, ['a', 'b'], seed)
+      }), { numRuns: 80, seed: 16 })
   })
 })
 

@@ -1,0 +1,63 @@
+import { Type } from 'typebox'
+import { binary as binaryKernel, BINARY_OPS, binaryInfo } from '../kernels/binary.js'
+import { binaryBackward as binaryGrad } from '../kernels/grad/binary.js'
+import { CheckedEnum, commonFields, TensorSchema } from '../schemas/tensor.js'
+import { castTo, computeDtype } from '../tensor/decode.js'
+import { buffersOf, defineOperation, resultArray } from './spec.js'
+import { defineBackward } from './backward.js'
+
+const Body = Type.Object({
+  op: CheckedEnum([...BINARY_OPS], {
+    description: 'add, sub, mul, div, pow, maximum or minimum (torch.add, torch.sub, torch.mul, torch.div, torch.pow, torch.maximum, torch.minimum)'
+  }),
+  a: TensorSchema,
+  b: TensorSchema,
+  ...commonFields
+}, { additionalProperties: false })
+
+const binary = defineOperation({
+  name: 'binary',
+  summary: 'Elementwise a (op) b with NumPy broadcasting: add, sub, mul, div, pow, maximum, minimum',
+  description: 'op(a, b) element by element, as PyTorch computes it: the shapes broadcast as NumPy broadcasts them ' +
+    '(aligned from the last dimension; a dimension of 1, or a missing one, stretches), e.g. [2,3] with [3] gives [2,3] ' +
+    'and [4,1] with [1,5] gives [4,5]; shapes that do not broadcast are SHAPE_MISMATCH. IEEE arithmetic: x/0 is ±Infinity ' +
+    'and 0/0 NaN; pow is C\'s pow (pow(1, y) = pow(x, 0) = 1, also for NaN); maximum and minimum give NaN when either ' +
+    'value is NaN. float16 and bfloat16 are computed in float32 and rounded once.',
+  body: Body,
+  example: { op: 'add', a: [[1, 2, 3], [4, 5, 6]], b: [10, 20, 30] },
+  exampleReply: { result: { shape: [2, 3], dtype: 'float64', data: [[11, 22, 33], [14, 25, 36]] } },
+  prepare (body, decode) {
+    const a = decode.tensor(body.a, 'a')
+    const b = decode.tensor(body.b, 'b')
+    const info = binaryInfo(body.op, a.shape, b.shape, decode.limits)
+    const dtype = computeDtype([a, b], body.dtype)
+    const ad = castTo(a.data, dtype)
+    const bd = castTo(b.data, dtype)
+    return {
+      task: { dtype, a: ad, b: bd, info },
+      transfer: buffersOf(ad, bd),
+      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  },
+  run: ({ dtype, a, b, info }) => binaryKernel(resultArray(dtype, info.outElements), a, b, info)
+})
+
+export default binary
+
+/** POST /v1/binary/backward. */
+export const binaryBackward = defineBackward(binary, {
+  operands: ['a', 'b'],
+  kernel: binaryGrad,
+  work: (info, wrt, withResult) => info.outElements * (4 * wrt.length + (withResult ? 1 : 0)),
+  description: 'The gradients of op(a, b) with respect to a and b, given gradOutput (of the broadcast result\'s shape), as ' +
+    'torch.autograd.grad gives them, each summed over the dimensions along which its operand broadcast: add g, g; sub g, -g; ' +
+    'mul g·b, g·a; div g/b, -g·(a/b)/b; pow g·b·a^(b-1) (0 where b = 0), g·a^b·ln a (0 where a = 0 and b >= 0); maximum and ' +
+    'minimum give g to the larger (smaller) value, g/2 to each side of a tie, and g to both where either is NaN.',
+  example: { op: 'mul', a: [[1, 2, 3], [4, 5, 6]], b: [10, 20, 30], gradOutput: [[1, 1, 1], [1, 1, 1]] },
+  exampleReply: {
+    grads: {
+      a: { shape: [2, 3], dtype: 'float64', data: [[10, 20, 30], [10, 20, 30]] },
+      b: { shape: [3], dtype: 'float64', data: [5, 7, 9] }
+    }
+  }
+})
