@@ -7,6 +7,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { binary, BINARY_OPS, binaryInfo, maximumOf, minimumOf, powC } from '../../src/kernels/binary.js'
 import { broadcastOffsets } from '../../src/kernels/shape.js'
+import type { FloatArray } from '../../src/kernels/types.js'
 
 const LIMITS = { maxElements: 1 << 20, maxFlops: 1e9 }
 const SCALAR: Record<string, (x: number, y: number) => number> = {
@@ -28,13 +29,14 @@ describe('binary broadcasting', () => {
         const aShape = dims.map(([d, who]) => who === 'b' ? 1 : d).slice(Math.min(dropA, dims.length))
         const bShape = dims.map(([d, who]) => who === 'a' ? 1 : d).slice(Math.min(dropB, dims.length))
         const info = binaryInfo(op, aShape, bShape, LIMITS)
-        const Arr = single ? Float32Array : Float64Array
-        const a = Arr.from({ length: aShape.reduce((p, d) => p * d, 1) }, (_, i) => VALUES[(i * 7 + seed) % VALUES.length])
-        const b = Arr.from({ length: bShape.reduce((p, d) => p * d, 1) }, (_, i) => VALUES[(i * 5 + seed * 3) % VALUES.length])
-        const out = binary(new Arr(info.outElements), a, b, info)
+        const array = (n: number, f: (i: number) => number): FloatArray =>
+          single ? Float32Array.from({ length: n }, (_, i) => f(i)) : Float64Array.from({ length: n }, (_, i) => f(i))
+        const a = array(aShape.reduce((p, d) => p * d, 1), i => VALUES[(i * 7 + seed) % VALUES.length])
+        const b = array(bShape.reduce((p, d) => p * d, 1), i => VALUES[(i * 5 + seed * 3) % VALUES.length])
+        const out = binary(array(info.outElements, () => 0), a, b, info)
         const ia = broadcastOffsets(info.outShape, aShape)
         const ib = broadcastOffsets(info.outShape, bShape)
-        const want = Arr.from({ length: info.outElements }, (_, i) => SCALAR[op](a[ia[i]], b[ib[i]]))
+        const want = array(info.outElements, i => SCALAR[op](a[ia[i]], b[ib[i]]))
         expect(Array.from(out)).toEqual(Array.from(want))
       }), { numRuns: 300, seed: 21 })
   })
