@@ -323,9 +323,10 @@ describe('backward routes in safetensors', () => {
       linear: { input: h([1, 2], [1, 2]), weights: h([2, 1], [0.5, 0.25]), gradOutput: h([1, 1], [2]) },
       conv2d: { input: h([1, 1, 2, 2], [1, 2, 3, 4]), kernel: h([1, 1, 1, 1], [0.5]), gradOutput: h([1, 1, 2, 2], [1, 1, 1, 1]) },
       attention: { query: h([1, 2], [1, 0]), key: h([1, 2], [1, 0]), value: h([1, 2], [1, 2]), gradOutput: h([1, 2], [1, 1]) },
-      binary: { a: h([2, 1], [1, 2]), b: h([2], [0.5, 0.25]), gradOutput: h([2, 2], [1, 1, 1, 1]) }
+      binary: { a: h([2, 1], [1, 2]), b: h([2], [0.5, 0.25]), gradOutput: h([2, 2], [1, 1, 1, 1]) },
+      unary: { input: h([2], [1, -2]), gradOutput: h([2], [1, 0.5]) }
     }
-    const options: Partial<Record<keyof typeof files, Record<string, string>>> = { binary: { op: 'mul' } }
+    const options: Partial<Record<keyof typeof files, Record<string, string>>> = { binary: { op: 'mul' }, unary: { op: 'square' } }
     for (const route of Object.keys(files) as Array<keyof typeof files>) {
       const res16 = await both(`${route}/backward`, writeFile(files[route], options[route]))
       expect(res16.statusCode, res16.body.slice(0, 300)).toBe(200)

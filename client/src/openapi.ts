@@ -161,6 +161,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/unary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Elementwise op(input): neg, abs, exp, log, sqrt, square, reciprocal, sin, cos, tanh, sigmoid, relu, gelu, silu, softplus, erf
+         * @description op(input) element by element, of the input's shape, as PyTorch computes it: log(0) = -Infinity and log or sqrt of a negative number NaN; relu keeps NaN; gelu is the exact x·Φ(x); silu is x / (1 + e^-x); softplus is log(1 + e^x), and x itself above 20. float16 and bfloat16 are computed in float32 and rounded once.
+         */
+        post: operations["unary"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/binary": {
         parameters: {
             query?: never;
@@ -295,6 +315,26 @@ export interface paths {
          * @description The gradients of numpy.einsum(equation, *operands) with respect to the operands listed in wrt (indices; default all), given gradOutput (the gradient of the loss with respect to the result, of its shape). The gradient of an operand is the einsum of gradOutput and the other operands into that operand's subscripts: summed over the dimensions where it broadcast (size 1 or under "..."), constant along a subscript only it has, and zero off the diagonal of a repeated subscript, as torch.autograd.grad gives it. The reply is {"grads": {"operands": [...]}}, one entry per operand (null where not asked for), and "result" with returnResult.
          */
         post: operations["einsumBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/unary/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of unary (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradient of op(input) with respect to input, given gradOutput (of the input's shape), as torch.autograd.grad gives it: abs'(0) = relu'(0) = 0, relu passes the gradient where the input is NaN, exact gelu's derivative Φ(x) + x·φ(x), softplus's is 1 above 20.
+         */
+        post: operations["unaryBackward"];
         delete?: never;
         options?: never;
         head?: never;
@@ -482,6 +522,20 @@ export interface components {
         EinsumReply: {
             result: components["schemas"]["ResultTensor"];
         };
+        UnaryBody: {
+            /**
+             * @description neg, abs, exp, log, sqrt, square, reciprocal, sin, cos, tanh, sigmoid, relu, gelu (exact), silu, softplus (beta 1, threshold 20) or erf, as the torch function of that name computes it
+             * @enum {string}
+             */
+            op: "neg" | "abs" | "exp" | "log" | "sqrt" | "square" | "reciprocal" | "sin" | "cos" | "tanh" | "sigmoid" | "relu" | "gelu" | "silu" | "softplus" | "erf";
+            input: components["schemas"]["Tensor"];
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+        };
+        /** @description The result tensor in the object form */
+        UnaryReply: {
+            result: components["schemas"]["ResultTensor"];
+        };
         BinaryBody: {
             /**
              * @description add, sub, mul, div, pow, maximum or minimum (torch.add, torch.sub, torch.mul, torch.div, torch.pow, torch.maximum, torch.minimum)
@@ -650,6 +704,29 @@ export interface components {
             grads: {
                 /** @description One entry per operand: its gradient, of its shape, or null when not asked for */
                 operands: (components["schemas"]["ResultTensor"] | (never | null))[];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        UnaryBackwardBody: {
+            /**
+             * @description neg, abs, exp, log, sqrt, square, reciprocal, sin, cos, tanh, sigmoid, relu, gelu (exact), silu, softplus (beta 1, threshold 20) or erf, as the torch function of that name computes it
+             * @enum {string}
+             */
+            op: "neg" | "abs" | "exp" | "log" | "sqrt" | "square" | "reciprocal" | "sin" | "cos" | "tanh" | "sigmoid" | "relu" | "gelu" | "silu" | "softplus" | "erf";
+            input: components["schemas"]["Tensor"];
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        UnaryBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                input?: components["schemas"]["ResultTensor"];
             };
             result?: components["schemas"]["ResultTensor"];
         };
@@ -2318,6 +2395,268 @@ export interface operations {
                      *       "code": "TOO_LARGE",
                      *       "error": "Payload Too Large",
                      *       "message": "operands.0 of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    unary: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "op": "relu",
+                 *       "input": [
+                 *         [
+                 *           -1.5,
+                 *           0,
+                 *           2
+                 *         ],
+                 *         [
+                 *           3,
+                 *           -0.25,
+                 *           1
+                 *         ]
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["UnaryBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The result tensor in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "result": {
+                     *         "shape": [
+                     *           2,
+                     *           3
+                     *         ],
+                     *         "dtype": "float64",
+                     *         "data": [
+                     *           [
+                     *             0,
+                     *             0,
+                     *             2
+                     *           ],
+                     *           [
+                     *             3,
+                     *             0,
+                     *             1
+                     *           ]
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UnaryReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
                      *     }
                      */
                     "application/json": components["schemas"]["Error"];
@@ -4558,6 +4897,260 @@ export interface operations {
             };
         };
     };
+    unaryBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "op": "square",
+                 *       "input": [
+                 *         1,
+                 *         -2,
+                 *         3
+                 *       ],
+                 *       "gradOutput": [
+                 *         1,
+                 *         1,
+                 *         0.5
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["UnaryBackwardBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "input": {
+                     *           "shape": [
+                     *             3
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             2,
+                     *             -4,
+                     *             3
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UnaryBackwardReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     binaryBackward: {
         parameters: {
             query?: never;
@@ -4853,4 +5446,4 @@ export interface operations {
 }
 
 /** The operation routes: one client method each. */
-export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/binary","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/binary/backward"] as const
+export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward"] as const

@@ -9,6 +9,7 @@ import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
 import linear, { linearBackward } from './linear.js'
 import matmul, { matmulBackward } from './matmul.js'
+import unary, { unaryBackward } from './unary.js'
 import type { Operation } from './spec.js'
 
 export const OPERATIONS = {
@@ -18,6 +19,7 @@ export const OPERATIONS = {
   conv2d,
   attention,
   einsum,
+  unary,
   binary,
   matmulBackward,
   dotBackward,
@@ -25,6 +27,7 @@ export const OPERATIONS = {
   conv2dBackward,
   attentionBackward,
   einsumBackward,
+  unaryBackward,
   binaryBackward
 } as const satisfies Record<string, Operation>
 

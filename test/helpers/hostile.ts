@@ -16,7 +16,8 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   conv2d: ['input', 'kernel', 'bias'],
   attention: ['query', 'key', 'value', 'mask'],
   einsum: ['equation', 'operands'],
-  binary: ['op', 'a', 'b']
+  binary: ['op', 'a', 'b'],
+  unary: ['op', 'input']
 }
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
@@ -56,7 +57,8 @@ const VALID_FORWARD: Record<ForwardName, object> = {
   conv2d: { input: [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], kernel: [[[[1, 0], [0, -1]]]] },
   attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] },
   einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] },
-  binary: { op: 'pow', a: [[1, 2], [3, 'NaN']], b: [0.5, '-Infinity'] }
+  binary: { op: 'pow', a: [[1, 2], [3, 'NaN']], b: [0.5, '-Infinity'] },
+  unary: { op: 'log', input: [[1, 0], [-1, 'Infinity']] }
 }
 /** A gradOutput of each forward example's result shape. */
 const GRAD_OUTPUT: Record<ForwardName, unknown> = {
@@ -66,7 +68,8 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   conv2d: [[[1, 0], [0, 1]]],
   attention: [[1, 1]],
   einsum: [[1, 0], [0, 1]],
-  binary: [[1, 0], [0, 1]]
+  binary: [[1, 0], [0, 1]],
+  unary: [[1, 0], [0, 1]]
 }
 const VALID = (route: Route): object => backward(route)
   ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }

@@ -49,7 +49,7 @@ const tensor = (shape: number[], seed: number): Flat => ({ shape, data: values(s
  * Checks every requested gradient of `op` at `body` against finite differences of the forward
  * operation (`wrt` defaults to the operands named).
  */
-function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary', body: Body, operands: string[], seed: number): void {
+function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary', body: Body, operands: string[], seed: number): void {
   const forward = runOperation(op, body).result
   const g = values(forward.length, seed + 99)
   const gradOutput = { shape: resultShape(op, body), data: g }
@@ -211,6 +211,17 @@ describe('gradients against finite differences (float64)', () => {
       }
       checkGradients('attention', body, ['query', 'key', 'value'], o.seed)
     }), { numRuns: 80, seed: 15 })
+  })
+
+  it('unary: every function, away from the points where it is not smooth', () => {
+    const ops = ['neg', 'abs', 'exp', 'log', 'sqrt', 'square', 'reciprocal', 'sin', 'cos', 'tanh', 'sigmoid', 'relu', 'gelu', 'silu', 'softplus', 'erf']
+    fc.assert(fc.property(fc.constantFrom(...ops), fc.array(dim(3), { maxLength: 3 }), fc.nat(1000), (op, shape, seed) => {
+      const input = tensor(shape, seed)
+      // log, sqrt on positive values; abs, relu, reciprocal away from 0
+      if (op === 'log' || op === 'sqrt') input.data = input.data.map(x => Math.abs(x) + 0.25)
+      if (op === 'abs' || op === 'relu' || op === 'reciprocal') input.data = input.data.map(x => x < 0 ? x - 0.25 : x + 0.25)
+      checkGradients('unary', { op, input }, ['input'], seed)
+    }), { numRuns: 80, seed: 17 })
   })
 
   it('binary: every op, broadcast shapes (dimensions of 1, missing ones, rank 0)', () => {
