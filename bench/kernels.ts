@@ -33,10 +33,13 @@ import { cpus, loadavg } from 'node:os'
 import { Piscina } from 'piscina'
 import { attention, attentionInfo } from '../src/kernels/attention.js'
 import { conv2d, conv2dInfo } from '../src/kernels/conv2d.js'
+import { binary, binaryInfo } from '../src/kernels/binary.js'
 import { einsumInfo, parseEinsum } from '../src/kernels/einsum.js'
 import { matmul, matmulInfo } from '../src/kernels/matmul.js'
 import { enableEngine } from '../src/kernels/ort/engine.js'
+import { product } from '../src/kernels/shape.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../src/kernels/types.js'
+import { unary, unaryInfo } from '../src/kernels/unary.js'
 import type { BackwardTask } from '../src/operations/backward.js'
 import { OPERATIONS, type OperationName } from '../src/operations/index.js'
 import type { Operation } from '../src/operations/spec.js'
@@ -314,15 +317,62 @@ function chainCase (dtype: DType): EinsumCase {
 const EINSUM_CASES: EinsumCase[] = []
 for (const dtype of ['float32', 'float64'] as const) EINSUM_CASES.push(scoresCase(dtype), chainCase(dtype))
 
+/** An elementwise case in float32, measured in GB/s: the operands read and the result written, per call. */
+interface StreamCase { name: string, bytes: number, numpy: NumpyCase, task: Case['task'], local: () => ArrayLike<number> }
+
+function binaryCase (op: 'add' | 'mul', aShape: number[], bShape: number[]): StreamCase {
+  const dtype = 'float32'
+  const info = binaryInfo(op, aShape, bShape, LIMITS)
+  const a = random(dtype, product(aShape), 20)
+  const b = random(dtype, product(bShape), 21)
+  const name = `binary ${op} ${aShape.join('x')} with ${bShape.join('x')} float32`
+  const bytes = 4 * (a.length + b.length + info.outElements)
+  return {
+    name,
+    bytes,
+    numpy: { name, kind: 'elementwise', dtype, op, shapes: [aShape, bShape], bytes },
+    task: () => {
+      const t = { dtype, a: copy(a), b: copy(b), info }
+      return { name: 'binary', task: t, transfer: [t.a.buffer as ArrayBuffer, t.b.buffer as ArrayBuffer], resultLength: info.outElements }
+    },
+    local: () => binary(allocate(dtype, info.outElements), a, b, info)
+  }
+}
+
+function unaryCase (op: 'exp' | 'relu', n: number): StreamCase {
+  const dtype = 'float32'
+  const info = unaryInfo(op, [n], LIMITS)
+  const x = random(dtype, n, 22)
+  const name = `unary ${op} ${n} float32`
+  return {
+    name,
+    bytes: 8 * n,
+    numpy: { name, kind: 'elementwise', dtype, op, shapes: [[n]], bytes: 8 * n },
+    task: () => {
+      const t = { dtype, input: copy(x), info }
+      return { name: 'unary', task: t, transfer: [t.input.buffer as ArrayBuffer], resultLength: n }
+    },
+    local: () => unary(allocate(dtype, n), x, info)
+  }
+}
+
+const STREAM_CASES: StreamCase[] = [
+  binaryCase('add', [1024, 1024], [1024, 1024]),
+  binaryCase('mul', [1024, 1024], [1024]),
+  unaryCase('exp', 1 << 20),
+  unaryCase('relu', 1 << 20)
+]
+
 // BENCH_CASES (a regular expression) keeps the cases whose names match, and a matching backward's forward
 const only = process.env.BENCH_CASES === undefined ? null : new RegExp(process.env.BENCH_CASES)
 if (only !== null) {
   const keep = CASES.filter(c => only.test(c.name) || CASES.some(b => b.forward === c && only.test(b.name)))
   CASES.splice(0, CASES.length, ...keep)
   EINSUM_CASES.splice(0, EINSUM_CASES.length, ...EINSUM_CASES.filter(c => only.test(c.name)))
+  STREAM_CASES.splice(0, STREAM_CASES.length, ...STREAM_CASES.filter(c => only.test(c.name)))
 }
 
-const numpyCases = [...CASES.map(c => c.numpy), ...EINSUM_CASES.map(c => c.numpy)]
+const numpyCases = [...CASES.map(c => c.numpy), ...EINSUM_CASES.map(c => c.numpy), ...STREAM_CASES.map(c => c.numpy)]
 const before = await numpyRun(numpyCases)
 
 const one = new Piscina({ filename: WORKER, minThreads: 1, maxThreads: 1 })
@@ -347,6 +397,8 @@ for (const c of EINSUM_CASES) {
   }
   einsumTimings.set(c, [median(e), median(m)])
 }
+const streamTimings = new Map<StreamCase, number[]>()
+for (const c of STREAM_CASES) streamTimings.set(c, [await time(async (run) => await runTask(one, run), c.task), await time(c.local, none)])
 await one.close()
 const after = await numpyRun(numpyCases)
 
@@ -389,6 +441,15 @@ for (const c of EINSUM_CASES) {
   einsumTable.push(`| ${c.name} | ${(c.flops / 1e6).toFixed(1)} | ${fmt(gf(c.flops, e))} | ${fmt(gf(c.flops, m))} | ${ratio.toFixed(2)}x | ${fmt(np)} | 0.9x ${ratio >= 0.9 ? 'met' : 'missed'} |`)
 }
 
+const streamTable: string[] = []
+for (const c of STREAM_CASES) {
+  const [worker, local] = streamTimings.get(c) ?? [NaN, NaN]
+  const np = Math.max(before.results.get(c.name)?.gflops ?? 0, after.results.get(c.name)?.gflops ?? 0)
+  const gbs = (ms: number): number => c.bytes / ms / 1e6
+  const ratio = gbs(worker) / np
+  streamTable.push(`| ${c.name} | ${(c.bytes / 1e6).toFixed(1)} | ${fmt(gbs(worker))} | ${fmt(gbs(local))} | ${fmt(np)} | ${ratio.toFixed(2)}x | 0.7x ${ratio >= 0.7 ? 'met' : 'missed'} |`)
+}
+
 // one 1024x1024 matmul on both workers' threads vs one worker's, in the same two-worker pool
 const pool = new Piscina({ filename: WORKER, minThreads: 2, maxThreads: 2 })
 await Promise.all([0, 1].map(async () => await pool.run(null, { name: 'ping' })))
@@ -423,6 +484,10 @@ console.log('\neinsum beside the matmul calls doing the same work, GFLOP/s in on
 console.log('| case | MFLOP | einsum | matmul calls | einsum / matmul | NumPy einsum | target |')
 console.log('|---|---|---|---|---|---|---|')
 for (const r of einsumTable) console.log(r)
+console.log('\nElementwise, GB/s (operands read and result written, per call): through 1 worker as the service runs a task, the kernel in this thread, NumPy (a new result array per call)')
+console.log('| case | MB moved | 1 worker | this thread | NumPy | 1 worker / NumPy | target |')
+console.log('|---|---|---|---|---|---|---|')
+for (const r of streamTable) console.log(r)
 console.log('\nOne matmul over the whole pool (2 workers): GFLOP/s on one worker\'s thread, on both workers\' threads')
 console.log('| case | 1 thread | whole pool | speed-up | target |')
 console.log('|---|---|---|---|---|')

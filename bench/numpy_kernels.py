@@ -11,6 +11,8 @@ with the flipped kernel; attention: dV = Pᵀ·G, dP = G·Vᵀ, the softmax's pr
 recomputed), their FLOPs counted as twice the forward's; and
   {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
                                                                    np.einsum(equation, *operands, optimize=True)
+  {"name": ..., "kind": "elementwise", "dtype": ..., "op": "add" | "mul" | "exp" | "relu", "shapes": [[..], ..], "bytes": ..}
+                                         a + b, a * b, np.exp(x), np.maximum(x, 0); its "gflops" are GB/s
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
@@ -118,6 +120,12 @@ def case_fn(c, rng):
     if kind == "einsum":
         ops = [rand(*s) for s in c["shapes"]]
         return (lambda: np.einsum(c["equation"], *ops, optimize=True)), c["flops"]
+    if kind == "elementwise":
+        # as a user writes it (a new result array per call); "gflops" are then GB/s moved
+        ops = [rand(*s) for s in c["shapes"]]
+        fns = {"add": lambda: ops[0] + ops[1], "mul": lambda: ops[0] * ops[1], "exp": lambda: np.exp(ops[0]),
+               "relu": lambda: np.maximum(ops[0], 0)}
+        return fns[c["op"]], c["bytes"]
     raise ValueError(f"case {c.get('name')!r}: unknown kind {kind!r}")
 
 
