@@ -85,6 +85,17 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(back.data?.grads.operands[1]?.data).toEqual([1, 2])
   })
 
+  it('the elementwise routes: op from the enum, broadcast shapes, their gradients', async () => {
+    const bin = await client.POST('/v1/binary', { body: { op: 'add', a: [[1, 2], [3, 4]], b: [10, 20] } })
+    expect(bin.data?.result.data).toEqual([[11, 22], [13, 24]])
+    const binBack = await client.POST('/v1/binary/backward', { body: { op: 'mul', a: [[1, 2], [3, 4]], b: [10, 20], gradOutput: [[1, 1], [1, 1]], wrt: ['b'] } })
+    expect(binBack.data?.grads.b?.data).toEqual([4, 6])
+    const un = await client.POST('/v1/unary', { body: { op: 'relu', input: [-1, 2] } })
+    expect(un.data?.result.data).toEqual([0, 2])
+    const unBack = await client.POST('/v1/unary/backward', { body: { op: 'square', input: [3], gradOutput: [1] } })
+    expect(unBack.data?.grads.input?.data).toEqual([6])
+  })
+
   it('an error is read as the Error component', async () => {
     const { data, error, response } = await client.POST('/v1/matmul', { body: { a: [[1, 2, 3]], b: [[1, 2], [3, 4]] } })
     expect(data).toBeUndefined()
