@@ -207,6 +207,15 @@ const B64: usize = memory.data<u8>([
 
 function b64 (c: u32): u32 { return <u32>load<u8>(B64 + <usize>c) }
 
+/** Writes entry k of a table of four-i32 entries (a row's or a span's start, end, offset and count). */
+function record (table: usize, k: i32, a: i32, b: i32, c: i32, d: i32): void {
+  const r = table + (<usize>k << 4)
+  store<i32>(r, a)
+  store<i32>(r, b, 4)
+  store<i32>(r, c, 8)
+  store<i32>(r, d, 12)
+}
+
 /** Whether the string opening at q is the value of a key "data" (`"data"`, spaces, `:`, spaces before it). */
 function isDataValue (text: usize, q: i32): bool {
   let k = q - 1
@@ -297,11 +306,7 @@ export function scanRows (text: usize, len: i32, values: usize, maxValues: i32, 
       if (spanCount < maxSpans && isDataValue(text, i)) {
         const n = decodeSpan(text, i, len, spans + <usize>spanBytes, minSpan, maxSpan)
         if (n >= 0) {
-          const s = spanTable + (<usize>spanCount << 4)
-          store<i32>(s, i)
-          store<i32>(s, spanEnd, 4)
-          store<i32>(s, spanBytes, 8)
-          store<i32>(s, n, 12)
+          record(spanTable, spanCount, i, spanEnd, spanBytes, n)
           spanCount++
           spanBytes += n
           i = spanEnd
@@ -352,11 +357,7 @@ export function scanRows (text: usize, len: i32, values: usize, maxValues: i32, 
     }
     if (ok && n >= MIN_ROW) {
       if (found >= maxRows) return found
-      const r = rows + (<usize>found << 4)
-      store<i32>(r, start)
-      store<i32>(r, j, 4)
-      store<i32>(r, count, 8)
-      store<i32>(r, n, 12)
+      record(rows, found, start, j, count, n)
       found++
       count += n
       i = j
