@@ -85,7 +85,7 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(back.data?.grads.operands[1]?.data).toEqual([1, 2])
   })
 
-  it('the elementwise routes: op from the enum, broadcast shapes, their gradients', async () => {
+  it('the elementwise routes and softmax: op from the enum, broadcast shapes, an axis, their gradients', async () => {
     const bin = await client.POST('/v1/binary', { body: { op: 'add', a: [[1, 2], [3, 4]], b: [10, 20] } })
     expect(bin.data?.result.data).toEqual([[11, 22], [13, 24]])
     const binBack = await client.POST('/v1/binary/backward', { body: { op: 'mul', a: [[1, 2], [3, 4]], b: [10, 20], gradOutput: [[1, 1], [1, 1]], wrt: ['b'] } })
@@ -94,6 +94,10 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(un.data?.result.data).toEqual([0, 2])
     const unBack = await client.POST('/v1/unary/backward', { body: { op: 'square', input: [3], gradOutput: [1] } })
     expect(unBack.data?.grads.input?.data).toEqual([6])
+    const sm = await client.POST('/v1/softmax', { body: { input: [[0, 1], [0, 1]], axis: 0, log: false } })
+    expect(sm.data?.result.data).toEqual([[0.5, 0.5], [0.5, 0.5]])
+    const smBack = await client.POST('/v1/softmax/backward', { body: { input: [0, 0], gradOutput: [1, 0] } })
+    expect(smBack.data?.grads.input?.data).toEqual([0.25, -0.25])
   })
 
   it('an error is read as the Error component', async () => {

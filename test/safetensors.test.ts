@@ -324,7 +324,8 @@ describe('backward routes in safetensors', () => {
       conv2d: { input: h([1, 1, 2, 2], [1, 2, 3, 4]), kernel: h([1, 1, 1, 1], [0.5]), gradOutput: h([1, 1, 2, 2], [1, 1, 1, 1]) },
       attention: { query: h([1, 2], [1, 0]), key: h([1, 2], [1, 0]), value: h([1, 2], [1, 2]), gradOutput: h([1, 2], [1, 1]) },
       binary: { a: h([2, 1], [1, 2]), b: h([2], [0.5, 0.25]), gradOutput: h([2, 2], [1, 1, 1, 1]) },
-      unary: { input: h([2], [1, -2]), gradOutput: h([2], [1, 0.5]) }
+      unary: { input: h([2], [1, -2]), gradOutput: h([2], [1, 0.5]) },
+      softmax: { input: h([2, 2], [0, 0, 1, 1]), gradOutput: h([2, 2], [1, 0, 0, 1]) }
     }
     const options: Partial<Record<keyof typeof files, Record<string, string>>> = { binary: { op: 'mul' }, unary: { op: 'square' } }
     for (const route of Object.keys(files) as Array<keyof typeof files>) {

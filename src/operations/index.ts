@@ -9,6 +9,7 @@ import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
 import linear, { linearBackward } from './linear.js'
 import matmul, { matmulBackward } from './matmul.js'
+import softmax, { softmaxBackward } from './softmax.js'
 import unary, { unaryBackward } from './unary.js'
 import type { Operation } from './spec.js'
 
@@ -21,6 +22,7 @@ export const OPERATIONS = {
   einsum,
   unary,
   binary,
+  softmax,
   matmulBackward,
   dotBackward,
   linearBackward,
@@ -28,7 +30,8 @@ export const OPERATIONS = {
   attentionBackward,
   einsumBackward,
   unaryBackward,
-  binaryBackward
+  binaryBackward,
+  softmaxBackward
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS

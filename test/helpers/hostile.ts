@@ -17,12 +17,13 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   attention: ['query', 'key', 'value', 'mask'],
   einsum: ['equation', 'operands'],
   binary: ['op', 'a', 'b'],
-  unary: ['op', 'input']
+  unary: ['op', 'input'],
+  softmax: ['input', 'axis', 'log']
 }
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
 const fieldsOf = (route: Route): string[] => backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
-const OPTIONS = ['encoding', 'dtype', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
+const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
 
 const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)
 const hostileString = fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', '', '__proto__', 'AAAA', 'AA=A', 'A', '====', 'AAAA\n', '3', 'true', 'null', '\u0000', 'é'.repeat(50))
@@ -58,7 +59,8 @@ const VALID_FORWARD: Record<ForwardName, object> = {
   attention: { query: [[1, 0]], key: [[1, 0], [0, 1]], value: [[1, 2], [3, 4]] },
   einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] },
   binary: { op: 'pow', a: [[1, 2], [3, 'NaN']], b: [0.5, '-Infinity'] },
-  unary: { op: 'log', input: [[1, 0], [-1, 'Infinity']] }
+  unary: { op: 'log', input: [[1, 0], [-1, 'Infinity']] },
+  softmax: { input: [[1, '-Infinity'], ['-Infinity', '-Infinity']], axis: 0 }
 }
 /** A gradOutput of each forward example's result shape. */
 const GRAD_OUTPUT: Record<ForwardName, unknown> = {
@@ -69,7 +71,8 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   attention: [[1, 1]],
   einsum: [[1, 0], [0, 1]],
   binary: [[1, 0], [0, 1]],
-  unary: [[1, 0], [0, 1]]
+  unary: [[1, 0], [0, 1]],
+  softmax: [[1, 0], [0, 1]]
 }
 const VALID = (route: Route): object => backward(route)
   ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }

@@ -49,7 +49,7 @@ const tensor = (shape: number[], seed: number): Flat => ({ shape, data: values(s
  * Checks every requested gradient of `op` at `body` against finite differences of the forward
  * operation (`wrt` defaults to the operands named).
  */
-function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary', body: Body, operands: string[], seed: number): void {
+function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax', body: Body, operands: string[], seed: number): void {
   const forward = runOperation(op, body).result
   const g = values(forward.length, seed + 99)
   const gradOutput = { shape: resultShape(op, body), data: g }
@@ -211,6 +211,15 @@ describe('gradients against finite differences (float64)', () => {
       }
       checkGradients('attention', body, ['query', 'key', 'value'], o.seed)
     }), { numRuns: 80, seed: 15 })
+  })
+
+  it('softmax and log_softmax along every axis', () => {
+    fc.assert(fc.property(fc.array(dim(4), { maxLength: 3 }), fc.integer({ min: -3, max: 2 }), fc.boolean(), fc.nat(1000), (shape, axis, log, seed) => {
+      // an axis in range, given negative from the end when the drawn one is negative
+      const rank = Math.max(shape.length, 1)
+      const a = ((axis % rank) + rank) % rank
+      checkGradients('softmax', { input: tensor(shape, seed), axis: axis < 0 ? a - rank : a, log }, ['input'], seed)
+    }), { numRuns: 60, seed: 18 })
   })
 
   it('unary: every function, away from the points where it is not smooth', () => {

@@ -1,0 +1,73 @@
+/**
+ * softmax: torch.softmax / torch.log_softmax along one axis. A slice that is all -Infinity gives
+ * zeros (log: -Infinity), never NaN, as linear's softmax does; NaN propagates to its slice.
+ */
+import { invalidArgument } from '../errors.js'
+import { checkFlops, elementCount, formatShape } from './shape.js'
+import type { FloatArray, Limits } from './types.js'
+
+export interface SoftmaxInfo {
+  outShape: number[]
+  outElements: number
+  /** The slices: `outer` blocks of `n` values along the axis, `inner` apart. */
+  outer: number
+  n: number
+  inner: number
+  log: boolean
+  flops: number
+}
+
+export interface SoftmaxOperands { input: FloatArray, info: SoftmaxInfo }
+
+/** An axis of a tensor of `rank` dimensions (negative from the end; a rank-0 tensor has the axes 0 and -1). */
+export function resolveAxis (axis: number, rank: number, shape: number[]): number {
+  const r = Math.max(rank, 1)
+  if (!(axis >= -r && axis < r)) throw invalidArgument(`axis ${axis} is out of range for input ${formatShape(shape)} (from ${-r} to ${r - 1})`)
+  return axis < 0 ? axis + r : axis
+}
+
+export function softmaxInfo (shape: number[], axis: number, log: boolean, limits: Limits): SoftmaxInfo {
+  const outElements = elementCount(shape, 'input', limits)
+  const a = resolveAxis(axis, shape.length, shape)
+  const dims = shape.length === 0 ? [1] : shape
+  const n = dims[a]
+  let inner = 1
+  for (let d = a + 1; d < dims.length; d++) inner *= dims[d]
+  const outer = n === 0 || inner === 0 ? 0 : outElements / (n * inner)
+  checkFlops(5 * outElements, `this ${log ? 'log_softmax' : 'softmax'}`, limits)
+  return { outShape: shape, outElements, outer, n, inner, log, flops: 5 * outElements }
+}
+
+/** Calls slice(first, stride) for every slice along the axis: its values are at first + j·stride, j < n. */
+export function forEachSlice (info: SoftmaxInfo, slice: (first: number, stride: number) => void): void {
+  const { outer, n, inner } = info
+  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) slice(o * n * inner + i, inner)
+}
+
+/**
+ * Fills out with softmax (or log_softmax) of x along the axis: exp(x - max) / Σ exp(x - max), in
+ * doubles, stored in out's type.
+ */
+export function softmax (out: FloatArray, x: FloatArray, info: SoftmaxInfo): FloatArray {
+  const { n, log } = info
+  forEachSlice(info, (first, stride) => {
+    let max = -Infinity
+    for (let j = 0, k = first; j < n; j++, k += stride) {
+      const v = x[k]
+      if (v > max || v !== v) max = v // eslint-disable-line no-self-compare -- NaN wins, so that it spreads to its slice
+    }
+    if (max === -Infinity) { // every value -Infinity: zeros (log: -Infinity)
+      for (let j = 0, k = first; j < n; j++, k += stride) out[k] = log ? -Infinity : 0
+      return
+    }
+    let sum = 0
+    for (let j = 0, k = first; j < n; j++, k += stride) sum += Math.exp(x[k] - max)
+    if (log) {
+      const lse = Math.log(sum)
+      for (let j = 0, k = first; j < n; j++, k += stride) out[k] = x[k] - max - lse
+    } else {
+      for (let j = 0, k = first; j < n; j++, k += stride) out[k] = Math.exp(x[k] - max) / sum
+    }
+  })
+  return out
+}

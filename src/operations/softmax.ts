@@ -1,0 +1,53 @@
+import { Type } from 'typebox'
+import { softmaxBackward as softmaxGrad } from '../kernels/grad/softmax.js'
+import { softmax as softmaxKernel, softmaxInfo } from '../kernels/softmax.js'
+import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
+import { castTo, computeDtype } from '../tensor/decode.js'
+import { buffersOf, defineOperation, resultArray } from './spec.js'
+import { defineBackward } from './backward.js'
+
+const Body = Type.Object({
+  input: TensorSchema,
+  axis: Type.Optional(Int32({ description: 'The axis the softmax runs along, negative from the end (default -1)' })),
+  log: Type.Optional(Type.Boolean({ description: 'log_softmax instead of softmax (default false)' })),
+  ...commonFields
+}, { additionalProperties: false })
+
+const softmax = defineOperation({
+  name: 'softmax',
+  summary: 'softmax or log_softmax along one axis (torch.softmax, torch.log_softmax)',
+  description: 'exp(x − max) / Σ exp(x − max) along `axis` (default -1, the last), of the input\'s shape; with "log": true, ' +
+    'log_softmax, x − max − log Σ exp(x − max). A slice that is all -Infinity gives zeros (log: -Infinity), never NaN; a ' +
+    'NaN or +Infinity in a slice makes that slice NaN, as in PyTorch. An axis out of range is INVALID_ARGUMENT.',
+  body: Body,
+  example: { input: [[1, 2, 3], [1, 1, 1]] },
+  exampleReply: {
+    result: { shape: [2, 3], dtype: 'float64', data: [[0.09003057317038046, 0.24472847105479764, 0.6652409557748218], [0.3333333333333333, 0.3333333333333333, 0.3333333333333333]] }
+  },
+  prepare (body, decode) {
+    const input = decode.tensor(body.input, 'input')
+    const info = softmaxInfo(input.shape, body.axis ?? -1, body.log === true, decode.limits)
+    const dtype = computeDtype([input], body.dtype)
+    const x = castTo(input.data, dtype)
+    return {
+      task: { dtype, input: x, info },
+      transfer: buffersOf(x),
+      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+    }
+  },
+  run: ({ dtype, input, info }) => softmaxKernel(resultArray(dtype, info.outElements), input, info)
+})
+
+export default softmax
+
+/** POST /v1/softmax/backward. */
+export const softmaxBackward = defineBackward(softmax, {
+  operands: ['input'],
+  kernel: softmaxGrad,
+  work: (info, _wrt, withResult) => info.flops + info.outElements * (withResult ? 5 : 4),
+  description: 'The gradient of softmax (or log_softmax) with respect to input, given gradOutput (of the input\'s shape), as ' +
+    'torch.autograd.grad gives it: y·(g − Σ g·y) along the axis, and for log_softmax g − e^y·Σ g. A slice that was all ' +
+    '-Infinity gets zero gradients.',
+  example: { input: [0, 0], gradOutput: [1, 0] },
+  exampleReply: { grads: { input: { shape: [2], dtype: 'float64', data: [0.25, -0.25] } } }
+})
