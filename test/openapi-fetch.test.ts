@@ -98,6 +98,10 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(sm.data?.result.data).toEqual([[0.5, 0.5], [0.5, 0.5]])
     const smBack = await client.POST('/v1/softmax/backward', { body: { input: [0, 0], gradOutput: [1, 0] } })
     expect(smBack.data?.grads.input?.data).toEqual([0.25, -0.25])
+    const red = await client.POST('/v1/reduce', { body: { op: 'mean', input: [[1, 2], [3, 4]], axis: [0, 1], keepdims: true } })
+    expect(red.data?.result.data).toEqual([[2.5]])
+    const redBack = await client.POST('/v1/reduce/backward', { body: { op: 'sum', input: [[1, 2], [3, 4]], axis: 1, gradOutput: [1, 2] } })
+    expect(redBack.data?.grads.input?.data).toEqual([[1, 1], [2, 2]])
   })
 
   it('an error is read as the Error component', async () => {

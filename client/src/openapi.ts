@@ -201,6 +201,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/reduce": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A reduction over axes: sum, mean, prod, max, min, var, std, logsumexp, norm
+         * @description op over `axis` (an int or a list of distinct ints, negative from the end; default all), as torch computes it (torch.sum, mean, prod, amax, amin, var, std, logsumexp, linalg.vector_norm), in float64 and stored in the result dtype. keepdims keeps the reduced axes as size 1. var and std divide by max(0, N - correction) (correction defaults to 1). NaN propagates (max and min too); the mean of nothing is NaN, its sum 0 and its product 1; max or min over an axis of size 0 is INVALID_ARGUMENT, as is an axis out of range, repeated, or an empty list.
+         */
+        post: operations["reduce"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/softmax": {
         parameters: {
             query?: never;
@@ -375,6 +395,26 @@ export interface paths {
          * @description The gradients of op(a, b) with respect to a and b, given gradOutput (of the broadcast result's shape), as torch.autograd.grad gives them, each summed over the dimensions along which its operand broadcast: add g, g; sub g, -g; mul g·b, g·a; div g/b, -g·(a/b)/b; pow g·b·a^(b-1) (0 where b = 0), g·a^b·ln a (0 where a = 0 and b >= 0); maximum and minimum give g to the larger (smaller) value, g/2 to each side of a tie, and g to both where either is NaN.
          */
         post: operations["binaryBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reduce/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of reduce (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradient of the reduction with respect to input, given gradOutput (of the result's shape), as torch.autograd.grad gives it: max and min share the gradient equally among the elements equal to the result; prod's is the product of the other elements (right with zeros); std's and norm's are 0 where the result is 0.
+         */
+        post: operations["reduceBackward"];
         delete?: never;
         options?: never;
         head?: never;
@@ -589,6 +629,29 @@ export interface components {
         };
         /** @description The result tensor in the object form */
         BinaryReply: {
+            result: components["schemas"]["ResultTensor"];
+        };
+        ReduceBody: {
+            /**
+             * @description sum, mean, prod, max (torch.amax), min (torch.amin), var, std, logsumexp or norm (the L2 norm, torch.linalg.vector_norm)
+             * @enum {string}
+             */
+            op: "sum" | "mean" | "prod" | "max" | "min" | "var" | "std" | "logsumexp" | "norm";
+            input: components["schemas"]["Tensor"];
+            /** @description The axis, or a list of distinct axes, to reduce over, negative from the end (default: every axis) */
+            axis?: number | number[];
+            /** @description Keep each reduced axis as a dimension of size 1 (default false) */
+            keepdims?: boolean;
+            /**
+             * Format: int32
+             * @description var and std: divide by N - correction (default 1, Bessel's correction)
+             */
+            correction?: number;
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+        };
+        /** @description The result tensor in the object form */
+        ReduceReply: {
             result: components["schemas"]["ResultTensor"];
         };
         SoftmaxBody: {
@@ -808,6 +871,38 @@ export interface components {
             grads: {
                 a?: components["schemas"]["ResultTensor"];
                 b?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        ReduceBackwardBody: {
+            /**
+             * @description sum, mean, prod, max (torch.amax), min (torch.amin), var, std, logsumexp or norm (the L2 norm, torch.linalg.vector_norm)
+             * @enum {string}
+             */
+            op: "sum" | "mean" | "prod" | "max" | "min" | "var" | "std" | "logsumexp" | "norm";
+            input: components["schemas"]["Tensor"];
+            /** @description The axis, or a list of distinct axes, to reduce over, negative from the end (default: every axis) */
+            axis?: number | number[];
+            /** @description Keep each reduced axis as a dimension of size 1 (default false) */
+            keepdims?: boolean;
+            /**
+             * Format: int32
+             * @description var and std: divide by N - correction (default 1, Bessel's correction)
+             */
+            correction?: number;
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        ReduceBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                input?: components["schemas"]["ResultTensor"];
             };
             result?: components["schemas"]["ResultTensor"];
         };
@@ -3005,6 +3100,261 @@ export interface operations {
                      *       "code": "TOO_LARGE",
                      *       "error": "Payload Too Large",
                      *       "message": "a of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    reduce: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "op": "sum",
+                 *       "input": [
+                 *         [
+                 *           1,
+                 *           2,
+                 *           3
+                 *         ],
+                 *         [
+                 *           4,
+                 *           5,
+                 *           6
+                 *         ]
+                 *       ],
+                 *       "axis": 0
+                 *     }
+                 */
+                "application/json": components["schemas"]["ReduceBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The result tensor in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "result": {
+                     *         "shape": [
+                     *           3
+                     *         ],
+                     *         "dtype": "float64",
+                     *         "data": [
+                     *           5,
+                     *           7,
+                     *           9
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ReduceReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
                      *     }
                      */
                     "application/json": components["schemas"]["Error"];
@@ -5785,6 +6135,275 @@ export interface operations {
             };
         };
     };
+    reduceBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "op": "max",
+                 *       "input": [
+                 *         [
+                 *           1,
+                 *           3,
+                 *           3
+                 *         ],
+                 *         [
+                 *           2,
+                 *           0,
+                 *           1
+                 *         ]
+                 *       ],
+                 *       "axis": 1,
+                 *       "gradOutput": [
+                 *         1,
+                 *         1
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["ReduceBackwardBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "input": {
+                     *           "shape": [
+                     *             2,
+                     *             3
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               0,
+                     *               0.5,
+                     *               0.5
+                     *             ],
+                     *             [
+                     *               1,
+                     *               0,
+                     *               0
+                     *             ]
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ReduceBackwardReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     softmaxBackward: {
         parameters: {
             query?: never;
@@ -6038,4 +6657,4 @@ export interface operations {
 }
 
 /** The operation routes: one client method each. */
-export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/softmax","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/softmax/backward"] as const
+export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward"] as const

@@ -9,6 +9,7 @@ import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
 import linear, { linearBackward } from './linear.js'
 import matmul, { matmulBackward } from './matmul.js'
+import reduce, { reduceBackward } from './reduce.js'
 import softmax, { softmaxBackward } from './softmax.js'
 import unary, { unaryBackward } from './unary.js'
 import type { Operation } from './spec.js'
@@ -22,6 +23,7 @@ export const OPERATIONS = {
   einsum,
   unary,
   binary,
+  reduce,
   softmax,
   matmulBackward,
   dotBackward,
@@ -31,6 +33,7 @@ export const OPERATIONS = {
   einsumBackward,
   unaryBackward,
   binaryBackward,
+  reduceBackward,
   softmaxBackward
 } as const satisfies Record<string, Operation>
 

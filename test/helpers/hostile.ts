@@ -18,12 +18,13 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   einsum: ['equation', 'operands'],
   binary: ['op', 'a', 'b'],
   unary: ['op', 'input'],
-  softmax: ['input', 'axis', 'log']
+  softmax: ['input', 'axis', 'log'],
+  reduce: ['op', 'input', 'axis', 'keepdims', 'correction']
 }
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
 const fieldsOf = (route: Route): string[] => backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
-const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
+const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
 
 const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)
 const hostileString = fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', '', '__proto__', 'AAAA', 'AA=A', 'A', '====', 'AAAA\n', '3', 'true', 'null', '\u0000', 'é'.repeat(50))
@@ -60,7 +61,8 @@ const VALID_FORWARD: Record<ForwardName, object> = {
   einsum: { equation: 'ij,jk->ik', operands: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]] },
   binary: { op: 'pow', a: [[1, 2], [3, 'NaN']], b: [0.5, '-Infinity'] },
   unary: { op: 'log', input: [[1, 0], [-1, 'Infinity']] },
-  softmax: { input: [[1, '-Infinity'], ['-Infinity', '-Infinity']], axis: 0 }
+  softmax: { input: [[1, '-Infinity'], ['-Infinity', '-Infinity']], axis: 0 },
+  reduce: { op: 'std', input: [[1, 2], [3, 'NaN']], axis: [0, -1], keepdims: true }
 }
 /** A gradOutput of each forward example's result shape. */
 const GRAD_OUTPUT: Record<ForwardName, unknown> = {
@@ -72,7 +74,8 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   einsum: [[1, 0], [0, 1]],
   binary: [[1, 0], [0, 1]],
   unary: [[1, 0], [0, 1]],
-  softmax: [[1, 0], [0, 1]]
+  softmax: [[1, 0], [0, 1]],
+  reduce: [[1]]
 }
 const VALID = (route: Route): object => backward(route)
   ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }

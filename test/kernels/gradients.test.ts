@@ -49,7 +49,7 @@ const tensor = (shape: number[], seed: number): Flat => ({ shape, data: values(s
  * Checks every requested gradient of `op` at `body` against finite differences of the forward
  * operation (`wrt` defaults to the operands named).
  */
-function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax', body: Body, operands: string[], seed: number): void {
+function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax' | 'reduce', body: Body, operands: string[], seed: number): void {
   const forward = runOperation(op, body).result
   const g = values(forward.length, seed + 99)
   const gradOutput = { shape: resultShape(op, body), data: g }
@@ -211,6 +211,25 @@ describe('gradients against finite differences (float64)', () => {
       }
       checkGradients('attention', body, ['query', 'key', 'value'], o.seed)
     }), { numRuns: 80, seed: 15 })
+  })
+
+  it('reduce: every op over all axes, one axis, a list of axes, keepdims, correction', () => {
+    const ops = ['sum', 'mean', 'prod', 'max', 'min', 'var', 'std', 'logsumexp', 'norm']
+    fc.assert(fc.property(fc.constantFrom(...ops), fc.array(dim(3), { minLength: 1, maxLength: 3 }), fc.subarray([0, 1, 2]), fc.boolean(), fc.nat(2), fc.nat(1000),
+      (op, shape, picked, keepdims, correction, seed) => {
+        const axes = picked.filter(a => a < shape.length)
+        const input = tensor(shape, seed)
+        // max and min away from ties: distinct multiples of 1/8 (exact in bfloat16 too), in the random values' order;
+        // var and std with more elements than the correction
+        if (op === 'max' || op === 'min') {
+          const order = input.data.map((x, i) => [x, i]).sort((p, q) => p[0] - q[0]).map(([, i]) => i)
+          order.forEach((i, rank) => { input.data[i] = (rank - order.length / 2) / 8 })
+        }
+        if ((op === 'var' || op === 'std') && axes.reduce((n, a) => n * shape[a], axes.length === 0 ? size(shape) : 1) <= correction) return
+        const body: Body = { op, input, keepdims, correction }
+        if (axes.length > 0) body.axis = axes.length === 1 ? axes[0] - shape.length : axes
+        checkGradients('reduce', body, ['input'], seed)
+      }), { numRuns: 80, seed: 19 })
   })
 
   it('softmax and log_softmax along every axis', () => {
