@@ -13,8 +13,10 @@ import { componentName } from '../src/operations/spec.js'
 
 type Schemas = components['schemas']
 type Operations = typeof OPERATIONS
-/** componentName at the type level: matmul → Matmul, matmul/backward → MatmulBackward. */
-type ComponentName<N extends string> = N extends `${infer Head}/${infer Tail}` ? `${Capitalize<Head>}${ComponentName<Tail>}` : Capitalize<N>
+/** componentName at the type level: matmul → Matmul, matmul/backward → MatmulBackward, layer_norm → LayerNorm. */
+type ComponentName<N extends string> = N extends `${infer Head}/${infer Tail}`
+  ? `${Capitalize<Head>}${ComponentName<Tail>}`
+  : N extends `${infer Head}_${infer Tail}` ? `${Capitalize<Head>}${ComponentName<Tail>}` : Capitalize<N>
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
 type Component<N extends string, Part extends string> = `${ComponentName<N>}${Part}` extends keyof Schemas ? Schemas[`${ComponentName<N>}${Part}`] : 'missing'
 

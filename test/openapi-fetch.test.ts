@@ -85,7 +85,7 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(back.data?.grads.operands[1]?.data).toEqual([1, 2])
   })
 
-  it('the elementwise routes and softmax: op from the enum, broadcast shapes, an axis, their gradients', async () => {
+  it('the elementwise routes, softmax, reduce and layer_norm: op from the enum, broadcast shapes, axes, their gradients', async () => {
     const bin = await client.POST('/v1/binary', { body: { op: 'add', a: [[1, 2], [3, 4]], b: [10, 20] } })
     expect(bin.data?.result.data).toEqual([[11, 22], [13, 24]])
     const binBack = await client.POST('/v1/binary/backward', { body: { op: 'mul', a: [[1, 2], [3, 4]], b: [10, 20], gradOutput: [[1, 1], [1, 1]], wrt: ['b'] } })
@@ -102,6 +102,10 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(red.data?.result.data).toEqual([[2.5]])
     const redBack = await client.POST('/v1/reduce/backward', { body: { op: 'sum', input: [[1, 2], [3, 4]], axis: 1, gradOutput: [1, 2] } })
     expect(redBack.data?.grads.input?.data).toEqual([[1, 1], [2, 2]])
+    const ln = await client.POST('/v1/layer_norm', { body: { input: [[1, 1]], normalizedShape: [2], bias: [0.5, -0.5] } })
+    expect(ln.data?.result.data).toEqual([[0.5, -0.5]])
+    const lnBack = await client.POST('/v1/layer_norm/backward', { body: { input: [[1, 3]], normalizedShape: [2], bias: [0, 0], gradOutput: [[1, 2]], wrt: ['bias'] } })
+    expect(lnBack.data?.grads.bias?.data).toEqual([1, 2])
   })
 
   it('an error is read as the Error component', async () => {

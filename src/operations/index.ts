@@ -7,6 +7,7 @@ import binary, { binaryBackward } from './binary.js'
 import conv2d, { conv2dBackward } from './conv2d.js'
 import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
+import layerNorm, { layerNormBackward } from './layer-norm.js'
 import linear, { linearBackward } from './linear.js'
 import matmul, { matmulBackward } from './matmul.js'
 import reduce, { reduceBackward } from './reduce.js'
@@ -25,6 +26,7 @@ export const OPERATIONS = {
   binary,
   reduce,
   softmax,
+  layer_norm: layerNorm,
   matmulBackward,
   dotBackward,
   linearBackward,
@@ -34,7 +36,8 @@ export const OPERATIONS = {
   unaryBackward,
   binaryBackward,
   reduceBackward,
-  softmaxBackward
+  softmaxBackward,
+  layer_normBackward: layerNormBackward
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS

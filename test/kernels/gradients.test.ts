@@ -49,7 +49,7 @@ const tensor = (shape: number[], seed: number): Flat => ({ shape, data: values(s
  * Checks every requested gradient of `op` at `body` against finite differences of the forward
  * operation (`wrt` defaults to the operands named).
  */
-function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax' | 'reduce', body: Body, operands: string[], seed: number): void {
+function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax' | 'reduce' | 'layer_norm', body: Body, operands: string[], seed: number): void {
   const forward = runOperation(op, body).result
   const g = values(forward.length, seed + 99)
   const gradOutput = { shape: resultShape(op, body), data: g }
@@ -230,6 +230,18 @@ describe('gradients against finite differences (float64)', () => {
         if (axes.length > 0) body.axis = axes.length === 1 ? axes[0] - shape.length : axes
         checkGradients('reduce', body, ['input'], seed)
       }), { numRuns: 80, seed: 19 })
+  })
+
+  it('layer_norm: one to three normalised dimensions, with and without weight and bias', () => {
+    fc.assert(fc.property(fc.array(dim(3), { minLength: 1, maxLength: 3 }), fc.nat(2), fc.boolean(), fc.boolean(), fc.nat(1000),
+      (shape, drop, withWeight, withBias, seed) => {
+        const normalizedShape = shape.slice(Math.min(drop, shape.length - 1))
+        const body: Body = { input: tensor(shape, seed), normalizedShape, eps: 0.01 }
+        const operands = ['input']
+        if (withWeight) { body.weight = tensor(normalizedShape, seed + 1); operands.push('weight') }
+        if (withBias) { body.bias = tensor(normalizedShape, seed + 2); operands.push('bias') }
+        checkGradients('layer_norm', body, operands, seed)
+      }), { numRuns: 60, seed: 20 })
   })
 
   it('softmax and log_softmax along every axis', () => {
