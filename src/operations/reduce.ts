@@ -1,9 +1,8 @@
-import { Type } from 'typebox'
+import { type Static, Type } from 'typebox'
 import { reduceBackward as reduceGrad } from '../kernels/grad/reduce.js'
-import { reduce as reduceKernel, REDUCE_OPS, reduceInfo } from '../kernels/reduce.js'
+import { reduce as reduceKernel, REDUCE_OPS, type ReduceInfo, reduceInfo } from '../kernels/reduce.js'
 import { CheckedEnum, commonFields, Int32, Int32AtLeast, TensorSchema } from '../schemas/tensor.js'
-import { castTo, computeDtype } from '../tensor/decode.js'
-import { buffersOf, defineOperation, resultArray } from './spec.js'
+import { defineOperation, type InputTask, inputPrepare, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -30,18 +29,9 @@ const reduce = defineOperation({
   body: Body,
   example: { op: 'sum', input: [[1, 2, 3], [4, 5, 6]], axis: 0 },
   exampleReply: { result: { shape: [3], dtype: 'float64', data: [5, 7, 9] } },
-  prepare (body, decode) {
-    const input = decode.tensor(body.input, 'input')
-    const info = reduceInfo(body.op, input.shape, body.axis, body.keepdims === true, body.correction ?? 1, decode.limits)
-    const dtype = computeDtype([input], body.dtype)
-    const x = castTo(input.data, dtype)
-    return {
-      task: { dtype, input: x, info },
-      transfer: buffersOf(x),
-      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
-    }
-  },
-  run: ({ dtype, input, info }) => reduceKernel(resultArray(dtype, info.outElements), input, info)
+  prepare: inputPrepare((shape, body: Static<typeof Body>, limits) =>
+    reduceInfo(body.op, shape, body.axis, body.keepdims === true, body.correction ?? 1, limits)),
+  run: ({ dtype, input, info }: InputTask<ReduceInfo>) => reduceKernel(resultArray(dtype, info.outElements), input, info)
 })
 
 export default reduce

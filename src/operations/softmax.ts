@@ -1,9 +1,8 @@
-import { Type } from 'typebox'
+import { type Static, Type } from 'typebox'
 import { softmaxBackward as softmaxGrad } from '../kernels/grad/softmax.js'
-import { softmax as softmaxKernel, softmaxInfo } from '../kernels/softmax.js'
+import { softmax as softmaxKernel, type SoftmaxInfo, softmaxInfo } from '../kernels/softmax.js'
 import { commonFields, Int32, TensorSchema } from '../schemas/tensor.js'
-import { castTo, computeDtype } from '../tensor/decode.js'
-import { buffersOf, defineOperation, resultArray } from './spec.js'
+import { defineOperation, type InputTask, inputPrepare, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -24,18 +23,8 @@ const softmax = defineOperation({
   exampleReply: {
     result: { shape: [2, 3], dtype: 'float64', data: [[0.09003057317038046, 0.24472847105479764, 0.6652409557748218], [0.3333333333333333, 0.3333333333333333, 0.3333333333333333]] }
   },
-  prepare (body, decode) {
-    const input = decode.tensor(body.input, 'input')
-    const info = softmaxInfo(input.shape, body.axis ?? -1, body.log === true, decode.limits)
-    const dtype = computeDtype([input], body.dtype)
-    const x = castTo(input.data, dtype)
-    return {
-      task: { dtype, input: x, info },
-      transfer: buffersOf(x),
-      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
-    }
-  },
-  run: ({ dtype, input, info }) => softmaxKernel(resultArray(dtype, info.outElements), input, info)
+  prepare: inputPrepare((shape, body: Static<typeof Body>, limits) => softmaxInfo(shape, body.axis ?? -1, body.log === true, limits)),
+  run: ({ dtype, input, info }: InputTask<SoftmaxInfo>) => softmaxKernel(resultArray(dtype, info.outElements), input, info)
 })
 
 export default softmax

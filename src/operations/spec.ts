@@ -169,6 +169,22 @@ export function buffersOf (...arrays: Array<FloatArray | Uint8Array | null>): Ar
   return [...set]
 }
 
+/** The task of an operation on one tensor `input` (unary, softmax, reduce). */
+export interface InputTask<I extends { flops: number }> { dtype: WireDType, input: FloatArray, info: I }
+
+/** The prepare step of an operation on one tensor `input`, given its check of the shape and the body's options. */
+export function inputPrepare<B extends { input: unknown, dtype?: WireDType }, I extends { outShape: number[], outElements: number, flops: number }> (
+  check: (shape: number[], body: B, limits: Limits) => I
+) {
+  return (body: B, decode: Decoder): Prepared<InputTask<I>> => {
+    const input = decode.tensor(body.input, 'input')
+    const info = check(input.shape, body, decode.limits)
+    const dtype = computeDtype([input], body.dtype)
+    const x = castTo(input.data, dtype)
+    return { task: { dtype, input: x, info }, transfer: buffersOf(x), outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }] }
+  }
+}
+
 /** The task of an operation on two tensors `a` and `b` (matmul, dot). */
 export interface BinaryTask<I extends { flops: number }> { dtype: WireDType, a: FloatArray, b: FloatArray, info: I }
 

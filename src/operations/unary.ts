@@ -1,9 +1,8 @@
-import { Type } from 'typebox'
+import { type Static, Type } from 'typebox'
 import { unaryBackward as unaryGrad } from '../kernels/grad/unary.js'
-import { unary as unaryKernel, UNARY_OPS, unaryInfo } from '../kernels/unary.js'
+import { unary as unaryKernel, UNARY_OPS, type UnaryInfo, unaryInfo } from '../kernels/unary.js'
 import { CheckedEnum, commonFields, TensorSchema } from '../schemas/tensor.js'
-import { castTo, computeDtype } from '../tensor/decode.js'
-import { buffersOf, defineOperation, resultArray } from './spec.js'
+import { defineOperation, type InputTask, inputPrepare, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -24,18 +23,8 @@ const unary = defineOperation({
   body: Body,
   example: { op: 'relu', input: [[-1.5, 0, 2], [3, -0.25, 1]] },
   exampleReply: { result: { shape: [2, 3], dtype: 'float64', data: [[0, 0, 2], [3, 0, 1]] } },
-  prepare (body, decode) {
-    const input = decode.tensor(body.input, 'input')
-    const info = unaryInfo(body.op, input.shape, decode.limits)
-    const dtype = computeDtype([input], body.dtype)
-    const x = castTo(input.data, dtype)
-    return {
-      task: { dtype, input: x, info },
-      transfer: buffersOf(x),
-      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
-    }
-  },
-  run: ({ dtype, input, info }) => unaryKernel(resultArray(dtype, info.outElements), input, info)
+  prepare: inputPrepare((shape, body: Static<typeof Body>, limits) => unaryInfo(body.op, shape, limits)),
+  run: ({ dtype, input, info }: InputTask<UnaryInfo>) => unaryKernel(resultArray(dtype, info.outElements), input, info)
 })
 
 export default unary
