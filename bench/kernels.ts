@@ -35,9 +35,11 @@ import { attention, attentionInfo } from '../src/kernels/attention.js'
 import { conv2d, conv2dInfo } from '../src/kernels/conv2d.js'
 import { binary, binaryInfo } from '../src/kernels/binary.js'
 import { einsumInfo, parseEinsum } from '../src/kernels/einsum.js'
+import { layerNorm, layerNormInfo } from '../src/kernels/layer-norm.js'
 import { matmul, matmulInfo } from '../src/kernels/matmul.js'
 import { enableEngine } from '../src/kernels/ort/engine.js'
 import { product } from '../src/kernels/shape.js'
+import { softmax, softmaxInfo } from '../src/kernels/softmax.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../src/kernels/types.js'
 import { unary, unaryInfo } from '../src/kernels/unary.js'
 import type { BackwardTask } from '../src/operations/backward.js'
@@ -356,11 +358,49 @@ function unaryCase (op: 'exp' | 'relu', n: number): StreamCase {
   }
 }
 
+/** softmax, and layer_norm with weight and bias, over the last axis of [1024,1024] float32. */
+function rowCase (op: 'softmax' | 'layer_norm'): StreamCase {
+  const dtype = 'float32'
+  const shape = [1024, 1024]
+  const n = 1 << 20
+  const x = random(dtype, n, 23)
+  const w = random(dtype, 1024, 24)
+  const b = random(dtype, 1024, 25)
+  const name = `${op} 1024x1024 over the last axis float32`
+  const numpy: NumpyCase = { name, kind: 'elementwise', dtype, op, shapes: [shape], bytes: 8 * n }
+  if (op === 'softmax') {
+    const info = softmaxInfo(shape, -1, false, LIMITS)
+    return {
+      name,
+      bytes: 8 * n,
+      numpy,
+      task: () => {
+        const t = { dtype, input: copy(x), info }
+        return { name: 'softmax', task: t, transfer: [t.input.buffer as ArrayBuffer], resultLength: n }
+      },
+      local: () => softmax(allocate(dtype, n), x, info)
+    }
+  }
+  const info = layerNormInfo(shape, [1024], [1024], [1024], 1e-5, LIMITS)
+  return {
+    name,
+    bytes: 8 * n,
+    numpy,
+    task: () => {
+      const t = { dtype, input: copy(x), weight: copy(w), bias: copy(b), info }
+      return { name: 'layer_norm', task: t, transfer: [t.input.buffer, t.weight.buffer, t.bias.buffer] as ArrayBuffer[], resultLength: n }
+    },
+    local: () => layerNorm(allocate(dtype, n), x, w, b, info)
+  }
+}
+
 const STREAM_CASES: StreamCase[] = [
   binaryCase('add', [1024, 1024], [1024, 1024]),
   binaryCase('mul', [1024, 1024], [1024]),
   unaryCase('exp', 1 << 20),
-  unaryCase('relu', 1 << 20)
+  unaryCase('relu', 1 << 20),
+  rowCase('softmax'),
+  rowCase('layer_norm')
 ]
 
 // BENCH_CASES (a regular expression) keeps the cases whose names match, and a matching backward's forward
@@ -484,7 +524,7 @@ console.log('\neinsum beside the matmul calls doing the same work, GFLOP/s in on
 console.log('| case | MFLOP | einsum | matmul calls | einsum / matmul | NumPy einsum | target |')
 console.log('|---|---|---|---|---|---|---|')
 for (const r of einsumTable) console.log(r)
-console.log('\nElementwise, GB/s (operands read and result written, per call): through 1 worker as the service runs a task, the kernel in this thread, NumPy (a new result array per call)')
+console.log('\nElementwise and row operations, GB/s (operands read and result written, per call): through 1 worker as the service runs a task, the kernel in this thread, NumPy (a new result array per call)')
 console.log('| case | MB moved | 1 worker | this thread | NumPy | 1 worker / NumPy | target |')
 console.log('|---|---|---|---|---|---|---|')
 for (const r of streamTable) console.log(r)

@@ -11,8 +11,9 @@ with the flipped kernel; attention: dV = Pᵀ·G, dP = G·Vᵀ, the softmax's pr
 recomputed), their FLOPs counted as twice the forward's; and
   {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
                                                                    np.einsum(equation, *operands, optimize=True)
-  {"name": ..., "kind": "elementwise", "dtype": ..., "op": "add" | "mul" | "exp" | "relu", "shapes": [[..], ..], "bytes": ..}
-                                         a + b, a * b, np.exp(x), np.maximum(x, 0); its "gflops" are GB/s
+  {"name": ..., "kind": "elementwise", "dtype": ..., "op": "add" | "mul" | "exp" | "relu" | "softmax" | "layer_norm", "shapes": [[..], ..], "bytes": ..}
+                                         a + b, a * b, np.exp(x), np.maximum(x, 0), softmax and layer_norm over
+                                         the last axis written in NumPy; its "gflops" are GB/s
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
@@ -123,8 +124,18 @@ def case_fn(c, rng):
     if kind == "elementwise":
         # as a user writes it (a new result array per call); "gflops" are then GB/s moved
         ops = [rand(*s) for s in c["shapes"]]
-        fns = {"add": lambda: ops[0] + ops[1], "mul": lambda: ops[0] * ops[1], "exp": lambda: np.exp(ops[0]),
-               "relu": lambda: np.maximum(ops[0], 0)}
+        x = ops[0]
+        w, b = rand(x.shape[-1]), rand(x.shape[-1])
+
+        def softmax():
+            e = np.exp(x - x.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)
+
+        def layer_norm():
+            m = x.mean(axis=-1, keepdims=True)
+            return (x - m) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5) * w + b
+        fns = {"add": lambda: ops[0] + ops[1], "mul": lambda: ops[0] * ops[1], "exp": lambda: np.exp(x),
+               "relu": lambda: np.maximum(x, 0), "softmax": softmax, "layer_norm": layer_norm}
         return fns[c["op"]], c["bytes"]
     raise ValueError(f"case {c.get('name')!r}: unknown kind {kind!r}")
 

@@ -50,6 +50,7 @@ export function forEachSlice (info: SoftmaxInfo, slice: (first: number, stride: 
  */
 export function softmax (out: FloatArray, x: FloatArray, info: SoftmaxInfo): FloatArray {
   const { n, log } = info
+  const e = new Float64Array(log ? 0 : n) // one slice's exponentials
   forEachSlice(info, (first, stride) => {
     let max = -Infinity
     for (let j = 0, k = first; j < n; j++, k += stride) {
@@ -61,12 +62,14 @@ export function softmax (out: FloatArray, x: FloatArray, info: SoftmaxInfo): Flo
       return
     }
     let sum = 0
-    for (let j = 0, k = first; j < n; j++, k += stride) sum += Math.exp(x[k] - max)
     if (log) {
+      for (let j = 0, k = first; j < n; j++, k += stride) sum += Math.exp(x[k] - max)
       const lse = Math.log(sum)
       for (let j = 0, k = first; j < n; j++, k += stride) out[k] = x[k] - max - lse
     } else {
-      for (let j = 0, k = first; j < n; j++, k += stride) out[k] = Math.exp(x[k] - max) / sum
+      // each exponential once, kept in doubles until the division
+      for (let j = 0, k = first; j < n; j++, k += stride) sum += (e[j] = Math.exp(x[k] - max))
+      for (let j = 0, k = first; j < n; j++, k += stride) out[k] = e[j] / sum
     }
   })
   return out
