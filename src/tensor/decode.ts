@@ -165,16 +165,17 @@ function checkShapeField (shape: unknown, name: string): number[] {
 
 function decodeBase64 (s: string, count: number, dtype: WireDType, name: string): FloatArray {
   const bytes = count * ITEMSIZE[dtype]
+  // a span the JSON scan already decoded from the body's bytes (src/tensor/json.ts), checked there as strictly
   const span = takeSpan(s)
-  if (span !== undefined) return fromSpan(span, count, dtype, name)
   const malformed = (): ApiError =>
     invalidTensor(`${name}.data is not valid base64: standard alphabet (A-Z a-z 0-9 + /), '=' padding, no whitespace`)
-  if (s.length % 4 !== 0) throw malformed()
+  if (span === undefined && s.length % 4 !== 0) throw malformed()
   const padding = s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0
-  const got = (s.length / 4) * 3 - padding
+  const got = span === undefined ? (s.length / 4) * 3 - padding : span.length
   if (got !== bytes) {
     throw invalidTensor(`${name}.data holds ${got} bytes of base64, but ${count} elements of ${dtype} need ${bytes} bytes`)
   }
+  if (span !== undefined) return fromSpan(span, count, dtype)
   // Decoded straight into the typed array's memory. Node's decoder is lenient: it skips characters
   // outside the alphabet and whitespace (then fewer bytes than expected come out) and takes the
   // URL-safe '-' and '_' (looked for). With '=' padding, the bits past the last byte must be zero
@@ -188,16 +189,8 @@ function decodeBase64 (s: string, count: number, dtype: WireDType, name: string)
   return out instanceof Uint16Array ? bitsToFloat32(out, dtype as HalfDType) : out
 }
 
-/**
- * A base64 span the JSON scan decoded from the body's bytes (src/tensor/json.ts), already checked
- * as strictly as decodeBase64 checks a string: its bytes, in a buffer of this thread's pool, are
- * the array's.
- */
-function fromSpan (span: Uint8Array, count: number, dtype: WireDType, name: string): FloatArray {
-  const bytes = count * ITEMSIZE[dtype]
-  if (span.length !== bytes) {
-    throw invalidTensor(`${name}.data holds ${span.length} bytes of base64, but ${count} elements of ${dtype} need ${bytes} bytes`)
-  }
+/** The array over a decoded span's bytes (a buffer of this thread's pool, of the right length). */
+function fromSpan (span: Uint8Array, count: number, dtype: WireDType): FloatArray {
   const buffer = span.buffer as ArrayBuffer
   if (dtype === 'float64') return new Float64Array(buffer, 0, count)
   if (dtype === 'float32') return new Float32Array(buffer, 0, count)
