@@ -3,7 +3,7 @@
  * div, pow, maximum, minimum), computed in the result dtype's kernel type.
  */
 import { invalidArgument } from '../errors.js'
-import { broadcastShapes, checkFlops, elementCount } from './shape.js'
+import { alignedStrides, broadcastShapes, checkFlops, elementCount } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum'] as const
@@ -22,17 +22,6 @@ export interface BinaryInfo {
 }
 
 export interface BinaryOperands { a: FloatArray, b: FloatArray, info: BinaryInfo }
-
-/** Strides of `shape` right-aligned to a result of `rank` dimensions, 0 along broadcast ones. */
-function alignedStrides (shape: readonly number[], rank: number): number[] {
-  const strides = new Array<number>(rank).fill(0)
-  let acc = 1
-  for (let j = shape.length - 1; j >= 0; j--) {
-    if (shape[j] !== 1) strides[rank - shape.length + j] = acc
-    acc *= shape[j]
-  }
-  return strides
-}
 
 export function binaryInfo (op: string, aShape: number[], bShape: number[], limits: Limits): BinaryInfo {
   if (!(BINARY_OPS as readonly string[]).includes(op)) {

@@ -3,7 +3,7 @@
  * torch.linalg.vector_norm) over some axes (default all), as torch computes them, in doubles.
  */
 import { invalidArgument } from '../errors.js'
-import { checkFlops, elementCount, formatShape } from './shape.js'
+import { checkFlops, elementCount, formatShape, resolveAxis, stridedOffsets } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 
 export const REDUCE_OPS = ['sum', 'mean', 'prod', 'max', 'min', 'var', 'std', 'logsumexp', 'norm'] as const
@@ -31,13 +31,9 @@ export function reduceInfo (op: string, shape: number[], axis: number | number[]
   }
   const inElements = elementCount(shape, 'input', limits)
   const rank = shape.length
-  const r = Math.max(rank, 1)
   const list = axis === undefined ? [...Array(rank).keys()] : Array.isArray(axis) ? axis : [axis]
   if (Array.isArray(axis) && axis.length === 0) throw invalidArgument('axis is an empty list: give at least one axis, or leave it out to reduce over all')
-  const axes = list.map(a => {
-    if (!(a >= -r && a < r)) throw invalidArgument(`axis ${a} is out of range for input ${formatShape(shape)} (from ${-r} to ${r - 1})`)
-    return a < 0 ? a + r : a
-  })
+  const axes = list.map(a => resolveAxis(a, shape))
   for (const [i, a] of axes.entries()) {
     if (axes.indexOf(a) !== i) throw invalidArgument(`axis ${list[i]} is given twice (as ${list[axes.indexOf(a)]} and ${list[i]})`)
   }
@@ -64,22 +60,7 @@ export function reduceInfo (op: string, shape: number[], axis: number | number[]
 
 /** For every input element, in row-major order, the index of the output element it is reduced into. */
 export function outputIndex (info: ReduceInfo): Int32Array {
-  const { inShape, inElements, outStrides } = info
-  const map = new Int32Array(inElements)
-  const rank = inShape.length
-  const idx = new Array<number>(rank).fill(0)
-  let o = 0
-  for (let i = 0; i < inElements; i++) {
-    map[i] = o
-    for (let d = rank - 1; d >= 0; d--) {
-      idx[d]++
-      o += outStrides[d]
-      if (idx[d] < inShape[d]) break
-      o -= outStrides[d] * idx[d]
-      idx[d] = 0
-    }
-  }
-  return map
+  return stridedOffsets(info.inShape, info.outStrides)
 }
 
 /** max, or min, of each output's elements; NaN wins, as torch.amax and amin propagate it. */

@@ -2,7 +2,7 @@
  * Shape arithmetic shared by every operation: element counts checked against the limits,
  * broadcasting, and the offsets a broadcast batch maps to. Pure; throws the contract's errors.
  */
-import { shapeMismatch, tooLarge } from '../errors.js'
+import { invalidArgument, shapeMismatch, tooLarge } from '../errors.js'
 import type { Limits } from './types.js'
 
 export const MAX_RANK = 8
@@ -91,30 +91,52 @@ export function broadcastShapes (shapes: ReadonlyArray<readonly number[]>, names
 }
 
 /**
- * For each flat index into the broadcast shape `outShape`, the flat index into `srcShape`
- * (right-aligned, with dimensions of 1 repeated). `srcShape` must broadcast to `outShape`.
+ * The strides of `srcShape` right-aligned to a broadcast shape of `rank` dimensions: 0 along the
+ * dimensions it lacks or has as 1 (where it is repeated).
  */
-export function broadcastOffsets (outShape: readonly number[], srcShape: readonly number[]): Int32Array {
-  const total = product(outShape)
-  const offsets = new Int32Array(total)
-  const rank = outShape.length
-  const srcStrides = new Array<number>(rank).fill(0)
+export function alignedStrides (srcShape: readonly number[], rank: number): number[] {
+  const strides = new Array<number>(rank).fill(0)
   const full = stridesOf(srcShape)
   for (let j = 0; j < srcShape.length; j++) {
-    const axis = rank - srcShape.length + j
-    srcStrides[axis] = srcShape[j] === 1 ? 0 : full[j]
+    if (srcShape[j] !== 1) strides[rank - srcShape.length + j] = full[j]
   }
+  return strides
+}
+
+/** For each flat index into `shape`, in row-major order, the offset Σ index[d]·strides[d]. */
+export function stridedOffsets (shape: readonly number[], strides: readonly number[]): Int32Array {
+  const total = product(shape)
+  const offsets = new Int32Array(total)
+  const rank = shape.length
   const idx = new Array<number>(rank).fill(0)
   let off = 0
   for (let i = 0; i < total; i++) {
     offsets[i] = off
     for (let a = rank - 1; a >= 0; a--) {
       idx[a]++
-      off += srcStrides[a]
-      if (idx[a] < outShape[a]) break
-      off -= srcStrides[a] * idx[a]
+      off += strides[a]
+      if (idx[a] < shape[a]) break
+      off -= strides[a] * idx[a]
       idx[a] = 0
     }
   }
   return offsets
+}
+
+/**
+ * For each flat index into the broadcast shape `outShape`, the flat index into `srcShape`
+ * (right-aligned, with dimensions of 1 repeated). `srcShape` must broadcast to `outShape`.
+ */
+export function broadcastOffsets (outShape: readonly number[], srcShape: readonly number[]): Int32Array {
+  return stridedOffsets(outShape, alignedStrides(srcShape, outShape.length))
+}
+
+/**
+ * An axis of `shape` (negative from the end) as an index; a rank-0 shape has the axes 0 and -1.
+ * Out of range is INVALID_ARGUMENT.
+ */
+export function resolveAxis (axis: number, shape: readonly number[]): number {
+  const r = Math.max(shape.length, 1)
+  if (!(axis >= -r && axis < r)) throw invalidArgument(`axis ${axis} is out of range for input ${formatShape(shape)} (from ${-r} to ${r - 1})`)
+  return axis < 0 ? axis + r : axis
 }

@@ -2,8 +2,7 @@
  * softmax: torch.softmax / torch.log_softmax along one axis. A slice that is all -Infinity gives
  * zeros (log: -Infinity), never NaN, as linear's softmax does; NaN propagates to its slice.
  */
-import { invalidArgument } from '../errors.js'
-import { checkFlops, elementCount, formatShape } from './shape.js'
+import { checkFlops, elementCount, resolveAxis } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 
 export interface SoftmaxInfo {
@@ -19,16 +18,9 @@ export interface SoftmaxInfo {
 
 export interface SoftmaxOperands { input: FloatArray, info: SoftmaxInfo }
 
-/** An axis of a tensor of `rank` dimensions (negative from the end; a rank-0 tensor has the axes 0 and -1). */
-export function resolveAxis (axis: number, rank: number, shape: number[]): number {
-  const r = Math.max(rank, 1)
-  if (!(axis >= -r && axis < r)) throw invalidArgument(`axis ${axis} is out of range for input ${formatShape(shape)} (from ${-r} to ${r - 1})`)
-  return axis < 0 ? axis + r : axis
-}
-
 export function softmaxInfo (shape: number[], axis: number, log: boolean, limits: Limits): SoftmaxInfo {
   const outElements = elementCount(shape, 'input', limits)
-  const a = resolveAxis(axis, shape.length, shape)
+  const a = resolveAxis(axis, shape)
   const dims = shape.length === 0 ? [1] : shape
   const n = dims[a]
   let inner = 1
