@@ -134,9 +134,12 @@ describe.skipIf(skip)(`${title}: "Authorize" with an API key`, () => {
       await tryOut.waitFor({ timeout: 10_000 })
       if ((await tryOut.innerText()).trim() !== 'Cancel') await tryOut.click()
     }
+    // wait for this press's own reply: the table may still show the previous one
+    const reply = page.waitForResponse((r) => r.url() === `${origin}/v1/dot` && r.request().method() === 'POST', { timeout: 20_000 })
     await op.locator('button.execute').click()
+    const code = String((await reply).status())
     const status = op.locator('.live-responses-table .response .response-col_status').first()
-    await status.waitFor({ timeout: 20_000 })
+    await expect.poll(async () => (await status.innerText().catch(() => '')).trim(), { timeout: 20_000 }).toMatch(new RegExp(`^${code}`))
     return (await status.innerText()).trim()
   }
 
@@ -151,6 +154,8 @@ describe.skipIf(skip)(`${title}: "Authorize" with an API key`, () => {
     const form = dialog.locator('.auth-container').first()
     await form.locator('input').first().fill(KEY)
     await form.locator('button.authorize').click()
+    // Swagger UI swaps the form's button for "Logout" once the key is stored
+    await form.locator('button', { hasText: 'Logout' }).waitFor({ timeout: 10_000 })
     await dialog.locator('button.btn-done').first().click()
     expect(await executeDot()).toMatch(/^200/)
   }, 120_000)
