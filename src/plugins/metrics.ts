@@ -86,6 +86,7 @@ export interface Metrics {
   shed: Counter<'reason'>
   timedOut: Counter<'op'>
   failed: Counter<'op'>
+  workersStarted: Counter
   /** Set by the pool: how it reports its queue depth and busy workers at scrape time. */
   poolState: () => { queued: number, busy: number, workers: number }
   /** Set by the pool: seconds each worker thread has spent on tasks, by its thread id. */
@@ -123,6 +124,11 @@ async function metricsPlugin (app: FastifyInstance): Promise<void> {
       name: 'tensor_tasks_failed_total',
       help: 'Computations that failed in their worker (a throw, a crash, out of memory), by operation',
       labelNames: ['op'],
+      registers: [registry]
+    }),
+    workersStarted: new Counter({
+      name: 'tensor_workers_started_total',
+      help: 'Worker threads started: the pool\'s own, then each replacement of one that crashed or was terminated (a task stopped outside the engine)',
       registers: [registry]
     }),
     poolState: () => ({ queued: 0, busy: 0, workers: 0 }),

@@ -5,7 +5,8 @@
  *   with 503 OVERLOADED (counted here, synchronously: piscina ignores maxQueue for tasks that
  *   carry a signal);
  * - stops it TASK_TIMEOUT_MS after it reached its worker (504 TIMEOUT), or when the client goes
- *   away — piscina terminates a worker whose task is aborted and starts a new one;
+ *   away: its next engine call throws, and a task still running STOP_GRACE_MS later has its
+ *   worker terminated (piscina starts a new one);
  * - turns a worker's failure (a throw, a crash, running out of memory) into a generic 500;
  * - resolves with the result moved back from the worker.
  * `app.computeRequest(task, reply)` does the same for a whole request given as its raw body
@@ -53,6 +54,12 @@ export interface PoolOptions {
   config: Config
 }
 
+/**
+ * How long a stopped task (its client gone, or past its deadline) may take to end on its own
+ * once its gate is closed, before its worker is terminated.
+ */
+export const STOP_GRACE_MS = 50
+
 /** Slots of the busy-time table, one per worker thread by its id (modulo). */
 export const BUSY_SLOTS = 64
 
@@ -85,6 +92,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   app.metrics.poolState = () => ({ queued: waiting.length, busy: running, workers: ready })
   pool.on('workerCreate', (worker: { id: number }) => { // emitted once a worker can take tasks
     if (started.push(worker.id) > BUSY_SLOTS) started.shift()
+    app.metrics.workersStarted.inc()
     ready++
     dispatch()
   })
@@ -181,11 +189,17 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
     }
     const { job, slots } = plan(ready - running)
     running += slots - 1
-    // stopping a task terminates its worker: only once it is out of the native engine (gate.ts)
+    // stopping a task: first its gate is closed (gate.ts; waiting while the worker is inside the
+    // native engine), so that its next engine call throws and the task ends on its own, keeping its
+    // worker; a task still running STOP_GRACE_MS later (a long loop outside the engine) has its
+    // worker terminated, which piscina replaces
     const gate = newGate()
     onWorkers.add(gate)
     const controller = new AbortController()
-    const abort = (): void => { closeGate(gate).then(() => controller.abort(), () => controller.abort()) }
+    let grace: NodeJS.Timeout | undefined
+    let settled = false
+    const terminate = (): void => { if (!settled) grace = setTimeout(() => controller.abort(), STOP_GRACE_MS) }
+    const abort = (): void => { closeGate(gate).then(terminate, terminate) }
     gone.signal.addEventListener('abort', abort, { once: true })
     let timedOut = false
     const timer = setTimeout(() => {
@@ -210,7 +224,9 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
       if (!controller.signal.aborted) app.metrics.failed.inc({ op })
       throw err
     } finally {
+      settled = true
       clearTimeout(timer)
+      clearTimeout(grace)
       gone.signal.removeEventListener('abort', abort)
       reply.raw.off('close', onClose)
       onWorkers.delete(gate)

@@ -104,21 +104,51 @@ describe('over real sockets', () => {
     expect((await fetch(base + '/health')).status).toBe(200)
   })
 
-  it('a client that disconnects has its running task stopped (the worker is freed at once)', async () => {
-    process.env.SLOW_WORKER_MS = '1000'
-    const base = await listen({ workers: 1, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
+  /** Posts a matmul, disconnects 150 ms into its task; returns the pool's metrics before and 100 ms after. */
+  async function disconnectMidTask (base: string): Promise<{ before: string, after: string }> {
     const controller = new AbortController()
     const pending = fetch(base + '/v1/matmul', { method: 'POST', headers: { 'content-type': 'application/json' }, body: MATMUL, signal: controller.signal })
       .catch(() => 'aborted')
     await new Promise(resolve => setTimeout(resolve, 150))
-    const busy = async () => /tensor_pool_busy_workers (\d+)/.exec(await (await fetch(base + '/metrics')).text())?.[1]
-    expect(await busy()).toBe('1')
+    const before = await (await fetch(base + '/metrics')).text()
     controller.abort()
     expect(await pending).toBe('aborted')
     await new Promise(resolve => setTimeout(resolve, 100))
-    expect(await busy()).toBe('0') // 850 ms before the task would have ended
-    const after = await post(base, '/v1/matmul', MATMUL)
-    expect(after.status).toBe(200)
+    return { before, after: await (await fetch(base + '/metrics')).text() }
+  }
+  const metric = (text: string, name: string): string | undefined => new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1]
+
+  it('a client that disconnects has its running task stopped: a task that does not end on its own has its worker replaced', async () => {
+    process.env.SLOW_WORKER_MS = '1000'
+    const base = await listen({ workers: 1, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
+    const { before, after } = await disconnectMidTask(base)
+    expect(metric(before, 'tensor_pool_busy_workers')).toBe('1')
+    expect(metric(before, 'tensor_workers_started_total')).toBe('1')
+    expect(metric(after, 'tensor_pool_busy_workers')).toBe('0') // 850 ms before the task would have ended
+    // terminated STOP_GRACE_MS after the stop, and replaced (the new thread takes a moment to start)
+    await expect.poll(async () => metric(await (await fetch(base + '/metrics')).text(), 'tensor_workers_started_total'), { timeout: 10_000 }).toBe('2')
+    const next = await post(base, '/v1/matmul', MATMUL)
+    expect(next.status).toBe(200)
+    expect(JSON.parse(next.body)).toEqual(EXPECTED)
+  })
+
+  it('a client that disconnects during a task of engine calls: the task ends at its next call and keeps its worker', async () => {
+    process.env.SLOW_WORKER_MS = '1000'
+    process.env.SLOW_WORKER_GATE = '1'
+    try {
+      const base = await listen({ workers: 1, inlineMaxFlops: 0, workerFile: SLOW_WORKER })
+      const { before, after } = await disconnectMidTask(base)
+      expect(metric(before, 'tensor_pool_busy_workers')).toBe('1')
+      expect(metric(after, 'tensor_pool_busy_workers')).toBe('0')
+      expect(after).not.toMatch(/^tensor_tasks_failed_total\{/m) // a stop, not a failure
+      const next = await post(base, '/v1/matmul', MATMUL)
+      expect(next.status).toBe(200)
+      expect(JSON.parse(next.body)).toEqual(EXPECTED)
+      // the next task ran on the same worker: a replacement would have been counted before it ran
+      expect(metric(await (await fetch(base + '/metrics')).text(), 'tensor_workers_started_total')).toBe('1')
+    } finally {
+      delete process.env.SLOW_WORKER_GATE
+    }
   })
 })
 
