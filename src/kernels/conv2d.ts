@@ -7,7 +7,7 @@
  * `conv2d` is the pure loop, trusting the info it is given. Pure: no node:* imports.
  */
 import { invalidArgument, shapeMismatch } from '../errors.js'
-import { checkElements, checkFlops, elementCount, formatShape } from './shape.js'
+import { checkElements, checkFlops, elementCount, formatShape, isIntAtLeast, pairOption, show } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 import { allFinite, engineConv2d, useEngine } from './ort/kernels.js'
 import { begin, computesInF32, end } from './wasm/runtime.js'
@@ -54,28 +54,6 @@ export interface Conv2dInfo {
   outElements: number
   /** 2*N*K*OH*OW*(C/groups)*kh*kw */
   flops: number
-}
-
-/** A user-supplied option value, quoted for an error message. */
-function show (v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(show).join(',')}]`
-  if (typeof v === 'string') return JSON.stringify(v)
-  if (typeof v === 'object' && v !== null) return JSON.stringify(v)
-  return String(v)
-}
-
-function isIntAtLeast (v: unknown, min: number): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min
-}
-
-/** An int or a pair of ints, each at least `min`, as [vertical, horizontal]. */
-function pairOption (value: unknown, fallback: number, min: number, message: string): [number, number] {
-  if (value === undefined) return [fallback, fallback]
-  if (isIntAtLeast(value, min)) return [value, value]
-  if (Array.isArray(value) && value.length === 2 && isIntAtLeast(value[0], min) && isIntAtLeast(value[1], min)) {
-    return [value[0], value[1]]
-  }
-  throw invalidArgument(`${message}, got ${show(value)}`)
 }
 
 export function conv2dInfo (

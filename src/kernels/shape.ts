@@ -140,3 +140,25 @@ export function resolveAxis (axis: number, shape: readonly number[]): number {
   if (!(axis >= -r && axis < r)) throw invalidArgument(`axis ${axis} is out of range for input ${formatShape(shape)} (from ${-r} to ${r - 1})`)
   return axis < 0 ? axis + r : axis
 }
+
+/** A user-supplied option value, quoted for an error message. */
+export function show (v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(show).join(',')}]`
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v)
+  return String(v)
+}
+
+export function isIntAtLeast (v: unknown, min: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min
+}
+
+/** An int or a pair of ints, each at least `min`, as [vertical, horizontal]. */
+export function pairOption (value: unknown, fallback: number, min: number, message: string): [number, number] {
+  if (value === undefined) return [fallback, fallback]
+  if (isIntAtLeast(value, min)) return [value, value]
+  if (Array.isArray(value) && value.length === 2 && isIntAtLeast(value[0], min) && isIntAtLeast(value[1], min)) {
+    return [value[0], value[1]]
+  }
+  throw invalidArgument(`${message}, got ${show(value)}`)
+}

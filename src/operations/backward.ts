@@ -27,6 +27,8 @@ export interface BackwardOptions<Forward extends TaskBase, Operand extends strin
   operands: Operand[]
   /** Fields that are operands but not differentiable (attention's mask). */
   constants?: string[]
+  /** Operands that are not differentiable in this body (loss's target when it holds class indices). */
+  constantsOf?: (info: Forward['info']) => string[]
   /** The backward work in flops, counted against MAX_FLOPS before computing. */
   work: (info: Forward['info'], wrt: string[], returnResult: boolean) => number
   /** Further checks of intermediates against the limits (MAX_ELEMENTS). */
@@ -139,8 +141,9 @@ export function defineBackward<Forward extends TaskBase, B extends TObject = TOb
       const fwd = forward.prepare(raw, recording)
       const info = fwd.task.info
       const resultShape = fwd.outputs[0].shape
-      const given = options.operands.filter(n => shapes[n] !== undefined)
-      const wrt = resolveWrt(b.wrt, given, options.constants ?? [])
+      const constants = [...(options.constants ?? []), ...(options.constantsOf?.(info) ?? [])]
+      const given = options.operands.filter(n => shapes[n] !== undefined && !constants.includes(n))
+      const wrt = resolveWrt(b.wrt, given, constants)
       const g = decode.tensor(b.gradOutput, 'gradOutput')
       checkGradOutput(g.shape, resultShape)
       const returnResult = b.returnResult === true

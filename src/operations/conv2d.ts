@@ -1,16 +1,10 @@
-import { type TArray, Type } from 'typebox'
+import { Type } from 'typebox'
 import { conv2d as conv2dKernel, conv2dInfo } from '../kernels/conv2d.js'
 import { conv2dBackward as conv2dGrad, conv2dBackwardCheck } from '../kernels/grad/conv2d.js'
-import { commonFields, Int32AtLeast, StringEnum, TensorSchema } from '../schemas/tensor.js'
+import { commonFields, Int32AtLeast, intOrPair, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
-
-/** An integer >= minimum, or a pair of them (in the document; below it the operation answers INVALID_ARGUMENT). */
-function intOrPair (minimum: number) {
-  const int = () => Int32AtLeast(minimum)
-  return [int(), Type.Array(int(), { minItems: 2, maxItems: 2 })] as [ReturnType<typeof int>, TArray<ReturnType<typeof int>>]
-}
 
 const Body = Type.Object({
   input: TensorSchema,

@@ -6,7 +6,7 @@
  * numbers once and reports ragged or malformed data precisely, and each operation checks the
  * range of its options (INVALID_ARGUMENT).
  */
-import { type TSchema, Type } from 'typebox'
+import { type TArray, type TSchema, Type } from 'typebox'
 import { MAX_RANK } from '../kernels/shape.js'
 
 /** Bounds that keep every schema finite (the body limit is the tighter bound in practice). */
@@ -46,6 +46,12 @@ export const Int32 = (options: Record<string, unknown> = {}) =>
 export const Int32AtLeast = (minimum: number, options: Record<string, unknown> = {}) =>
   checkedAs(Int32({ ...options, minimum }), Int32(options))
 const Dimension = Type.Integer({ format: 'int64', minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+
+/** An integer >= minimum, or a pair of them (in the document; below it the operation answers INVALID_ARGUMENT). */
+export function intOrPair (minimum: number) {
+  const int = () => Int32AtLeast(minimum)
+  return [int(), Type.Array(int(), { minItems: 2, maxItems: 2 })] as [ReturnType<typeof int>, TArray<ReturnType<typeof int>>]
+}
 
 /** A string enum: typed in the document, checked by its values alone (the message lists them). */
 export function StringEnum<const T extends string[]> (values: [...T], options: Record<string, unknown>) {
