@@ -85,7 +85,7 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(back.data?.grads.operands[1]?.data).toEqual([1, 2])
   })
 
-  it('the elementwise routes, softmax, reduce and layer_norm: op from the enum, broadcast shapes, axes, their gradients', async () => {
+  it('the elementwise routes, softmax, reduce, layer_norm, pool2d and loss: op from the enum, broadcast shapes, axes, their gradients', async () => {
     const bin = await client.POST('/v1/binary', { body: { op: 'add', a: [[1, 2], [3, 4]], b: [10, 20] } })
     expect(bin.data?.result.data).toEqual([[11, 22], [13, 24]])
     const binBack = await client.POST('/v1/binary/backward', { body: { op: 'mul', a: [[1, 2], [3, 4]], b: [10, 20], gradOutput: [[1, 1], [1, 1]], wrt: ['b'] } })
@@ -106,6 +106,15 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(ln.data?.result.data).toEqual([[0.5, -0.5]])
     const lnBack = await client.POST('/v1/layer_norm/backward', { body: { input: [[1, 3]], normalizedShape: [2], bias: [0, 0], gradOutput: [[1, 2]], wrt: ['bias'] } })
     expect(lnBack.data?.grads.bias?.data).toEqual([1, 2])
+    const pool = await client.POST('/v1/pool2d', { body: { input: [[[1, 2, 3], [4, 5, 6]]], kind: 'avg', kernelSize: [1, 3], layout: 'NCHW' } })
+    expect(pool.data?.result.data).toEqual([[[2], [5]]])
+    const poolBack = await client.POST('/v1/pool2d/backward', { body: { input: [[[1, 5], [3, 2]]], kind: 'max', kernelSize: 2, gradOutput: [[[4]]] } })
+    expect(poolBack.data?.grads.input?.data).toEqual([[[0, 4], [0, 0]]])
+    const mse = await client.POST('/v1/loss', { body: { kind: 'mse', input: [1, 2], target: [0, 4], reduction: 'sum' } })
+    expect(mse.data?.result.data).toEqual(5)
+    const ceBack = await client.POST('/v1/loss/backward', { body: { kind: 'cross_entropy', input: [[0, 0]], target: [1], gradOutput: 1 } })
+    expect(ceBack.data?.grads.input?.data).toEqual([[0.5, -0.5]])
+    expect(ceBack.data?.grads.target).toBeUndefined() // class indices take no gradient
   })
 
   it('an error is read as the Error component', async () => {

@@ -327,9 +327,11 @@ describe('backward routes in safetensors', () => {
       unary: { input: h([2], [1, -2]), gradOutput: h([2], [1, 0.5]) },
       softmax: { input: h([2, 2], [0, 0, 1, 1]), gradOutput: h([2, 2], [1, 0, 0, 1]) },
       reduce: { input: h([2, 2], [1, 2, 3, 4]), gradOutput: h([2], [1, 0.5]) },
-      layer_norm: { input: h([1, 2], [1, 3]), weight: h([2], [1, 0.5]), gradOutput: h([1, 2], [1, 0]) }
+      layer_norm: { input: h([1, 2], [1, 3]), weight: h([2], [1, 0.5]), gradOutput: h([1, 2], [1, 0]) },
+      pool2d: { input: h([1, 2, 2], [1, 2, 3, 4]), gradOutput: h([1, 1, 1], [2]) },
+      loss: { input: h([2], [1, 2]), target: h([2], [0, 4]), gradOutput: h([], [1]) }
     }
-    const options: Partial<Record<keyof typeof files, Record<string, string>>> = { binary: { op: 'mul' }, unary: { op: 'square' }, reduce: { op: 'sum', axis: '1' }, layer_norm: { normalizedShape: '[2]', eps: '0' } }
+    const options: Partial<Record<keyof typeof files, Record<string, string>>> = { binary: { op: 'mul' }, unary: { op: 'square' }, reduce: { op: 'sum', axis: '1' }, layer_norm: { normalizedShape: '[2]', eps: '0' }, pool2d: { kind: 'avg', kernelSize: '2' }, loss: { kind: 'mse' } }
     for (const route of Object.keys(files) as Array<keyof typeof files>) {
       const res16 = await both(`${route}/backward`, writeFile(files[route], options[route]))
       expect(res16.statusCode, res16.body.slice(0, 300)).toBe(200)

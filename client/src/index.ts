@@ -29,7 +29,7 @@ export interface Tensor<T extends TypedArray = TypedArray> {
 }
 
 /** The fields of the operation bodies that hold tensors (einsum's `operands` a list of them). */
-export const TENSOR_FIELDS: readonly string[] = ['a', 'b', 'input', 'weights', 'weight', 'bias', 'kernel', 'query', 'key', 'value', 'mask', 'gradOutput', 'operands']
+export const TENSOR_FIELDS: readonly string[] = ['a', 'b', 'input', 'weights', 'weight', 'bias', 'kernel', 'query', 'key', 'value', 'mask', 'target', 'gradOutput', 'operands']
 const TENSOR_FIELD = new Set(TENSOR_FIELDS)
 
 /** The default of `binaryMinBytes`: 64 KiB. */

@@ -261,6 +261,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/pool2d": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Max or average 2-D pooling (torch.nn.functional.max_pool2d, avg_pool2d)
+         * @description The maximum or the mean of each window of input, as torch.nn.functional.max_pool2d and avg_pool2d compute them. NCHW: input [N,C,H,W] or [C,H,W], result [N,C,OH,OW] (or [C,OH,OW]); NHWC: input [N,H,W,C] or [H,W,C]. OH = floor((H + 2·padding − dilation·(kh − 1) − 1) / stride) + 1 (rounded up with ceilMode, as torch does). Padding never wins a max and is counted by avg only with countIncludePad (the default). A NaN in a max window gives NaN.
+         */
+        post: operations["pool2d"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/loss": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A loss: mse, l1, huber, cross_entropy, bce_with_logits (torch.nn.functional)
+         * @description The loss of input against target, as torch.nn.functional computes it, reduced by its mean (the default), its sum, or not at all (reduction "none"). mse, l1, huber and bce_with_logits take input and target of the same shape. cross_entropy takes logits [N,C] or [N,C,d…] and a target of class indices (integral numbers in [0, C)) of shape [N] or [N,d…], or of probabilities of the input's shape; labelSmoothing mixes it with the uniform distribution, and its mean divides by the number of samples (N·d…). Computed in float64 and stored in the result dtype (that of input, and of target unless it holds class indices).
+         */
+        post: operations["loss"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/matmul/backward": {
         parameters: {
             query?: never;
@@ -475,6 +515,46 @@ export interface paths {
          * @description The gradients of layer_norm with respect to input, weight and bias, given gradOutput (of the input's shape), as torch.autograd.grad gives them: dx = rstd·(dŷ − mean(dŷ) − x̂·mean(dŷ·x̂)) per row with x̂ the normalised input and dŷ = gradOutput·weight; dweight = Σ gradOutput·x̂ and dbias = Σ gradOutput over the rows.
          */
         post: operations["layer_normBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/pool2d/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of pool2d (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradient of pool2d with respect to input, given gradOutput (of the result's shape), as torch.autograd.grad gives it: max pooling passes each gradOutput element to its window's first maximal position (row-major; summed where windows overlap), avg pooling spreads it evenly, divided as the forward divided, over the window's positions inside the input.
+         */
+        post: operations["pool2dBackward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/loss/backward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gradients of loss (vector-Jacobian product, as torch.autograd.grad)
+         * @description The gradients of loss with respect to input and target (not a target of class indices), given gradOutput (a scalar for mean and sum, else of the result's shape), as torch.autograd.grad gives them; mean divides each by the number of elements (samples for cross_entropy). cross_entropy: d input = g·(softmax(input)·Σt′ − t′) with t′ the smoothed target.
+         */
+        post: operations["lossBackward"];
         delete?: never;
         options?: never;
         head?: never;
@@ -723,6 +803,61 @@ export interface components {
         };
         /** @description The result tensor in the object form */
         LayerNormReply: {
+            result: components["schemas"]["ResultTensor"];
+        };
+        Pool2dBody: {
+            input: components["schemas"]["Tensor"];
+            /**
+             * @description max (torch.nn.functional.max_pool2d) or avg (avg_pool2d)
+             * @enum {string}
+             */
+            kind: "max" | "avg";
+            /** @description The window, an integer >= 1 or [kh, kw] */
+            kernelSize: number | number[];
+            /** @description Stride, an integer >= 1 or [sh, sw]; default kernelSize */
+            stride?: number | number[];
+            /** @description Implicit padding on each side, an integer >= 0 or [ph, pw], at most half the window; default 0 */
+            padding?: number | number[];
+            /** @description max only: spacing of the window's positions, an integer >= 1 or [dh, dw]; default 1 */
+            dilation?: number | number[];
+            /** @description Round the output size up instead of down (default false) */
+            ceilMode?: boolean;
+            /** @description avg only: divide by the window's size with its padding (default true) or by its positions inside the input */
+            countIncludePad?: boolean;
+            /**
+             * @description NCHW (default, PyTorch) or NHWC
+             * @enum {string}
+             */
+            layout?: "NCHW" | "NHWC";
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+        };
+        /** @description The result tensor in the object form */
+        Pool2dReply: {
+            result: components["schemas"]["ResultTensor"];
+        };
+        LossBody: {
+            /**
+             * @description mse, l1, huber, cross_entropy or bce_with_logits (torch.nn.functional.mse_loss, l1_loss, huber_loss, cross_entropy, binary_cross_entropy_with_logits)
+             * @enum {string}
+             */
+            kind: "mse" | "l1" | "huber" | "cross_entropy" | "bce_with_logits";
+            input: components["schemas"]["Tensor"];
+            target: components["schemas"]["Tensor"];
+            /**
+             * @description mean (default), sum, or none (the loss of each element, or of each sample for cross_entropy)
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /** @description huber only: where the loss turns from quadratic to linear (default 1) */
+            delta?: number;
+            /** @description cross_entropy only: in [0, 1], the share of the uniform distribution mixed into the target (default 0) */
+            labelSmoothing?: number;
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+        };
+        /** @description The result tensor in the object form */
+        LossReply: {
             result: components["schemas"]["ResultTensor"];
         };
         MatmulBackwardBody: {
@@ -1009,6 +1144,80 @@ export interface components {
                 input?: components["schemas"]["ResultTensor"];
                 weight?: components["schemas"]["ResultTensor"];
                 bias?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        Pool2dBackwardBody: {
+            input: components["schemas"]["Tensor"];
+            /**
+             * @description max (torch.nn.functional.max_pool2d) or avg (avg_pool2d)
+             * @enum {string}
+             */
+            kind: "max" | "avg";
+            /** @description The window, an integer >= 1 or [kh, kw] */
+            kernelSize: number | number[];
+            /** @description Stride, an integer >= 1 or [sh, sw]; default kernelSize */
+            stride?: number | number[];
+            /** @description Implicit padding on each side, an integer >= 0 or [ph, pw], at most half the window; default 0 */
+            padding?: number | number[];
+            /** @description max only: spacing of the window's positions, an integer >= 1 or [dh, dw]; default 1 */
+            dilation?: number | number[];
+            /** @description Round the output size up instead of down (default false) */
+            ceilMode?: boolean;
+            /** @description avg only: divide by the window's size with its padding (default true) or by its positions inside the input */
+            countIncludePad?: boolean;
+            /**
+             * @description NCHW (default, PyTorch) or NHWC
+             * @enum {string}
+             */
+            layout?: "NCHW" | "NHWC";
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        Pool2dBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                input?: components["schemas"]["ResultTensor"];
+            };
+            result?: components["schemas"]["ResultTensor"];
+        };
+        LossBackwardBody: {
+            /**
+             * @description mse, l1, huber, cross_entropy or bce_with_logits (torch.nn.functional.mse_loss, l1_loss, huber_loss, cross_entropy, binary_cross_entropy_with_logits)
+             * @enum {string}
+             */
+            kind: "mse" | "l1" | "huber" | "cross_entropy" | "bce_with_logits";
+            input: components["schemas"]["Tensor"];
+            target: components["schemas"]["Tensor"];
+            /**
+             * @description mean (default), sum, or none (the loss of each element, or of each sample for cross_entropy)
+             * @enum {string}
+             */
+            reduction?: "mean" | "sum" | "none";
+            /** @description huber only: where the loss turns from quadratic to linear (default 1) */
+            delta?: number;
+            /** @description cross_entropy only: in [0, 1], the share of the uniform distribution mixed into the target (default 0) */
+            labelSmoothing?: number;
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+            gradOutput: components["schemas"]["Tensor"];
+            /** @description The operands to differentiate (default: every differentiable operand the body gives) */
+            wrt?: string[];
+            /** @description Also return the forward result (and attention's weights with returnWeights) */
+            returnResult?: boolean;
+        };
+        /** @description The gradients (and the result when asked), tensors in the object form */
+        LossBackwardReply: {
+            /** @description One gradient per operand asked for, of that operand's shape */
+            grads: {
+                input?: components["schemas"]["ResultTensor"];
+                target?: components["schemas"]["ResultTensor"];
             };
             result?: components["schemas"]["ResultTensor"];
         };
@@ -3878,6 +4087,538 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["LayerNormReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    pool2d: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "input": [
+                 *         [
+                 *           [
+                 *             1,
+                 *             2,
+                 *             3,
+                 *             4
+                 *           ],
+                 *           [
+                 *             5,
+                 *             6,
+                 *             7,
+                 *             8
+                 *           ],
+                 *           [
+                 *             9,
+                 *             10,
+                 *             11,
+                 *             12
+                 *           ],
+                 *           [
+                 *             13,
+                 *             14,
+                 *             15,
+                 *             16
+                 *           ]
+                 *         ]
+                 *       ],
+                 *       "kind": "max",
+                 *       "kernelSize": 2
+                 *     }
+                 */
+                "application/json": components["schemas"]["Pool2dBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The result tensor in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "result": {
+                     *         "shape": [
+                     *           1,
+                     *           2,
+                     *           2
+                     *         ],
+                     *         "dtype": "float64",
+                     *         "data": [
+                     *           [
+                     *             [
+                     *               6,
+                     *               8
+                     *             ],
+                     *             [
+                     *               14,
+                     *               16
+                     *             ]
+                     *           ]
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Pool2dReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    loss: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "kind": "cross_entropy",
+                 *       "input": [
+                 *         [
+                 *           2,
+                 *           0,
+                 *           0
+                 *         ],
+                 *         [
+                 *           0,
+                 *           0,
+                 *           0
+                 *         ]
+                 *       ],
+                 *       "target": [
+                 *         0,
+                 *         2
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["LossBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The result tensor in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "result": {
+                     *         "shape": [],
+                     *         "dtype": "float64",
+                     *         "data": 0.6690785274449971
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["LossReply"];
                     "application/octet-stream": string;
                 };
             };
@@ -7295,7 +8036,542 @@ export interface operations {
             };
         };
     };
+    pool2dBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "input": [
+                 *         [
+                 *           [
+                 *             1,
+                 *             2
+                 *           ],
+                 *           [
+                 *             4,
+                 *             3
+                 *           ]
+                 *         ]
+                 *       ],
+                 *       "kind": "max",
+                 *       "kernelSize": 2,
+                 *       "gradOutput": [
+                 *         [
+                 *           [
+                 *             1
+                 *           ]
+                 *         ]
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["Pool2dBackwardBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "input": {
+                     *           "shape": [
+                     *             1,
+                     *             2,
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               [
+                     *                 0,
+                     *                 0
+                     *               ],
+                     *               [
+                     *                 1,
+                     *                 0
+                     *               ]
+                     *             ]
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Pool2dBackwardReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    lossBackward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "kind": "mse",
+                 *       "input": [
+                 *         1,
+                 *         2
+                 *       ],
+                 *       "target": [
+                 *         0,
+                 *         4
+                 *       ],
+                 *       "gradOutput": 1
+                 *     }
+                 */
+                "application/json": components["schemas"]["LossBackwardBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The gradients (and the result when asked), tensors in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "grads": {
+                     *         "input": {
+                     *           "shape": [
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             1,
+                     *             -2
+                     *           ]
+                     *         },
+                     *         "target": {
+                     *           "shape": [
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             -1,
+                     *             2
+                     *           ]
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["LossBackwardReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "input[1] has length 1, expected 2: input is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "input of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
 }
 
 /** The operation routes: one client method each. */
-export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/layer_norm","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward","/v1/layer_norm/backward"] as const
+export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/layer_norm","/v1/pool2d","/v1/loss","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward","/v1/layer_norm/backward","/v1/pool2d/backward","/v1/loss/backward"] as const

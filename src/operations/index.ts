@@ -9,7 +9,9 @@ import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
 import layerNorm, { layerNormBackward } from './layer-norm.js'
 import linear, { linearBackward } from './linear.js'
+import loss, { lossBackward } from './loss.js'
 import matmul, { matmulBackward } from './matmul.js'
+import pool2d, { pool2dBackward } from './pool2d.js'
 import reduce, { reduceBackward } from './reduce.js'
 import softmax, { softmaxBackward } from './softmax.js'
 import unary, { unaryBackward } from './unary.js'
@@ -27,6 +29,8 @@ export const OPERATIONS = {
   reduce,
   softmax,
   layer_norm: layerNorm,
+  pool2d,
+  loss,
   matmulBackward,
   dotBackward,
   linearBackward,
@@ -37,7 +41,9 @@ export const OPERATIONS = {
   binaryBackward,
   reduceBackward,
   softmaxBackward,
-  layer_normBackward: layerNormBackward
+  layer_normBackward: layerNormBackward,
+  pool2dBackward,
+  lossBackward
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS

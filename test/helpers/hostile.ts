@@ -20,12 +20,14 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   unary: ['op', 'input'],
   softmax: ['input', 'axis', 'log'],
   reduce: ['op', 'input', 'axis', 'keepdims', 'correction'],
-  layer_norm: ['input', 'normalizedShape', 'weight', 'bias', 'eps']
+  layer_norm: ['input', 'normalizedShape', 'weight', 'bias', 'eps'],
+  pool2d: ['input', 'kind', 'kernelSize', 'stride', 'padding', 'dilation', 'ceilMode', 'countIncludePad', 'layout'],
+  loss: ['kind', 'input', 'target', 'reduction', 'delta', 'labelSmoothing']
 }
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
 const fieldsOf = (route: Route): string[] => backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
-const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
+const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'kind', 'kernelSize', 'ceilMode', 'countIncludePad', 'reduction', 'delta', 'labelSmoothing', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
 
 const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)
 const hostileString = fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', '', '__proto__', 'AAAA', 'AA=A', 'A', '====', 'AAAA\n', '3', 'true', 'null', '\u0000', 'é'.repeat(50))
@@ -64,7 +66,9 @@ const VALID_FORWARD: Record<ForwardName, object> = {
   unary: { op: 'log', input: [[1, 0], [-1, 'Infinity']] },
   softmax: { input: [[1, '-Infinity'], ['-Infinity', '-Infinity']], axis: 0 },
   reduce: { op: 'std', input: [[1, 2], [3, 'NaN']], axis: [0, -1], keepdims: true },
-  layer_norm: { input: [[1, 2], [3, 'Infinity']], normalizedShape: [2], weight: [1, 2], bias: [0, 1] }
+  layer_norm: { input: [[1, 2], [3, 'Infinity']], normalizedShape: [2], weight: [1, 2], bias: [0, 1] },
+  pool2d: { input: [[[1, 2, 3], [4, 'Infinity', 6]]], kind: 'max', kernelSize: [1, 2], stride: 1 },
+  loss: { kind: 'huber', input: [[1, 2], [3, 'Infinity']], target: [[0, 2], [1, 1]], reduction: 'none', delta: 0.5 }
 }
 /** A gradOutput of each forward example's result shape. */
 const GRAD_OUTPUT: Record<ForwardName, unknown> = {
@@ -78,7 +82,9 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   unary: [[1, 0], [0, 1]],
   softmax: [[1, 0], [0, 1]],
   reduce: [[1]],
-  layer_norm: [[1, 0], [0, 1]]
+  layer_norm: [[1, 0], [0, 1]],
+  pool2d: [[[1, 0], [0, 1]]],
+  loss: [[1, 0], [0, 1]]
 }
 const VALID = (route: Route): object => backward(route)
   ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }

@@ -49,7 +49,7 @@ const tensor = (shape: number[], seed: number): Flat => ({ shape, data: values(s
  * Checks every requested gradient of `op` at `body` against finite differences of the forward
  * operation (`wrt` defaults to the operands named).
  */
-function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax' | 'reduce' | 'layer_norm', body: Body, operands: string[], seed: number): void {
+function checkGradients (op: 'matmul' | 'dot' | 'linear' | 'conv2d' | 'attention' | 'binary' | 'unary' | 'softmax' | 'reduce' | 'layer_norm' | 'pool2d' | 'loss', body: Body, operands: string[], seed: number): void {
   const forward = runOperation(op, body).result
   const g = values(forward.length, seed + 99)
   const gradOutput = { shape: resultShape(op, body), data: g }
@@ -242,6 +242,57 @@ describe('gradients against finite differences (float64)', () => {
         if (withBias) { body.bias = tensor(normalizedShape, seed + 2); operands.push('bias') }
         checkGradients('layer_norm', body, operands, seed)
       }), { numRuns: 60, seed: 20 })
+  })
+
+  it('pool2d: max and avg, windows, strides, padding, dilation, ceilMode, countIncludePad, NCHW and NHWC', () => {
+    fc.assert(fc.property(fc.constantFrom('max', 'avg'), fc.boolean(), dim(2), dim(5, 2), dim(5, 2), dim(3), dim(3), dim(3), dim(3), fc.nat(1), fc.nat(1),
+      fc.integer({ min: 1, max: 2 }), fc.boolean(), fc.boolean(), fc.constantFrom('NCHW', 'NHWC'), fc.nat(1000),
+      (kind, batched, c, h, w, kh, kw, sh, sw, ph, pw, d, ceilMode, countIncludePad, layout, seed) => {
+        const spatial = layout === 'NCHW' ? [c, h, w] : [h, w, c]
+        const shape = batched ? [2, ...spatial] : spatial
+        const input = tensor(shape, seed)
+        // distinct values, multiples of 1/8 (exact in float16 and bfloat16): no ties for max to break differently
+        const order = input.data.map((x, i) => [x, i]).sort((p, q) => p[0] - q[0]).map(([, i]) => i)
+        order.forEach((i, rank) => { input.data[i] = (rank - order.length / 2) / 8 })
+        const body: Body = { input, kind, kernelSize: [kh, kw], stride: [sh, sw], padding: [Math.min(ph, kh >> 1), Math.min(pw, kw >> 1)], ceilMode, layout }
+        if (kind === 'max') body.dilation = d
+        else body.countIncludePad = countIncludePad
+        try {
+          resultShape('pool2d', body)
+        } catch {
+          return // a window that does not fit the input
+        }
+        checkGradients('pool2d', body, ['input'], seed)
+      }), { numRuns: 80, seed: 21 })
+  })
+
+  it('loss: every kind and reduction, cross_entropy with class indices and probabilities, label smoothing', () => {
+    fc.assert(fc.property(fc.constantFrom('mse', 'l1', 'huber', 'bce_with_logits', 'cross_entropy', 'cross_entropy_probs'), fc.constantFrom('mean', 'sum', 'none'),
+      dim(3), dim(4, 2), fc.array(dim(2), { maxLength: 1 }), fc.constantFrom(0, 0.2), fc.nat(1000),
+      (kind, reduction, n, c, spatial, smoothing, seed) => {
+        const shape = [n, c, ...spatial]
+        const input = tensor(shape, seed)
+        let target = tensor(shape, seed + 1)
+        const body: Body = { kind, input, reduction }
+        const operands = ['input', 'target']
+        if (kind === 'l1' || kind === 'huber') {
+          // away from the kinks (|x - t| = 0, and delta for huber)
+          target = { shape, data: input.data.map((x, i) => x + (i % 2 === 0 ? 0.25 : -0.375) * (1 + (i % 3))) }
+          if (kind === 'huber') body.delta = 0.6
+        }
+        if (kind === 'bce_with_logits') target = { shape, data: target.data.map(v => (v + 1.5) / 3) }
+        if (kind.startsWith('cross_entropy')) {
+          body.kind = 'cross_entropy'
+          if (smoothing > 0) body.labelSmoothing = smoothing
+          if (kind === 'cross_entropy') {
+            const samples = [n, ...spatial]
+            target = { shape: samples, data: values(size(samples), seed + 1).map(v => Math.floor((v + 1.5) / 3 * c) % c) }
+            operands.pop() // class indices take no gradient
+          }
+        }
+        body.target = target
+        checkGradients('loss', body, operands, seed)
+      }), { numRuns: 80, seed: 22 })
   })
 
   it('softmax and log_softmax along every axis', () => {
