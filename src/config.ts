@@ -52,6 +52,14 @@ export interface Config {
   rateLimitMax: number
   /** The rate limit's window in milliseconds. */
   rateLimitWindowMs: number
+  /** Longest a client may take to send a request's headers (408 and the connection closed). */
+  headersTimeoutMs: number
+  /** Longest a client may take to send a whole request, headers and body (408 and the connection closed). */
+  requestTimeoutMs: number
+  /** Longest an idle keep-alive connection stays open between requests. */
+  keepAliveTimeoutMs: number
+  /** Open connections at most; beyond it new ones are closed at once (0: no cap). */
+  maxConnections: number
   /** Origins allowed by CORS: ['*'] for any, [] for CORS off. */
   corsOrigins: string[]
   /** The worker module (tests only; not read from the environment). */
@@ -106,6 +114,10 @@ export function defaultConfig (): Config {
     metricsRequireKey: false,
     rateLimitMax: 0,
     rateLimitWindowMs: 60000,
+    headersTimeoutMs: 10000,
+    requestTimeoutMs: 120000,
+    keepAliveTimeoutMs: 72000,
+    maxConnections: 1024,
     corsOrigins: []
   }
 }
@@ -131,7 +143,11 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'workerParseMinBytes', name: 'WORKER_PARSE_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'bufferPoolBytes', name: 'BUFFER_POOL_BYTES', min: 0, max: 2 ** 40, integer: true },
   { key: 'rateLimitMax', name: 'RATE_LIMIT_MAX', min: 0, max: 1e9, integer: true },
-  { key: 'rateLimitWindowMs', name: 'RATE_LIMIT_WINDOW_MS', min: 1, max: 2 ** 31 - 1, integer: true }
+  { key: 'rateLimitWindowMs', name: 'RATE_LIMIT_WINDOW_MS', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'headersTimeoutMs', name: 'HEADERS_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'requestTimeoutMs', name: 'REQUEST_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'keepAliveTimeoutMs', name: 'KEEP_ALIVE_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, integer: true },
+  { key: 'maxConnections', name: 'MAX_CONNECTIONS', min: 0, max: 1e6, integer: true }
 ]
 
 /**
@@ -227,5 +243,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (env.CORS_ORIGINS !== undefined && env.CORS_ORIGINS.trim() !== '') config.corsOrigins = parseCorsOrigins(env.CORS_ORIGINS)
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new Error(`HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be longer than REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}): the headers are part of the request`)
+  }
   return config
 }

@@ -500,7 +500,11 @@ describe('configuration', () => {
       [{ RATE_LIMIT_WINDOW_MS: '0' }, 'RATE_LIMIT_WINDOW_MS'],
       [{ CORS_ORIGINS: 'https://app.example.com/' }, 'CORS_ORIGINS'],
       [{ CORS_ORIGINS: 'app.example.com' }, 'CORS_ORIGINS'],
-      [{ CORS_ORIGINS: '*, https://app.example.com' }, 'CORS_ORIGINS']
+      [{ CORS_ORIGINS: '*, https://app.example.com' }, 'CORS_ORIGINS'],
+      [{ HEADERS_TIMEOUT_MS: '0' }, 'HEADERS_TIMEOUT_MS'],
+      [{ HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' }, 'HEADERS_TIMEOUT_MS'],
+      [{ KEEP_ALIVE_TIMEOUT_MS: '1.5' }, 'KEEP_ALIVE_TIMEOUT_MS'],
+      [{ MAX_CONNECTIONS: '-1' }, 'MAX_CONNECTIONS']
     ]
     for (const [env, name] of cases) {
       let message = ''
