@@ -43,7 +43,7 @@ function slowClient (port: number, head: string, drip: string, everyMs = 100): S
       socket.write(drip[i++ % drip.length])
     }, everyMs)
   })
-  void closed.then(() => clearInterval(timer))
+  socket.once('close', () => clearInterval(timer))
   return { socket, received: () => text, closed, stop: () => { clearInterval(timer); socket.destroy() } }
 }
 
