@@ -59,6 +59,11 @@ export function connectionsCheckingInterval (config: Pick<Config, 'headersTimeou
   return Math.max(50, Math.min(1000, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4)))
 }
 
+/** TRUST_PROXY as a hop count: the nearest `hops` proxies are trusted, whatever their addresses. */
+function trustHops (hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops
+}
+
 export async function buildApp (overrides: Partial<Config> = {}, options: AppOptions = {}): Promise<FastifyInstance> {
   const config: Config = { ...defaultConfig(), ...overrides }
   const app = Fastify({
@@ -93,6 +98,8 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     },
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
+    // the client's address (request.ip: rate limits, logs) from X-Forwarded-For, from trusted proxies only
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     schemaErrorFormatter: (errors, dataVar) => new Error(formatSchemaErrors(errors, dataVar))
   })
 
@@ -145,7 +152,9 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
       shapes: request.shapes,
       code: request.errorCode,
       // the API key by its short hash, never the key
-      key: request.apiKey ?? undefined
+      key: request.apiKey ?? undefined,
+      // the client's address (from X-Forwarded-For only when the peer is a trusted proxy: TRUST_PROXY)
+      client: request.ip
     }
     if (route !== undefined && ALWAYS_ANSWER.test(route) && reply.statusCode < 400) requestLog.debug(line, 'request')
     else requestLog.info(line, 'request')

@@ -3,6 +3,7 @@
  * default; a value that is not a valid number for its variable stops start-up with a message.
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { BUFFER_POOL_BYTES } from './tensor/buffers.js'
 
@@ -60,6 +61,12 @@ export interface Config {
   keepAliveTimeoutMs: number
   /** Open connections at most; beyond it new ones are closed at once (0: no cap). */
   maxConnections: number
+  /**
+   * Which peers are trusted proxies (Fastify's trustProxy): false (none, the default), true (any),
+   * a hop count, or addresses, CIDR ranges and proxy-addr's names (loopback, linklocal, uniquelocal).
+   * From a trusted peer the client address (rate limits, logs) comes from X-Forwarded-For.
+   */
+  trustProxy: boolean | number | string[]
   /** Origins allowed by CORS: ['*'] for any, [] for CORS off. */
   corsOrigins: string[]
   /** The worker module (tests only; not read from the environment). */
@@ -118,6 +125,7 @@ export function defaultConfig (): Config {
     requestTimeoutMs: 120000,
     keepAliveTimeoutMs: 72000,
     maxConnections: 1024,
+    trustProxy: false,
     corsOrigins: []
   }
 }
@@ -162,6 +170,33 @@ function checkApiKey (key: string, source: string, where: string): void {
     // (the key itself is never quoted: it may be a real one with a typo)
     throw new Error(`${source} is not valid: ${where} is not an API key (1 to ${API_KEY_MAX_LENGTH} of A-Z a-z 0-9 - . _ ~ + /, then any '=')`)
   }
+}
+
+const PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal']
+
+/**
+ * TRUST_PROXY: `true`, `false`, a hop count, or a comma-separated list of addresses, CIDR ranges
+ * (`10.0.0.0/8`) and the names loopback, linklocal and uniquelocal. Throws naming the variable.
+ */
+export function parseTrustProxy (raw: string): boolean | number | string[] {
+  const value = raw.trim()
+  if (value === 'true') return true
+  if (value === 'false') return false
+  if (/^[0-9]+$/.test(value)) {
+    const hops = Number(value)
+    if (hops >= 1 && hops <= 64) return hops
+  }
+  const entries = value.split(',').map(e => e.trim())
+  for (const entry of entries) {
+    const [address, bits, ...more] = entry.split('/')
+    const family = isIP(address)
+    const max = family === 4 ? 32 : 128
+    const okBits = bits === undefined || (/^[0-9]{1,3}$/.test(bits) && Number(bits) <= max)
+    if (!(PROXY_NAMES.includes(entry) || (family !== 0 && okBits && more.length === 0))) {
+      throw new Error(`TRUST_PROXY=${JSON.stringify(raw)} is not valid: ${JSON.stringify(entry)} is not true, false, a hop count from 1 to 64, an address, a CIDR range such as 10.0.0.0/8, or one of ${PROXY_NAMES.join(', ')}`)
+    }
+  }
+  return entries
 }
 
 /** The API keys of a comma-separated list (API_KEYS); throws naming the variable on a malformed key. */
@@ -243,6 +278,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (env.CORS_ORIGINS !== undefined && env.CORS_ORIGINS.trim() !== '') config.corsOrigins = parseCorsOrigins(env.CORS_ORIGINS)
+  if (env.TRUST_PROXY !== undefined && env.TRUST_PROXY.trim() !== '') config.trustProxy = parseTrustProxy(env.TRUST_PROXY)
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new Error(`HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be longer than REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}): the headers are part of the request`)
   }

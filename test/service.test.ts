@@ -271,7 +271,7 @@ describe('a real listening socket', () => {
 })
 
 describe('log lines', () => {
-  it('one line per request: id first, route, status, duration, shapes, error code; never tensor data; probes at debug', async () => {
+  it('one line per request: id first, route, status, duration, shapes, error code, client address; never tensor data; probes at debug', async () => {
     const lines: string[] = []
     const logged = await buildApp({ logLevel: 'info', workers: 1 }, { logStream: { write: (line: string) => { lines.push(line) } } })
     try {
@@ -284,8 +284,8 @@ describe('log lines', () => {
       expect((await logged.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200)
       expect(lines).toHaveLength(2)
       const [first, second] = lines.map(l => JSON.parse(l) as Record<string, unknown>)
-      expect(Object.keys(first)).toEqual(['level', 'time', 'pid', 'hostname', 'reqId', 'method', 'route', 'status', 'ms', 'shapes', 'msg'])
-      expect(first).toMatchObject({ level: 30, reqId: 'log-1', method: 'POST', route: '/v1/matmul', status: 200, shapes: { a: [2, 2], b: [2, 2] }, msg: 'request' })
+      expect(Object.keys(first)).toEqual(['level', 'time', 'pid', 'hostname', 'reqId', 'method', 'route', 'status', 'ms', 'shapes', 'client', 'msg'])
+      expect(first).toMatchObject({ level: 30, reqId: 'log-1', method: 'POST', route: '/v1/matmul', status: 200, shapes: { a: [2, 2], b: [2, 2] }, client: '127.0.0.1', msg: 'request' })
       expect(typeof first.ms).toBe('number')
       expect(second).toMatchObject({ reqId: 'log-2', status: 400, code: 'SHAPE_MISMATCH', shapes: { a: [1, 3], b: [2, 2] } })
       expect(lines.join('')).not.toContain('1.2345678')

@@ -185,7 +185,8 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
         expect(container.resources.limits.memory).toBe('2Gi')
         expect(Number(e.value)).toBeGreaterThan(0)
         expect(Number(e.value)).toBeLessThan(2 * 2 ** 30)
-      } else if (e.value !== undefined && e.name !== 'HOST') expect(e.value, e.name).toBe(documented.get(e.name))
+      } else if (e.name === 'TRUST_PROXY') expect(e.value).toBe('uniquelocal') // the ingress controller, on the cluster's network
+      else if (e.value !== undefined && e.name !== 'HOST') expect(e.value, e.name).toBe(documented.get(e.name))
     }
     expect(container.env.find((e: any) => e.name === 'HOST')?.value).toBe('0.0.0.0')
     const workers = container.env.find((e: any) => e.name === 'WORKERS')

@@ -10,6 +10,7 @@
  * Skipped only when nginx is missing outside CI; in CI (.ci/run installs nginx) it always runs.
  */
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -205,4 +206,76 @@ describe.skipIf(skip)(title, () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/json/)
     expect(await res.json()).toMatchObject({ statusCode: 502, code: 'BAD_GATEWAY' })
   }, 30_000)
+})
+
+/** POST /v1/dot to `base` from the local address `from` (any of 127.0.0.0/8), with extra headers; the status. */
+async function dotFrom (base: string, from: string, headers: Record<string, string> = {}): Promise<number> {
+  const body = JSON.stringify({ a: [1, 2], b: [3, 4] })
+  return await new Promise((resolve, reject) => {
+    const req = request(`${base}/v1/dot`, {
+      method: 'POST',
+      localAddress: from,
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers }
+    }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const proxyTitle = 'TRUST_PROXY behind deploy/nginx/nginx.conf: clients limited apart, spoofing ignored' +
+  (skip ? ' - SKIPPED: no nginx on this machine (apt-get install -y nginx); in CI it always runs' : '')
+
+describe.skipIf(skip)(proxyTitle, () => {
+  let prefix = ''
+  let lb: Proc | undefined
+  let instance: Proc | undefined
+  let direct = ''
+  let base = ''
+
+  beforeAll(async () => {
+    if (!distIsFresh()) await run('npm', ['run', 'build'], { cwd: repoRoot, env: cleanEnv({}) })
+    prefix = mkdtempSync(join(tmpdir(), 'tensor-proxy-'))
+    chmodSync(prefix, 0o755)
+    const port = await freePort()
+    direct = `http://127.0.0.1:${port}`
+    // nginx connects from 127.0.0.1: that address alone is trusted; 3 operation requests a minute per client
+    instance = startProcess(process.execPath, ['dist/server.js'], {
+      cwd: repoRoot,
+      env: cleanEnv({ PORT: String(port), HOST: '127.0.0.1', WORKERS: '1', LOG_LEVEL: 'warn', TRUST_PROXY: '127.0.0.1', RATE_LIMIT_MAX: '3' })
+    })
+    await waitForHttp(`${direct}/ready`, { proc: instance })
+    const lbPort = await freePort()
+    writeFileSync(join(prefix, 'nginx.conf'), localNginxConf(readRepoFile('deploy/nginx/nginx.conf'), [`127.0.0.1:${port}`], lbPort, prefix))
+    lb = startProcess(nginx as string, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], { cwd: prefix, env: cleanEnv({}) })
+    base = `http://127.0.0.1:${lbPort}`
+    await waitForHttp(`${base}/health`, { proc: lb, timeoutMs: 15_000 })
+  }, 120_000)
+
+  afterAll(async () => {
+    await stopProcess(instance, 'SIGTERM')
+    await stopProcess(lb, 'SIGTERM')
+    if (prefix !== '') rmSync(prefix, { recursive: true, force: true })
+  })
+
+  it('two clients behind nginx (127.0.0.2 and 127.0.0.3) have a limit each', async () => {
+    const first: number[] = []
+    for (let i = 0; i < 4; i++) first.push(await dotFrom(base, '127.0.0.2'))
+    expect(first).toEqual([200, 200, 200, 429])
+    // the second client's own count, though nginx connects from the same address for both
+    expect(await dotFrom(base, '127.0.0.3')).toBe(200)
+    // a client's own X-Forwarded-For is kept by nginx, left of the address nginx saw: not believed
+    expect(await dotFrom(base, '127.0.0.2', { 'x-forwarded-for': '10.1.2.3' })).toBe(429)
+  })
+
+  it('a spoofed X-Forwarded-For sent straight to the replica changes nothing', async () => {
+    const spoofed: number[] = []
+    for (let i = 0; i < 4; i++) spoofed.push(await dotFrom(direct, '127.0.0.4', { 'x-forwarded-for': `10.9.0.${i}` }))
+    expect(spoofed).toEqual([200, 200, 200, 429])
+    // nor does naming another client's address: it is this peer that is counted
+    expect(await dotFrom(direct, '127.0.0.5', { 'x-forwarded-for': '127.0.0.3' })).toBe(200)
+  })
 })
