@@ -214,8 +214,8 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
     uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true, persistAuthorization: false, plugins: swaggerUiPlugins as never }
   })
   await app.register(authPlugin)
-  await app.register(rateLimitPlugin)
   await app.register(metricsPlugin)
+  await app.register(rateLimitPlugin)
   await app.register(underPressure, {
     maxEventLoopDelay: config.maxEventLoopDelayMs,
     maxRssBytes: config.maxRssBytes,

@@ -51,6 +51,8 @@ export interface Config {
   metricsRequireKey: boolean
   /** Operation requests per window per API key, or per client address without keys (0: no limit). */
   rateLimitMax: number
+  /** Redis for the rate-limit counts, shared by every replica ('': each process counts alone). */
+  rateLimitRedisUrl: string
   /** The rate limit's window in milliseconds. */
   rateLimitWindowMs: number
   /** Longest a client may take to send a request's headers (408 and the connection closed). */
@@ -121,6 +123,7 @@ export function defaultConfig (): Config {
     metricsRequireKey: false,
     rateLimitMax: 0,
     rateLimitWindowMs: 60000,
+    rateLimitRedisUrl: '',
     headersTimeoutMs: 10000,
     requestTimeoutMs: 120000,
     keepAliveTimeoutMs: 72000,
@@ -278,6 +281,11 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (env.CORS_ORIGINS !== undefined && env.CORS_ORIGINS.trim() !== '') config.corsOrigins = parseCorsOrigins(env.CORS_ORIGINS)
+  if (env.RATE_LIMIT_REDIS_URL !== undefined && env.RATE_LIMIT_REDIS_URL.trim() !== '') {
+    const url = env.RATE_LIMIT_REDIS_URL.trim()
+    if (!/^rediss?:\/\/[^\s]+$/.test(url)) throw new Error('RATE_LIMIT_REDIS_URL is not valid: expected redis://host:port (or rediss:// for TLS)')
+    config.rateLimitRedisUrl = url
+  }
   if (env.TRUST_PROXY !== undefined && env.TRUST_PROXY.trim() !== '') config.trustProxy = parseTrustProxy(env.TRUST_PROXY)
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new Error(`HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be longer than REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}): the headers are part of the request`)

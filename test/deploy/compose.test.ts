@@ -38,8 +38,10 @@ describe('docker-compose.yml', () => {
   const api = compose.services.api
   const lb = compose.services.lb
 
-  it('has the api and lb services; api builds this repository and publishes no host port', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['api', 'lb'])
+  it('has the api, redis and lb services; api builds this repository and publishes no host port', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['api', 'lb', 'redis'])
+    // the replicas' shared rate-limit counts: reachable on the compose network only
+    expect(compose.services.redis.ports).toBeUndefined()
     expect(api.build).toBe('.')
     expect(api.ports).toBeUndefined()
     expect(api.container_name).toBeUndefined()
@@ -68,7 +70,8 @@ describe('docker-compose.yml', () => {
         expect(limit).not.toBeNull()
         expect(Number(defaultOf(value))).toBeGreaterThan(0)
         expect(Number(defaultOf(value))).toBeLessThan(Number(limit![1]) * 2 ** 30)
-      } else if (name === 'TRUST_PROXY') expect(defaultOf(value)).toBe('uniquelocal') // nginx in front, on the compose network
+      } else if (name === 'RATE_LIMIT_REDIS_URL') expect(defaultOf(value)).toBe('redis://redis:6379') // the redis service
+      else if (name === 'TRUST_PROXY') expect(defaultOf(value)).toBe('uniquelocal') // nginx in front, on the compose network
       else if (documented.get(name) === 'unset') expect(defaultOf(value), name).toBe('')
       else expect(defaultOf(value), name).toBe(documented.get(name))
     }
