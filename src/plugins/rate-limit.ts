@@ -84,6 +84,16 @@ async function rateLimitPlugin (app: FastifyInstance): Promise<void> {
     })
     // (connection errors come as events too: without a listener they would be thrown)
     redis.on('error', () => {})
+    // counting from the first request: start-up waits for the connection, for a second at most
+    // (without Redis the service starts all the same, and answers uncounted until it connects)
+    let waited: NodeJS.Timeout | undefined
+    let ready = (): void => {}
+    await Promise.race([
+      new Promise<void>(resolve => { ready = resolve; redis.once('ready', resolve) }),
+      new Promise(resolve => { waited = setTimeout(resolve, 1000) })
+    ])
+    clearTimeout(waited)
+    redis.off('ready', ready)
     app.addHook('onClose', async () => { redis.disconnect() })
     const shared: Store = new RedisStore(false, false, redis, 'tensor-service-rate-')
     const watchedStore = watched(shared, report)

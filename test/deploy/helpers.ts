@@ -1,8 +1,9 @@
 /** Shared pieces of the deployment tests: paths, the configuration table (docs/configuration.md), processes, ports. */
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { request } from 'node:http'
 import { createServer } from 'node:net'
-import { delimiter, dirname, join } from 'node:path'
+import { delimiter, dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -137,4 +138,34 @@ export function cleanEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
     if (v !== undefined) env[key] = v
   }
   return { ...env, ...extra }
+}
+
+/** Whether dist/ holds a compiled file, at least as new, for every source file. */
+export function distIsFresh (): boolean {
+  const src = join(repoRoot, 'src')
+  for (const entry of readdirSync(src, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.ts')) continue
+    const file = join(entry.parentPath, entry.name)
+    const out = join(repoRoot, 'dist', relative(src, file).replace(/\.ts$/, '.js'))
+    if (!existsSync(out) || statSync(out).mtimeMs < statSync(file).mtimeMs) return false
+  }
+  return true
+}
+
+/** POST /v1/dot to `base` from the local address `from` (any of 127.0.0.0/8), with extra headers; the status. */
+export async function dotFrom (base: string, from: string, headers: Record<string, string> = {}): Promise<number> {
+  const body = JSON.stringify({ a: [1, 2], b: [3, 4] })
+  return await new Promise((resolve, reject) => {
+    const req = request(`${base}/v1/dot`, {
+      method: 'POST',
+      localAddress: from,
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers }
+    }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
 }

@@ -9,13 +9,12 @@
  *
  * Skipped only when nginx is missing outside CI; in CI (.ci/run installs nginx) it always runs.
  */
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  cleanEnv, freePort, MATMUL_BODY, MATMUL_RESULT, type Proc, readRepoFile, repoRoot, run, skipWithout,
+  cleanEnv, distIsFresh, dotFrom, freePort, MATMUL_BODY, MATMUL_RESULT, type Proc, readRepoFile, repoRoot, run, skipWithout,
   startProcess, stopProcess, waitForHttp, which
 } from './helpers.js'
 
@@ -46,18 +45,6 @@ export function localNginxConf (committed: string, upstreams: string[], listenPo
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${prefix}/${t}_temp;`)
   ].join('\n'))
   return conf
-}
-
-/** Whether dist/ holds a compiled file, at least as new, for every source file. */
-function distIsFresh (): boolean {
-  const src = join(repoRoot, 'src')
-  for (const entry of readdirSync(src, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile() || !entry.name.endsWith('.ts')) continue
-    const file = join(entry.parentPath, entry.name)
-    const out = join(repoRoot, 'dist', relative(src, file).replace(/\.ts$/, '.js'))
-    if (!existsSync(out) || statSync(out).mtimeMs < statSync(file).mtimeMs) return false
-  }
-  return true
 }
 
 interface Outcome { status: number, ok: boolean, detail: string }
@@ -207,24 +194,6 @@ describe.skipIf(skip)(title, () => {
     expect(await res.json()).toMatchObject({ statusCode: 502, code: 'BAD_GATEWAY' })
   }, 30_000)
 })
-
-/** POST /v1/dot to `base` from the local address `from` (any of 127.0.0.0/8), with extra headers; the status. */
-async function dotFrom (base: string, from: string, headers: Record<string, string> = {}): Promise<number> {
-  const body = JSON.stringify({ a: [1, 2], b: [3, 4] })
-  return await new Promise((resolve, reject) => {
-    const req = request(`${base}/v1/dot`, {
-      method: 'POST',
-      localAddress: from,
-      agent: false,
-      headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers }
-    }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
 
 const proxyTitle = 'TRUST_PROXY behind deploy/nginx/nginx.conf: clients limited apart, spoofing ignored' +
   (skip ? ' - SKIPPED: no nginx on this machine (apt-get install -y nginx); in CI it always runs' : '')
