@@ -77,6 +77,43 @@ describe('POST /v1/<op>/backward', () => {
     expect(expectError(await post(app, '/v1/linear/backward', { ...lin, wrt: ['bias'] }), 400, 'INVALID_ARGUMENT').message).toContain('"bias"')
     const att = { query: [[1, 0]], key: [[1, 0]], value: [[1, 2]], mask: [[true]], gradOutput: [[1, 1]] }
     expect(expectError(await post(app, '/v1/attention/backward', { ...att, wrt: ['mask'] }), 400, 'INVALID_ARGUMENT').message).toContain('not differentiable')
+    // loss: a target of class indices is not differentiable, a target of probabilities is
+    const ce = { kind: 'cross_entropy', input: [[1, 0]], gradOutput: 1 }
+    expect(expectError(await post(app, '/v1/loss/backward', { ...ce, target: [0], wrt: ['target'] }), 400, 'INVALID_ARGUMENT').message).toContain('not differentiable')
+    const probs = await post(app, '/v1/loss/backward', { ...ce, target: [[0.5, 0.5]], wrt: ['target'] })
+    expect(probs.statusCode, probs.body).toBe(200)
+    expect(Object.keys(JSON.parse(probs.body).grads)).toEqual(['target'])
+  })
+
+  it('pool2d and loss refuse options that do not apply or do not fit, naming them', async () => {
+    const x = [[[1, 2, 3], [4, 5, 6], [7, 8, 9]]]
+    const cases: Array<[string, object, number, string, string]> = [
+      ['/v1/pool2d', { input: x, kind: 'max', kernelSize: 2, padding: 2 }, 400, 'INVALID_ARGUMENT', 'at most half'],
+      ['/v1/pool2d', { input: x, kind: 'avg', kernelSize: 2, dilation: 2 }, 400, 'INVALID_ARGUMENT', 'max pooling only'],
+      ['/v1/pool2d', { input: x, kind: 'max', kernelSize: 2, countIncludePad: false }, 400, 'INVALID_ARGUMENT', 'avg pooling only'],
+      ['/v1/pool2d', { input: x, kind: 'max', kernelSize: 4 }, 400, 'SHAPE_MISMATCH', 'does not fit'],
+      ['/v1/pool2d', { input: [1, 2, 3], kind: 'max', kernelSize: 1 }, 400, 'SHAPE_MISMATCH', 'rank 3 or 4'],
+      ['/v1/pool2d', { input: x, kind: 'min', kernelSize: 2 }, 400, 'INVALID_ARGUMENT', 'kind'],
+      ['/v1/loss', { kind: 'mse', input: [1, 2], target: [1, 2, 3] }, 400, 'SHAPE_MISMATCH', 'same shape'],
+      ['/v1/loss', { kind: 'mse', input: [1], target: [1], delta: 2 }, 400, 'INVALID_ARGUMENT', 'huber loss only'],
+      ['/v1/loss', { kind: 'huber', input: [1], target: [1], delta: 0 }, 400, 'INVALID_ARGUMENT', 'positive'],
+      ['/v1/loss', { kind: 'l1', input: [1], target: [1], labelSmoothing: 0.1 }, 400, 'INVALID_ARGUMENT', 'cross_entropy only'],
+      ['/v1/loss', { kind: 'cross_entropy', input: [[1, 0]], target: [0], labelSmoothing: 1.5 }, 400, 'INVALID_ARGUMENT', '[0, 1]'],
+      ['/v1/loss', { kind: 'cross_entropy', input: [1, 0], target: [0] }, 400, 'SHAPE_MISMATCH', '[N,C]'],
+      ['/v1/loss', { kind: 'cross_entropy', input: [[1, 0]], target: [[0], [1]] }, 400, 'SHAPE_MISMATCH', 'class indices of shape [1]'],
+      ['/v1/loss', { kind: 'mse', input: [1], target: [1], reduction: 'avg' }, 400, 'INVALID_ARGUMENT', 'reduction']
+    ]
+    for (const [route, body, status, code, says] of cases) {
+      expect(expectError(await post(app, route, body), status, code).message, JSON.stringify(body)).toContain(says)
+    }
+  })
+
+  it('loss: a class index that is not an integer in [0, C) is INVALID_ARGUMENT naming it, before any work', async () => {
+    for (const target of [[2], [-1], [0.5]]) {
+      const body = { kind: 'cross_entropy', input: [[1, 0]], target }
+      expect(expectError(await post(app, '/v1/loss', body), 400, 'INVALID_ARGUMENT').message).toContain(`target[0] = ${target[0]}`)
+      expect(expectError(await post(app, '/v1/loss/backward', { ...body, gradOutput: 1 }), 400, 'INVALID_ARGUMENT').message).toContain('[0, 2)')
+    }
   })
 
   it('a wrt that is not a list of strings is refused by the schema', async () => {

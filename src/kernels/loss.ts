@@ -47,6 +47,10 @@ export interface LossParams { kind: LossKind, reduction?: Reduction, delta?: num
 
 export function lossInfo (inputShape: number[], targetShape: number[], params: LossParams, limits: Limits): LossInfo {
   const { kind } = params
+  if (!(LOSS_KINDS as readonly string[]).includes(kind)) throw invalidArgument(`kind must be one of ${LOSS_KINDS.join(', ')}; got ${JSON.stringify(kind)}`)
+  if (params.reduction !== undefined && !(REDUCTIONS as readonly string[]).includes(params.reduction)) {
+    throw invalidArgument(`reduction must be one of ${REDUCTIONS.join(', ')}; got ${JSON.stringify(params.reduction)}`)
+  }
   const reduction = params.reduction ?? 'mean'
   const delta = params.delta ?? 1
   const labelSmoothing = params.labelSmoothing ?? 0

@@ -65,6 +65,7 @@ function outputSize (size: number, k: number, p: number, s: number, d: number, c
 
 export function pool2dInfo (shape: number[], params: Pool2dParams, limits: Limits): Pool2dInfo {
   const { kind } = params
+  if (kind !== 'max' && kind !== 'avg') throw invalidArgument(`kind must be "max" or "avg", got ${show(kind)}`)
   const layoutOpt: unknown = params.layout
   if (layoutOpt !== undefined && layoutOpt !== 'NCHW' && layoutOpt !== 'NHWC') {
     throw invalidArgument(`layout must be "NCHW" or "NHWC", got ${show(layoutOpt)}`)
