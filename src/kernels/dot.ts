@@ -1,6 +1,6 @@
 /** dot: the rank-0 sum of a*b over two tensors of the same shape (vector or Frobenius product). */
 import { shapeMismatch } from '../errors.js'
-import { checkFlops, elementCount, formatShape } from './shape.js'
+import { checkFlops, elementCount, formatShape, sameShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 import { begin, end } from './wasm/runtime.js'
 
@@ -16,8 +16,7 @@ export interface DotInfo {
 export function dotInfo (aShape: number[], bShape: number[], limits: Limits): DotInfo {
   const length = elementCount(aShape, 'a', limits)
   elementCount(bShape, 'b', limits)
-  const same = aShape.length === bShape.length && aShape.every((d, i) => d === bShape[i])
-  if (!same) {
+  if (!sameShape(aShape, bShape)) {
     let detail: string
     if (aShape.length !== bShape.length) {
       detail = `a has rank ${aShape.length} and b has rank ${bShape.length}`

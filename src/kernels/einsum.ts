@@ -16,7 +16,7 @@
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { dot as dotKernel } from './dot.js'
 import { productT } from './grad/common.js'
-import { checkElements, checkFlops, elementCount, formatShape, stridesOf } from './shape.js'
+import { checkElements, checkFlops, elementCount, formatShape, sameShape, stridesOf } from './shape.js'
 import { allocate, type DType, type FloatArray, type Limits } from './types.js'
 
 export const MAX_OPERANDS = 8
@@ -248,7 +248,7 @@ class Planner {
 
   /** A tensor with its axes in the given order (a copy unless they already are). */
   arrange (t: PTensor, order: number[]): PTensor {
-    if (same(t.labels, order)) return t
+    if (sameShape(t.labels, order)) return t
     return { slot: this.strided(t.slot, contiguousStrides(t.labels, this.sizes), order, []), labels: order }
   }
 
@@ -257,8 +257,8 @@ class Planner {
     this.checked(labels)
     const [B, M, K, N] = [this.size(batch), this.size(m), this.size(k), this.size(n)]
     this.flops += 2 * B * M * K * N
-    const transA = same(a.labels, [...batch, ...k, ...m]) && !same(a.labels, [...batch, ...m, ...k])
-    const transB = same(b.labels, [...batch, ...n, ...k]) && !same(b.labels, [...batch, ...k, ...n])
+    const transA = sameShape(a.labels, [...batch, ...k, ...m]) && !sameShape(a.labels, [...batch, ...m, ...k])
+    const transB = sameShape(b.labels, [...batch, ...n, ...k]) && !sameShape(b.labels, [...batch, ...k, ...n])
     const dst = this.next++
     this.steps.push({ kind: 'gemm', a: a.slot, b: b.slot, dst, batches: B, m: M, k: K, n: N, transA, transB })
     return { slot: dst, labels }
@@ -271,10 +271,6 @@ class Planner {
     last.dst = OUT
     return true
   }
-}
-
-function same (x: readonly number[], y: readonly number[]): boolean {
-  return x.length === y.length && x.every((v, i) => v === y[i])
 }
 
 function contiguousStrides (labels: readonly number[], sizes: Record<number, number>): Record<number, number> {
@@ -401,7 +397,7 @@ function pair (p: Planner, x: PTensor, y: PTensor, keep: number[], finalOrder: n
 
 /** Whether labels are [batch, x, y] or [batch, y, x]: a matrix stored plainly or transposed. */
 function fits (labels: number[], batch: number[], x: number[], y: number[]): boolean {
-  return same(labels, [...batch, ...x, ...y]) || same(labels, [...batch, ...y, ...x])
+  return sameShape(labels, [...batch, ...x, ...y]) || sameShape(labels, [...batch, ...y, ...x])
 }
 
 /**
@@ -415,7 +411,7 @@ function program (inputs: number[], operands: Operand[], output: number[], p: Pl
     if (finish !== undefined) finish(t)
     else {
       const order = output.filter(l => p.sizes[l] !== 1)
-      if (!same(t.labels, order) || t.slot < operands.length || !p.retarget(t)) {
+      if (!sameShape(t.labels, order) || t.slot < operands.length || !p.retarget(t)) {
         p.strided(t.slot, contiguousStrides(t.labels, p.sizes), order, [], OUT, undefined, outLength)
       }
     }

@@ -3,7 +3,7 @@
  * optional elementwise weight and bias of that shape; mean and biased variance per row, in doubles.
  */
 import { invalidArgument, shapeMismatch } from '../errors.js'
-import { checkFlops, elementCount, formatShape } from './shape.js'
+import { checkFlops, elementCount, formatShape, sameShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
 
 export interface LayerNormInfo {
@@ -18,17 +18,15 @@ export interface LayerNormInfo {
 
 export interface LayerNormOperands { input: FloatArray, weight: FloatArray | null, bias: FloatArray | null, info: LayerNormInfo }
 
-const same = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i])
-
 export function layerNormInfo (shape: number[], normalizedShape: number[], weightShape: number[] | null, biasShape: number[] | null, eps: number, limits: Limits): LayerNormInfo {
   const outElements = elementCount(shape, 'input', limits)
   if (normalizedShape.length === 0) throw invalidArgument('normalizedShape is empty: give the trailing dimensions to normalise over, e.g. [' + (shape.at(-1) ?? 'n') + ']')
   const k = normalizedShape.length
-  if (k > shape.length || !same(shape.slice(shape.length - k), normalizedShape)) {
+  if (k > shape.length || !sameShape(shape.slice(shape.length - k), normalizedShape)) {
     throw shapeMismatch(`normalizedShape ${formatShape(normalizedShape)} must be the trailing dimensions of input ${formatShape(shape)}`)
   }
   for (const [name, s] of [['weight', weightShape], ['bias', biasShape]] as const) {
-    if (s !== null && !same(s, normalizedShape)) throw shapeMismatch(`${name} ${formatShape(s)} must have the shape normalizedShape ${formatShape(normalizedShape)}`)
+    if (s !== null && !sameShape(s, normalizedShape)) throw shapeMismatch(`${name} ${formatShape(s)} must have the shape normalizedShape ${formatShape(normalizedShape)}`)
   }
   let n = 1
   for (const d of normalizedShape) n *= d

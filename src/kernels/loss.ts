@@ -11,7 +11,8 @@
  *   of samples (N·d…).
  */
 import { invalidArgument, shapeMismatch } from '../errors.js'
-import { checkFlops, elementCount, formatShape } from './shape.js'
+import { checkFlops, elementCount, formatShape, product, sameShape } from './shape.js'
+import { forEachSlice } from './softmax.js'
 import type { FloatArray, Limits } from './types.js'
 
 export const LOSS_KINDS = ['mse', 'l1', 'huber', 'cross_entropy', 'bce_with_logits'] as const
@@ -26,22 +27,18 @@ export interface LossInfo {
   labelSmoothing: number
   /** cross_entropy: the target holds class indices (else probabilities of the input's shape). */
   indices: boolean
-  /** The input's elements; for cross_entropy, samples × C. */
-  inElements: number
-  /** cross_entropy: classes, and the samples' layout [N, C, inner]: sample s = n·inner + i. */
+  /** cross_entropy: the logits' layout [N, C, inner], sample s = n·inner + i (else 1 and 1). */
+  N: number
   C: number
   inner: number
+  /** The losses before the reduction: one per element, or per sample for cross_entropy. */
   samples: number
-  /** The loss per element (per sample for cross_entropy), before the reduction. */
-  lossElements: number
   outShape: number[]
   outElements: number
   flops: number
 }
 
 export interface LossOperands { input: FloatArray, target: FloatArray, info: LossInfo }
-
-const same = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i])
 
 export interface LossParams { kind: LossKind, reduction?: Reduction, delta?: number, labelSmoothing?: number }
 
@@ -61,28 +58,27 @@ export function lossInfo (inputShape: number[], targetShape: number[], params: L
   const inElements = elementCount(inputShape, 'input', limits)
   elementCount(targetShape, 'target', limits)
   let indices = false
-  let C = 1
-  let inner = 1
-  let samples = inElements
+  let lossShape = inputShape
   if (kind === 'cross_entropy') {
     if (inputShape.length < 2) throw shapeMismatch(`cross_entropy takes input logits [N,C] or [N,C,d…], got ${formatShape(inputShape)}`)
-    C = inputShape[1]
-    for (let d = 2; d < inputShape.length; d++) inner *= inputShape[d]
-    const sampleShape = [inputShape[0], ...inputShape.slice(2)]
-    if (same(targetShape, sampleShape)) indices = true
-    else if (!same(targetShape, inputShape)) {
-      throw shapeMismatch(`cross_entropy's target must hold class indices of shape ${formatShape(sampleShape)} or probabilities of the input's shape ${formatShape(inputShape)}, got ${formatShape(targetShape)}`)
+    lossShape = [inputShape[0], ...inputShape.slice(2)]
+    if (sameShape(targetShape, lossShape)) indices = true
+    else if (!sameShape(targetShape, inputShape)) {
+      throw shapeMismatch(`cross_entropy's target must hold class indices of shape ${formatShape(lossShape)} or probabilities of the input's shape ${formatShape(inputShape)}, got ${formatShape(targetShape)}`)
     }
-    samples = sampleShape.reduce((p, d) => p * d, 1)
-  } else if (!same(inputShape, targetShape)) {
+  } else if (!sameShape(inputShape, targetShape)) {
     throw shapeMismatch(`input ${formatShape(inputShape)} and target ${formatShape(targetShape)} must have the same shape`)
   }
-  const lossShape = kind === 'cross_entropy' ? [inputShape[0], ...inputShape.slice(2)] : inputShape
+  const ce = kind === 'cross_entropy'
+  const N = ce ? inputShape[0] : 1
+  const C = ce ? inputShape[1] : 1
+  const inner = ce ? product(inputShape.slice(2)) : 1
+  const samples = product(lossShape)
   const outShape = reduction === 'none' ? lossShape : []
   const outElements = reduction === 'none' ? samples : 1
   const flops = 6 * inElements + samples
   checkFlops(flops, `this ${kind} loss`, limits)
-  return { kind, reduction, delta, labelSmoothing, indices, inElements, C, inner, samples, lossElements: samples, outShape, outElements, flops }
+  return { kind, reduction, delta, labelSmoothing, indices, N, C, inner, samples, outShape, outElements, flops }
 }
 
 /** A class index of the target, checked: an integer in [0, C). */
@@ -99,16 +95,9 @@ export function checkClasses (target: ArrayLike<number>, info: LossInfo): void {
   for (let s = 0; s < info.samples; s++) classOf(target[s], info.C, s)
 }
 
-/**
- * Calls visit(s, first, stride) for each cross_entropy sample: its C logits are at first + c·stride.
- */
-function forEachSample (info: LossInfo, visit: (s: number, first: number, stride: number) => void): void {
-  const { C, inner, samples } = info
-  for (let s = 0; s < samples; s++) {
-    const n = Math.floor(s / inner)
-    const i = s - n * inner
-    visit(s, n * C * inner + i, inner)
-  }
+/** Calls visit(first, stride, s) for each cross_entropy sample s: its C logits are at first + c·stride. */
+function forEachSample (info: LossInfo, visit: (first: number, stride: number, s: number) => void): void {
+  forEachSlice({ outer: info.N, n: info.C, inner: info.inner }, visit)
 }
 
 /**
@@ -127,9 +116,9 @@ function logSumExp (x: FloatArray, first: number, stride: number, C: number): nu
 /** The loss of each element (each sample for cross_entropy), in doubles. */
 export function lossValues (x: FloatArray, t: FloatArray, info: LossInfo): Float64Array {
   const { kind, delta, labelSmoothing: eps, C } = info
-  const out = new Float64Array(info.lossElements)
+  const out = new Float64Array(info.samples)
   if (kind === 'cross_entropy') {
-    forEachSample(info, (s, first, stride) => {
+    forEachSample(info, (first, stride, s) => {
       const lse = logSumExp(x, first, stride, C)
       let loss = 0
       if (info.indices) {
@@ -191,10 +180,10 @@ export function loss (out: FloatArray, x: FloatArray, t: FloatArray, info: LossI
  */
 export function lossGrads (x: FloatArray, t: FloatArray, g: FloatArray, info: LossInfo, dx: FloatArray | undefined, dt: FloatArray | undefined): void {
   const { kind, delta, labelSmoothing: eps, C, reduction } = info
-  const scale = reduction === 'mean' ? 1 / info.lossElements : 1
+  const scale = reduction === 'mean' ? 1 / info.samples : 1
   const gOf = (i: number): number => reduction === 'none' ? g[i] : g[0] * scale
   if (kind === 'cross_entropy') {
-    forEachSample(info, (s, first, stride) => {
+    forEachSample(info, (first, stride, s) => {
       const gs = gOf(s)
       const lse = logSumExp(x, first, stride, C)
       let tsum = 1
@@ -211,7 +200,7 @@ export function lossGrads (x: FloatArray, t: FloatArray, g: FloatArray, info: Lo
     })
     return
   }
-  for (let i = 0; i < info.lossElements; i++) {
+  for (let i = 0; i < info.samples; i++) {
     const gi = gOf(i)
     const d = x[i] - t[i]
     let dd = 0 // ∂loss/∂input; ∂loss/∂target is −dd but for bce_with_logits

@@ -42,6 +42,11 @@ export function checkFlops (flops: number, what: string, limits: Limits): void {
   }
 }
 
+/** Whether two shapes (or lists of labels) are equal, entry for entry. */
+export function sameShape (a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i])
+}
+
 /** Product of dimensions, for shapes already checked by elementCount. */
 export function product (shape: readonly number[]): number {
   let n = 1

@@ -30,10 +30,13 @@ export function softmaxInfo (shape: number[], axis: number, log: boolean, limits
   return { outShape: shape, outElements, outer, n, inner, log, flops: 5 * outElements }
 }
 
-/** Calls slice(first, stride) for every slice along the axis: its values are at first + j·stride, j < n. */
-export function forEachSlice (info: SoftmaxInfo, slice: (first: number, stride: number) => void): void {
+/**
+ * Calls slice(first, stride, index) for every slice along the axis of a layout [outer, n, inner]:
+ * its values are at first + j·stride, j < n, and index = o·inner + i counts the slices in order.
+ */
+export function forEachSlice (info: Pick<SoftmaxInfo, 'outer' | 'n' | 'inner'>, slice: (first: number, stride: number, index: number) => void): void {
   const { outer, n, inner } = info
-  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) slice(o * n * inner + i, inner)
+  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) slice(o * n * inner + i, inner, o * inner + i)
 }
 
 /**
