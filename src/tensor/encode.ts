@@ -211,8 +211,21 @@ export type ReplyFormat = 'json' | 'safetensors'
 export interface ReplySpec {
   format: ReplyFormat
   encoding: Encoding
-  /** `absent`: a place written as null (an einsum operand whose gradient was not asked for). */
-  outputs: Array<{ field: string, shape: number[], length: number, absent?: boolean }>
+  outputs: ReplyOutput[]
+}
+
+/** One place of the reply: a tensor cut from the buffer, or a value known before computing. */
+export interface ReplyOutput {
+  /** Its name in a safetensors reply, and by default its place in the JSON reply, split at the dots. */
+  field: string
+  /** Its place in the JSON reply when a key may hold dots (a name the user chose), every key a key of an object. */
+  path?: string[]
+  shape: number[]
+  length: number
+  /** A place written as null (an einsum operand whose gradient was not asked for). */
+  absent?: boolean
+  /** Not a tensor but this value (length 0): as JSON in the JSON reply, in `__metadata__` in a safetensors one (an object: nowhere). */
+  value?: number | Record<string, never>
 }
 
 /**
@@ -227,7 +240,7 @@ const BASE64_BYTES: Record<WireDType, number> = { float64: 32 / 3, float32: 16 /
 export function replyBytesBound (dtype: WireDType, spec: ReplySpec): number {
   let total = 0
   for (const o of spec.outputs) {
-    total += 64 + 2 * o.shape.length // field name, shape, dtype, quotes
+    total += 64 + 6 * o.field.length + 2 * o.shape.length // field name (escaped), shape, dtype, quotes
     for (const d of o.shape) total += String(d).length + 1
     if (spec.format === 'safetensors') total += o.length * (dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : 2)
     else if (spec.encoding === 'base64') total += Math.ceil(o.length * BASE64_BYTES[dtype]) + 4
@@ -275,16 +288,20 @@ export function encodeReply (buffer: FloatArray, dtype: WireDType, spec: ReplySp
   let offset = 0
   const texts = spec.outputs.map(o => {
     if (o.absent === true) return 'null'
+    if (o.value !== undefined) return JSON.stringify(o.value)
     const data = buffer.subarray(offset, offset + o.length)
     offset += o.length
     return encodeTensor(o.shape, dtype, data, spec.encoding)
   })
-  return objectText(spec.outputs.map(o => o.field.split('.')), texts, 0, 0, texts.length)
+  return objectText(spec.outputs.map(o => o.path ?? o.field.split('.').map(k => INDEX.test(k) ? Number(k) : k)), texts, 0, 0, texts.length)
 }
 
-/** The JSON object of the fields [from, to), whose paths agree before `depth`. */
-function objectText (paths: string[][], texts: string[], depth: number, from: number, to: number): string {
-  const keys: string[] = []
+/** A key that is an index: the numeric segments of a dotted field make an array. */
+const INDEX = /^(0|[1-9][0-9]{0,5})$/
+
+/** The JSON object (an array where every key is an index) of the fields [from, to), whose paths agree before `depth`. */
+function objectText (paths: Array<Array<string | number>>, texts: string[], depth: number, from: number, to: number): string {
+  const keys: Array<string | number> = []
   const values: string[] = []
   let i = from
   while (i < to) {
@@ -300,10 +317,10 @@ function objectText (paths: string[][], texts: string[], depth: number, from: nu
     values.push(objectText(paths, texts, depth + 1, i, j))
     i = j
   }
-  if (keys.length > 0 && keys.every(k => /^(0|[1-9][0-9]{0,5})$/.test(k))) {
-    const items = new Array<string>(Math.max(...keys.map(Number)) + 1).fill('null')
-    keys.forEach((k, x) => { items[Number(k)] = values[x] })
+  if (keys.length > 0 && keys.every(k => typeof k === 'number')) {
+    const items = new Array<string>(Math.max(...(keys as number[])) + 1).fill('null')
+    keys.forEach((k, x) => { items[k as number] = values[x] })
     return `[${items.join(',')}]`
   }
-  return `{${keys.map((k, x) => `"${k}":${values[x]}`).join(',')}}`
+  return `{${keys.map((k, x) => `${JSON.stringify(String(k))}:${values[x]}`).join(',')}}`
 }

@@ -18,7 +18,8 @@ import { bodyLooksLike, invalidTensor } from '../errors.js'
 import { elementCount, formatShape, MAX_RANK } from '../kernels/shape.js'
 import type { FloatArray, Limits, WireDType } from '../kernels/types.js'
 import { buffers } from './buffers.js'
-import { FILE_VALUES, type FileTensor } from './decode.js'
+import type { ReplyOutput } from './encode.js'
+import { FILE_VALUES, type FileTensor, isFileTensor } from './decode.js'
 import { bitsToFloat32, toBits16Array } from './half.js'
 
 /** The longest header the format allows (the library refuses longer ones). */
@@ -188,6 +189,11 @@ const ARRAY_ITEM = /^([^.]+)\.(0|[1-9][0-9]{0,5})$/
 /**
  * The request body a safetensors file stands for (to be validated by the operation's schema):
  * its tensors as FileTensors in their fields, its metadata as the other fields.
+ *
+ * `maps` are the fields that are objects of tensors by the user's names (the optimizer's `params`,
+ * `state.expAvg`, …): a tensor `params.layer1.weight` is the entry `layer1.weight` of `params`,
+ * under the longest map its name extends. A metadata key under one of those fields nests at its
+ * dots (`state.step` is the field `step` of `state`).
  */
 export function decodeSafetensorsBody (
   bytes: Uint8Array,
@@ -195,7 +201,8 @@ export function decodeSafetensorsBody (
   // whether the body's whole buffer is the caller's to hand over (a pooled body, moved to a worker);
   // by default only a buffer that the body fills exactly (a small Buffer may be a slice of Node's
   // shared pool, which must never move to a worker)
-  owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+  owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength,
+  maps: readonly string[] = []
 ): Record<string, unknown> {
   const { entries, metadata, dataStart } = readHeader(bytes, limits)
   const body: Record<string, unknown> = {}
@@ -203,8 +210,11 @@ export function decodeSafetensorsBody (
   for (const e of entries) {
     const tensor: FileTensor = { shape: e.shape, data: [], [FILE_VALUES]: valuesOf(bytes, e, dataStart, owned) }
     if (e.dtype !== 'bool') tensor.dtype = e.dtype
-    const item = ARRAY_ITEM.exec(e.name)
-    if (item !== null) {
+    const entry = mapEntry(e.name, maps)
+    const item = entry === null ? ARRAY_ITEM.exec(e.name) : null
+    if (entry !== null) {
+      setPath(body, entry, tensor, e.name)
+    } else if (item !== null) {
       const index = Number(item[2])
       if (index >= entries.length) throw gap(item[1], index)
       let list = arrays.get(item[1])
@@ -219,14 +229,56 @@ export function decodeSafetensorsBody (
     if (Object.hasOwn(body, field)) throw invalidTensor(`the file has both a tensor ${show(field)} and tensors ${show(`${field}.0`)}…`)
     setField(body, field, list)
   }
+  const roots = new Set(maps.map(m => m.split('.')[0]))
   for (const [key, value] of Object.entries(metadata)) {
-    if (Object.hasOwn(body, key)) {
+    if (Object.hasOwn(body, key) && isFileTensor(body[key])) {
       throw invalidTensor(`__metadata__ entry ${show(key)} names a tensor of the file; tensor fields are tensors of the file, never __metadata__ entries`)
     }
-    setField(body, key, metadataValue(value))
+    const path = roots.has(key.split('.')[0]) ? key.split('.') : [key]
+    setPath(body, path, metadataValue(value), `__metadata__ entry ${key}`)
   }
   Object.defineProperty(body, FROM_FILE, { value: true })
   return body
+}
+
+/** The place of a tensor in a map of `maps` (the longest its name extends), or null. */
+function mapEntry (name: string, maps: readonly string[]): string[] | null {
+  let best: string | undefined
+  for (const m of maps) {
+    if (name.length > m.length + 1 && name.startsWith(`${m}.`) && (best === undefined || m.length > best.length)) best = m
+  }
+  return best === undefined ? null : [...best.split('.'), name.slice(best.length + 1)]
+}
+
+/** An object of the body that is not a tensor: what a path goes through, or merges with. */
+function isBranch (v: unknown): v is Record<string, unknown> {
+  return isObject(v) && !isFileTensor(v)
+}
+
+/** Sets the value at a path of the body, through objects made on the way; two values for one place are INVALID_TENSOR. */
+function setPath (body: Record<string, unknown>, path: string[], value: unknown, what: string, whole = path): void {
+  // (as in JSON bodies, whose parser refuses the key)
+  if (path.includes('__proto__')) throw invalidTensor(`${show(what)} names a field __proto__`)
+  let node = body
+  for (const key of path.slice(0, -1)) {
+    if (!Object.hasOwn(node, key)) setField(node, key, {})
+    const next = node[key]
+    if (!isBranch(next)) throw twice(whole, what)
+    node = next
+  }
+  const leaf = path[path.length - 1]
+  if (!Object.hasOwn(node, leaf)) {
+    setField(node, leaf, value)
+    return
+  }
+  // (a metadata object beside tensors of the same field: `state` with `state.expAvg.w`)
+  const held = node[leaf]
+  if (!isBranch(held) || !isBranch(value)) throw twice(whole, what)
+  for (const [k, v] of Object.entries(value)) setPath(held, [k], v, what, [...whole, k])
+}
+
+function twice (path: string[], what: string): Error {
+  return invalidTensor(`the file gives ${show(path.join('.'))} twice (the second time as ${show(what)})`)
 }
 
 function gap (field: string, index: number): Error {
@@ -245,7 +297,7 @@ function setField (body: Record<string, unknown>, key: string, value: unknown): 
 export function encodeSafetensors (
   buffer: FloatArray,
   dtype: WireDType,
-  outputs: ReadonlyArray<{ field: string, shape: number[], length: number, absent?: boolean }>,
+  outputs: readonly ReplyOutput[],
   // written here when it is large enough, else into a buffer of this thread's pool
   into?: ArrayBuffer
 ): Uint8Array {
@@ -256,9 +308,12 @@ export function encodeSafetensors (
     const p = { ...o, from: offset }
     offset += o.length
     return p
-  }).filter(o => o.absent !== true).sort((x, y) => x.field < y.field ? -1 : x.field > y.field ? 1 : 0)
+  }).filter(o => o.absent !== true && o.value === undefined).sort((x, y) => x.field < y.field ? -1 : x.field > y.field ? 1 : 0)
   let end = 0
   const header: Record<string, unknown> = {}
+  // (a number of the reply, adam's step count, is a __metadata__ entry: a tensor of the result dtype could not hold it)
+  const metadata = outputs.filter(o => typeof o.value === 'number')
+  if (metadata.length > 0) header.__metadata__ = Object.fromEntries(metadata.map(o => [o.field, String(o.value)]))
   for (const o of placed) {
     const begin = end
     end += o.length * itemsize

@@ -253,6 +253,31 @@ describe('reply fields', () => {
       '"result":{"shape":[],"dtype":"float64","data":[4]}}')
     expect(JSON.parse(text).grads.operands).toHaveLength(4)
   })
+
+  it('a path keeps its keys whole (dots, digits, quotes), and a value is written as JSON', () => {
+    const buffer = Float64Array.of(1, 2, 3)
+    const text = encodeReply(buffer, 'float64', {
+      format: 'json',
+      encoding: 'flat',
+      outputs: [
+        { field: 'params.layer.0.w', path: ['params', 'layer.0.w'], shape: [1], length: 1 },
+        { field: 'params.0', path: ['params', '0'], shape: [1], length: 1 },
+        { field: 'params."q"', path: ['params', '"q"\\'], shape: [], length: 1 },
+        { field: 'state.step', path: ['state', 'step'], shape: [], length: 0, value: 7 },
+        { field: 'empty', path: ['empty'], shape: [], length: 0, value: {} }
+      ]
+    })
+    expect(JSON.parse(text)).toEqual({
+      params: {
+        'layer.0.w': { shape: [1], dtype: 'float64', data: [1] },
+        0: { shape: [1], dtype: 'float64', data: [2] },
+        '"q"\\': { shape: [], dtype: 'float64', data: [3] }
+      },
+      state: { step: 7 },
+      empty: {}
+    })
+    expect(Array.isArray(JSON.parse(text).params)).toBe(false)
+  })
 })
 
 describe('round trip: a response tensor posted back decodes to the same values', () => {

@@ -85,6 +85,55 @@ describe('the body a file stands for', () => {
   })
 })
 
+describe('objects of named tensors (the optimizer\'s maps)', () => {
+  const MAPS = ['params', 'grads', 'state.expAvg', 'state.expAvgSq']
+  const t = { dtype: 'F32' as const, shape: [1], values: [1] }
+
+  it('a name under a map is its entry whole, under the longest map it extends; metadata under a map\'s field nests at dots', () => {
+    const bytes = writeFile({ 'params.layer1.weight': t, 'params.0': t, 'grads.layer1.weight': t, 'state.expAvg.a.b': t, 'state.expAvgSq.a.b': t, 'operands.0': t },
+      { 'state.step': '4', lr: '0.1', 'grads.x': '1' })
+    const body = decodeSafetensorsBody(bytes, LIMITS, undefined, MAPS) as Record<string, any>
+    expect(Object.keys(body.params).sort()).toEqual(['0', 'layer1.weight'])
+    expect(Array.isArray(body.params)).toBe(false)
+    expect(Object.keys(body.grads).sort()).toEqual(['layer1.weight', 'x'])
+    expect(body.grads.x).toBe(1)
+    expect(Object.keys(body.state).sort()).toEqual(['expAvg', 'expAvgSq', 'step'])
+    expect(body.state.step).toBe(4)
+    expect(Object.keys(body.state.expAvg)).toEqual(['a.b'])
+    expect(body.state.expAvg['a.b'][FILE_VALUES]).toEqual(new Float32Array([1]))
+    expect(body.operands).toHaveLength(1)
+    expect(body.lr).toBe(0.1)
+    // without the maps, the names are fields as they stand
+    expect(Object.keys(decodeSafetensorsBody(bytes, LIMITS) as object).sort()).toContain('params.layer1.weight')
+  })
+
+  it('a metadata object merges with tensors of its field; two values for one place, or a __proto__ key, are refused', () => {
+    const merged = decodeSafetensorsBody(writeFile({ 'state.expAvg.w': t }, { state: '{"step": 2}' }), LIMITS, undefined, MAPS) as Record<string, any>
+    expect(Object.keys(merged.state).sort()).toEqual(['expAvg', 'step'])
+    const cases: Array<[Buffer, RegExp]> = [
+      [writeFile({ 'params.w': t }, { 'params.w': '1' }), /"params\.w" twice/],
+      [writeFile({ 'state.expAvg.w': t }, { state: '{"expAvg": 1}' }), /"state\.expAvg" twice/],
+      [writeFile({ 'state.expAvg.w': t }, { 'state.expAvg': '[]' }), /twice/],
+      [writeFile({ 'params.__proto__': t }), /__proto__/],
+      [writeFile({ t }, { 'state.__proto__': '1' }), /__proto__/]
+    ]
+    for (const [bytes, message] of cases) {
+      expect(() => decodeSafetensorsBody(bytes, LIMITS, undefined, MAPS)).toThrow(message)
+    }
+    expect(({} as Record<string, unknown>).step).toBeUndefined()
+  })
+
+  it('the writer puts a number of the reply in __metadata__, and no tensor for it', () => {
+    const bytes = encodeSafetensors(Float32Array.of(1, 2), 'float32', [
+      { field: 'params.a.b', path: ['params', 'a.b'], shape: [2], length: 2 },
+      { field: 'state.step', path: ['state', 'step'], shape: [], length: 0, value: 3 }
+    ])
+    const read = checkFile(bytes)
+    expect(read.metadata).toEqual({ 'state.step': '3' })
+    expect(Object.keys(read.tensors)).toEqual(['params.a.b'])
+  })
+})
+
 describe('values viewed in place or copied', () => {
   it('aligned float32 and float64 values of a body that owns its memory are views of it; others are copies', () => {
     const file = writeFile({ a: { dtype: 'F64', shape: [2], values: [1, 2] }, b: { dtype: 'F32', shape: [3], values: [3, 4, 5] }, c: { dtype: 'F16', shape: [1], values: [6] } })
