@@ -131,9 +131,16 @@ function prepareError (spec: Operation, body: object): ErrorBody | undefined {
 /** The example body with its first tensor operand (the first of a list of them, for einsum) replaced. */
 function withFirstTensor (spec: Operation, tensor: unknown): object {
   const body: Record<string, unknown> = { ...spec.example }
-  const properties = spec.body.properties as Record<string, { $id?: string, items?: { $id?: string } }>
+  const properties = spec.body.properties as Record<string, { $id?: string, items?: { $id?: string }, patternProperties?: Record<string, { $id?: string }> }>
   const tensorId = (TensorSchema as { $id?: string }).$id
   for (const key of Object.keys(body)) {
+    // (an object of named tensors, the optimizer's params: its first entry)
+    const named = Object.values(properties[key]?.patternProperties ?? {})[0]
+    if (named?.$id === tensorId && typeof body[key] === 'object' && body[key] !== null) {
+      const first = Object.keys(body[key] as object)[0]
+      body[key] = { ...(body[key] as object), [first]: tensor }
+      return body
+    }
     if (properties[key]?.$id === tensorId) {
       body[key] = tensor
       return body

@@ -11,10 +11,10 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BINARY_MIN_BYTES, fromHalf, methodName, OPERATION_ROUTES, type OperationRoute, type Tensor, TENSOR_FIELDS, TensorClient, TensorServiceError, toHalf } from '../client/src/index.js'
+import { type Args, BINARY_MIN_BYTES, fromHalf, methodName, OPERATION_ROUTES, type OperationRoute, type Tensor, TENSOR_FIELDS, TENSOR_MAPS, TensorClient, TensorServiceError, toHalf } from '../client/src/index.js'
 import { readSafetensors } from '../client/src/safetensors.js'
 import { buildApp } from '../src/app.js'
-import { OPERATIONS } from '../src/operations/index.js'
+import { OPERATIONS, TENSOR_MAPS as SERVER_TENSOR_MAPS } from '../src/operations/index.js'
 import { fromBits16, toBits16 } from '../src/tensor/half.js'
 import { listen, waitFor } from './helpers/bodies.js'
 
@@ -345,6 +345,45 @@ describe('the client sends big tensors as safetensors files', () => {
     expect(einsum).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' })
     const wrt = await files.matmulBackward({ a: r64([2, 2], 1), b: r64([2, 2], 2), gradOutput: r64([2, 2], 3), wrt: ['c'] }).catch(e => e)
     expect(wrt).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' })
+  })
+
+  it('the optimizer: typed tensors by names holding dots, three adam steps from each reply\'s state, JSON and files alike', async () => {
+    type Step = Awaited<ReturnType<TensorClient['optimizerStep']>>
+    const run = async (client: TensorClient): Promise<Step[]> => {
+      let params: Args<'/v1/optimizer/step'>['params'] = { 'layer1.weight': r64([3, 2], 5), 'layer1.bias': r64([2], 6) }
+      let state: Args<'/v1/optimizer/step'>['state']
+      const steps: Step[] = []
+      for (let k = 0; k < 3; k++) {
+        const grads = { 'layer1.weight': r64([3, 2], 10 + k), 'layer1.bias': r64([2], 20 + k) }
+        const reply = await client.optimizerStep({ optimizer: 'adam', lr: 0.01, params, grads, ...(state === undefined ? {} : { state }) })
+        steps.push(reply)
+        params = reply.params
+        state = reply.state
+      }
+      return steps
+    }
+    sent.length = 0
+    const viaJson = await run(json)
+    const viaFiles = await run(files)
+    expect(sent.map(s => s.type)).toEqual([...Array(3).fill('application/json'), ...Array(3).fill('application/octet-stream')])
+    expect(viaFiles).toEqual(viaJson)
+    expect(viaJson.map(s => s.state.step)).toEqual([1, 2, 3])
+    expect(Object.keys(viaJson[2].params).sort()).toEqual(['layer1.bias', 'layer1.weight'])
+    expect(viaJson[2].params['layer1.weight'].data).toBeInstanceOf(Float64Array)
+    // the same three steps posted as the service's own JSON, without the client
+    let body: Record<string, unknown> = { optimizer: 'adam', lr: 0.01, params: { 'layer1.weight': r64([3, 2], 5), 'layer1.bias': r64([2], 6) } }
+    const wire = (t: Tensor): object => ({ shape: t.shape, dtype: 'float64', data: [...t.data] })
+    body.params = Object.fromEntries(Object.entries(body.params as Record<string, Tensor>).map(([n, t]) => [n, wire(t)]))
+    for (let k = 0; k < 3; k++) {
+      const grads = { 'layer1.weight': wire(r64([3, 2], 10 + k)), 'layer1.bias': wire(r64([2], 20 + k)) }
+      const reply = (await app.inject({ method: 'POST', url: '/v1/optimizer/step', payload: { ...body, grads, encoding: 'flat' } })).json()
+      for (const n of ['layer1.weight', 'layer1.bias']) expect([...viaJson[k].params[n].data]).toEqual(reply.params[n].data)
+      body = { optimizer: 'adam', lr: 0.01, params: reply.params, state: reply.state }
+    }
+  })
+
+  it('TENSOR_MAPS is the service\'s list of the fields that are objects of named tensors', () => {
+    expect([...TENSOR_MAPS]).toEqual([...SERVER_TENSOR_MAPS])
   })
 
   it('TENSOR_FIELDS names every tensor field of the operation bodies, and nothing else', async () => {

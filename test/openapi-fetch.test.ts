@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify'
 import createClient from 'openapi-fetch'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { OPERATION_ROUTES, type paths } from '../client/src/openapi.js'
+import { type components, OPERATION_ROUTES, type paths } from '../client/src/openapi.js'
 import { buildApp } from '../src/app.js'
 import { listen } from './helpers/bodies.js'
 
@@ -115,6 +115,18 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     const ceBack = await client.POST('/v1/loss/backward', { body: { kind: 'cross_entropy', input: [[0, 0]], target: [1], gradOutput: 1 } })
     expect(ceBack.data?.grads.input?.data).toEqual([[0.5, -0.5]])
     expect(ceBack.data?.grads.target).toBeUndefined() // class indices take no gradient
+  })
+
+  it('the optimizer: parameters and state by name, posted back as the reply gave them', async () => {
+    const first = await client.POST('/v1/optimizer/step', { body: { optimizer: 'sgd', lr: 0.5, momentum: 0.5, params: { 'fc.w': [1, 2] }, grads: { 'fc.w': [2, 2] } } })
+    expect(first.data?.params['fc.w'].data).toEqual([0, 1])
+    expect(first.data?.state.momentumBuffer?.['fc.w'].data).toEqual([2, 2])
+    // (a result tensor is a tensor of the wire, though the types of the two object forms differ)
+    type Body = components['schemas']['OptimizerStepBody']
+    const second = await client.POST('/v1/optimizer/step', { body: { optimizer: 'sgd', lr: 0.5, momentum: 0.5, params: first.data?.params as Body['params'], grads: { 'fc.w': [2, 0] }, state: first.data?.state as Body['state'] } })
+    // buf = 0.5·[2,2] + [2,0] = [3,1]; w = [0,1] − 0.5·[3,1]
+    expect(second.data?.state.momentumBuffer?.['fc.w'].data).toEqual([3, 1])
+    expect(second.data?.params['fc.w'].data).toEqual([-1.5, 0.5])
   })
 
   it('an error is read as the Error component', async () => {

@@ -31,6 +31,15 @@ export interface Tensor<T extends TypedArray = TypedArray> {
 /** The fields of the operation bodies that hold tensors (einsum's `operands` a list of them). */
 export const TENSOR_FIELDS: readonly string[] = ['a', 'b', 'input', 'weights', 'weight', 'bias', 'kernel', 'query', 'key', 'value', 'mask', 'target', 'gradOutput', 'operands']
 const TENSOR_FIELD = new Set(TENSOR_FIELDS)
+/**
+ * The fields that are objects of tensors by names the user chose (the optimizer's), whose tensors a
+ * safetensors file names `<field>.<name>` (the name may hold dots).
+ */
+export const TENSOR_MAPS: readonly string[] = ['params', 'grads', 'state.momentumBuffer', 'state.expAvg', 'state.expAvgSq']
+/** The fields that hold such objects (`state`): their other entries go to `__metadata__` as `state.step`. */
+const MAP_ROOTS = new Set(TENSOR_MAPS.map(m => m.split('.')[0]))
+/** Those of a reply: its `grads` are named by the operands (`grads.a`, einsum's `grads.operands.0`, which nest). */
+const REPLY_MAPS = TENSOR_MAPS.filter(m => m !== 'grads')
 
 /** The default of `binaryMinBytes`: 64 KiB. */
 export const BINARY_MIN_BYTES = 65536
@@ -45,10 +54,11 @@ type Json<T> = T extends { content: { 'application/json': infer B } } ? B : neve
 export type WireBody<R extends OperationRoute> = Json<NonNullable<paths[R]['post']['requestBody']>>
 export type WireReply<R extends OperationRoute> = Json<paths[R]['post']['responses'][200]>
 
-/** A body field that holds a tensor takes a typed tensor as well; `encoding` is the client's own. */
+/** A body field that holds a tensor (at any depth: the optimizer's `params`) takes a typed tensor as well; `encoding` is the client's own. */
 type Arg<V> = [Schemas['Tensor']] extends [V]
   ? V | Tensor
-  : V extends ReadonlyArray<infer E> ? ([Schemas['Tensor']] extends [E] ? ReadonlyArray<E | Tensor> : V) : V
+  : V extends ReadonlyArray<infer E> ? ([Schemas['Tensor']] extends [E] ? ReadonlyArray<E | Tensor> : V)
+    : V extends object ? { [K in keyof V]: Arg<V[K]> } : V
 export type Args<R extends OperationRoute> = { [K in keyof Omit<WireBody<R>, 'encoding'>]: Arg<WireBody<R>[K]> }
 
 /** A reply with each result tensor (and each gradient) as a typed tensor. */
@@ -179,8 +189,14 @@ function jsonOf (args: object): string {
 }
 
 function toWire (value: unknown): unknown {
-  if (!isTensor(value)) return value
-  return { shape: [...value.shape], dtype: dtypeOf(value), data: toBase64(littleEndian(value.data)) }
+  if (isTensor(value)) return { shape: [...value.shape], dtype: dtypeOf(value), data: toBase64(littleEndian(value.data)) }
+  // (objects of named tensors, the optimizer's params and state, at any depth)
+  if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toWire(v)]))
+  return value
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
 }
 
 /** A typed array of a tensor's little-endian bytes (which it may keep). */
@@ -220,12 +236,18 @@ const DTYPES: Partial<Record<FileDType, DType>> = { F64: 'float64', F32: 'float3
 function fileOf (args: object, minBytes: number): Uint8Array<ArrayBuffer> | undefined {
   const tensors: Array<[string, Tensor]> = []
   const metadata: Record<string, string> = {}
-  for (const [key, value] of Object.entries(args)) {
+  const fields = Object.entries(args)
+  for (const [key, value] of fields) {
     if (value === undefined || key === 'encoding') continue
     if (TENSOR_FIELD.has(key)) {
       const items: unknown[] = key === 'operands' && Array.isArray(value) ? value : [value]
       if (!items.every(isTensor)) return undefined
       items.forEach((t, i) => tensors.push([key === 'operands' ? `${key}.${i}` : key, t]))
+    } else if (TENSOR_MAPS.includes(key)) {
+      if (!isPlainObject(value) || !Object.values(value).every(isTensor)) return undefined
+      for (const [name, t] of Object.entries(value)) tensors.push([`${key}.${name}`, t as Tensor])
+    } else if (MAP_ROOTS.has(key) && isPlainObject(value)) {
+      for (const [k, v] of Object.entries(value)) fields.push([`${key}.${k}`, v])
     } else {
       metadata[key] = typeof value === 'string' && !readsAsJson(value) ? value : JSON.stringify(value)
     }
@@ -250,20 +272,29 @@ function isFile (res: Response): boolean {
   return (res.headers.get('content-type') ?? '').startsWith('application/octet-stream')
 }
 
-/** The reply a safetensors file stands for: `result`, `weights`, `grads.<name>`, `grads.operands.<i>` as typed tensors in their fields. */
+/**
+ * The reply a safetensors file stands for: `result`, `weights`, `grads.<name>`, `grads.operands.<i>`,
+ * `params.<name>` as typed tensors in their fields, and `__metadata__`'s numbers (`state.step`).
+ */
 function fromFile (bytes: Uint8Array): Record<string, unknown> {
   const reply: Record<string, unknown> = {}
-  for (const [name, t] of readSafetensors(bytes).tensors) {
-    const dtype = DTYPES[t.dtype]
-    if (dtype === undefined) throw new Error(`the service sent tensor ${name} of dtype ${t.dtype}`)
-    const path = name.split('.')
+  const set = (path: string[], value: unknown): void => {
     let node = reply
     for (const key of path.slice(0, -1)) {
       if (!Object.hasOwn(node, key)) Object.defineProperty(node, key, { value: {}, enumerable: true, writable: true, configurable: true })
       node = node[key] as Record<string, unknown>
     }
-    Object.defineProperty(node, path[path.length - 1], { value: { shape: [...t.shape], dtype, data: arrayOf(dtype, t.bytes) }, enumerable: true, writable: true, configurable: true })
+    Object.defineProperty(node, path[path.length - 1], { value, enumerable: true, writable: true, configurable: true })
   }
+  const file = readSafetensors(bytes)
+  for (const [name, t] of file.tensors) {
+    const dtype = DTYPES[t.dtype]
+    if (dtype === undefined) throw new Error(`the service sent tensor ${name} of dtype ${t.dtype}`)
+    // (a name under a map holds the user's name whole, dots and all)
+    const map = REPLY_MAPS.filter(m => name.startsWith(`${m}.`)).sort((x, y) => y.length - x.length)[0]
+    set(map === undefined ? name.split('.') : [...map.split('.'), name.slice(map.length + 1)], { shape: [...t.shape], dtype, data: arrayOf(dtype, t.bytes) })
+  }
+  for (const [key, value] of Object.entries(file.metadata)) set(key.split('.'), Number(value))
   return reply
 }
 

@@ -561,6 +561,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/optimizer/step": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * One optimizer step: sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)
+         * @description Exactly one step of torch.optim.SGD (momentum, dampening, Nesterov, weight decay), Adam or AdamW over the named parameters, given their gradients and the state the previous reply returned (absent: the initial state). The reply is the new parameters and the new state, ready to post back with the next gradients: {"momentumBuffer": {…}} for sgd with momentum, {"step", "expAvg", "expAvgSq"} for adam and adamw, {} for sgd without momentum. Every tensor has the one result dtype (all the body's tensors promoted, or dtype). In a safetensors body the tensors are params.<name>, grads.<name>, state.expAvg.<name>, … (a name may hold dots) and state.step sits in __metadata__, as in the reply.
+         */
+        post: operations["optimizerStep"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1220,6 +1240,84 @@ export interface components {
                 target?: components["schemas"]["ResultTensor"];
             };
             result?: components["schemas"]["ResultTensor"];
+        };
+        OptimizerStepBody: {
+            /**
+             * @description sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)
+             * @enum {string}
+             */
+            optimizer: "sgd" | "adam" | "adamw";
+            /** @description The parameters by name */
+            params: {
+                [key: string]: components["schemas"]["Tensor"];
+            };
+            /** @description The gradient of each parameter, by the same names, of the same shapes */
+            grads: {
+                [key: string]: components["schemas"]["Tensor"];
+            };
+            /** @description The learning rate (at least 0) */
+            lr: number;
+            /** @description sgd: the momentum factor (default 0) */
+            momentum?: number;
+            /** @description sgd: the dampening of the momentum (default 0) */
+            dampening?: number;
+            /** @description sgd: Nesterov momentum (default false; needs momentum > 0 and dampening 0) */
+            nesterov?: boolean;
+            /** @description adam, adamw: the averages' coefficients, each in [0, 1) (default [0.9, 0.999]) */
+            betas?: number[];
+            /** @description adam, adamw: added to the denominator (default 1e-8) */
+            eps?: number;
+            /** @description The weight decay: L2 for sgd and adam (default 0), decoupled for adamw (default 0.01) */
+            weightDecay?: number;
+            /** @description The state the previous step's reply returned (absent or {}: the initial state) */
+            state?: {
+                /**
+                 * Format: int64
+                 * @description adam, adamw: the steps taken so far
+                 */
+                step?: number;
+                /** @description sgd with momentum: the momentum buffer of each parameter */
+                momentumBuffer?: {
+                    [key: string]: components["schemas"]["Tensor"];
+                };
+                /** @description adam, adamw: the running average of each parameter's gradient */
+                expAvg?: {
+                    [key: string]: components["schemas"]["Tensor"];
+                };
+                /** @description adam, adamw: the running average of each parameter's squared gradient */
+                expAvgSq?: {
+                    [key: string]: components["schemas"]["Tensor"];
+                };
+            };
+            encoding?: components["schemas"]["Encoding"];
+            dtype?: components["schemas"]["DType"];
+        };
+        /** @description The reply's tensors in the object form */
+        OptimizerStepReply: {
+            /** @description The parameters after the step */
+            params: {
+                [key: string]: components["schemas"]["ResultTensor"];
+            };
+            /** @description The state after the step, to post with the next step */
+            state: {
+                /**
+                 * Format: int64
+                 * @description adam, adamw: the steps taken so far
+                 */
+                step?: number;
+                /** @description sgd with momentum: the momentum buffer of each parameter */
+                momentumBuffer?: {
+                    [key: string]: components["schemas"]["ResultTensor"];
+                };
+                /** @description adam, adamw: the running average of each parameter's gradient */
+                expAvg?: {
+                    [key: string]: components["schemas"]["ResultTensor"];
+                };
+                /** @description adam, adamw: the running average of each parameter's squared gradient */
+                expAvgSq?: {
+                    [key: string]: components["schemas"]["ResultTensor"];
+                };
+            };
         };
     };
     responses: never;
@@ -8571,7 +8669,307 @@ export interface operations {
             };
         };
     };
+    optimizerStep: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "optimizer": "adam",
+                 *       "lr": 0.1,
+                 *       "params": {
+                 *         "w": [
+                 *           1,
+                 *           -2
+                 *         ],
+                 *         "b": 0.5
+                 *       },
+                 *       "grads": {
+                 *         "w": [
+                 *           0.5,
+                 *           -1
+                 *         ],
+                 *         "b": 2
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["OptimizerStepBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The reply's tensors in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "params": {
+                     *         "w": {
+                     *           "shape": [
+                     *             2
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             0.900000002,
+                     *             -1.900000001
+                     *           ]
+                     *         },
+                     *         "b": {
+                     *           "shape": [],
+                     *           "dtype": "float64",
+                     *           "data": 0.4000000005
+                     *         }
+                     *       },
+                     *       "state": {
+                     *         "step": 1,
+                     *         "expAvg": {
+                     *           "w": {
+                     *             "shape": [
+                     *               2
+                     *             ],
+                     *             "dtype": "float64",
+                     *             "data": [
+                     *               0.04999999999999999,
+                     *               -0.09999999999999998
+                     *             ]
+                     *           },
+                     *           "b": {
+                     *             "shape": [],
+                     *             "dtype": "float64",
+                     *             "data": 0.19999999999999996
+                     *           }
+                     *         },
+                     *         "expAvgSq": {
+                     *           "w": {
+                     *             "shape": [
+                     *               2
+                     *             ],
+                     *             "dtype": "float64",
+                     *             "data": [
+                     *               0.0002500000000000002,
+                     *               0.0010000000000000009
+                     *             ]
+                     *           },
+                     *           "b": {
+                     *             "shape": [],
+                     *             "dtype": "float64",
+                     *             "data": 0.0040000000000000036
+                     *           }
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OptimizerStepReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "params.w[1] has length 1, expected 2: params.w is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "params.w of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
 }
 
 /** The operation routes: one client method each. */
-export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/layer_norm","/v1/pool2d","/v1/loss","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward","/v1/layer_norm/backward","/v1/pool2d/backward","/v1/loss/backward"] as const
+export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/layer_norm","/v1/pool2d","/v1/loss","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward","/v1/layer_norm/backward","/v1/pool2d/backward","/v1/loss/backward","/v1/optimizer/step"] as const

@@ -11,6 +11,7 @@ import layerNorm, { layerNormBackward } from './layer-norm.js'
 import linear, { linearBackward } from './linear.js'
 import loss, { lossBackward } from './loss.js'
 import matmul, { matmulBackward } from './matmul.js'
+import optimizerStep from './optimizer.js'
 import pool2d, { pool2dBackward } from './pool2d.js'
 import reduce, { reduceBackward } from './reduce.js'
 import softmax, { softmaxBackward } from './softmax.js'
@@ -43,16 +44,24 @@ export const OPERATIONS = {
   softmaxBackward,
   layer_normBackward: layerNormBackward,
   pool2dBackward,
-  lossBackward
+  lossBackward,
+  optimizerStep
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS
 
+/** The operations that have no gradient and no backward route (the optimizer's step). */
+const WITHOUT_BACKWARD = ['optimizerStep'] as const satisfies OperationName[]
+
 /** The forward operations; each has its backward, `<name>Backward` at `<name>/backward`. */
-export type ForwardName = Exclude<OperationName, `${string}Backward`>
+export type ForwardName = Exclude<OperationName, `${string}Backward` | typeof WITHOUT_BACKWARD[number]>
 
 /** The forward operations' names, in the table's order. */
-export const FORWARD: ForwardName[] = (Object.keys(OPERATIONS) as OperationName[]).filter((n): n is ForwardName => !n.endsWith('Backward'))
+export const FORWARD: ForwardName[] = (Object.keys(OPERATIONS) as OperationName[])
+  .filter((n): n is ForwardName => !n.endsWith('Backward') && !(WITHOUT_BACKWARD as readonly string[]).includes(n))
+
+/** The fields of every operation that are objects of named tensors, for safetensors bodies (`params.<name>`). */
+export const TENSOR_MAPS: readonly string[] = [...new Set(Object.values(OPERATIONS).flatMap(op => (op as Operation).tensorMaps ?? []))]
 
 /** Every operation's route below /v1/, forward and backward, in the table's order (`matmul`, …, `matmul/backward`, …). */
 export const ROUTES: string[] = Object.values(OPERATIONS).map(op => op.path ?? op.name)

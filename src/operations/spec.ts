@@ -45,6 +45,11 @@ export interface OperationSpec<
   extraReply?: E
   /** The 200 reply's fields when they are not `result` and extraReply (a backward route's). */
   reply?: F
+  /**
+   * Fields that are objects of tensors keyed by names the user chose (the optimizer's `params`):
+   * in a safetensors body, `<field>.<name>` where the name may hold dots (src/tensor/safetensors.ts).
+   */
+  tensorMaps?: string[]
   prepare: (body: Static<B>, decode: Decoder) => Prepared<T>
   /**
    * Computes a prepared task, in a worker or (the smallest) on the main thread: the reply's

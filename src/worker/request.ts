@@ -10,7 +10,7 @@
  */
 import { bodyLooksLike, isApiError } from '../errors.js'
 import type { Limits } from '../kernels/types.js'
-import { OPERATIONS, type OperationName } from '../operations/index.js'
+import { OPERATIONS, type OperationName, TENSOR_MAPS } from '../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../operations/spec.js'
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
@@ -82,7 +82,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
   if (format === 'safetensors') {
     try {
       // (the body was moved here: its tensors may be read where they lie)
-      parsed = decodeSafetensorsBody(body, limits, true)
+      parsed = decodeSafetensorsBody(body, limits, true, TENSOR_MAPS)
     } catch (err) {
       return refused(err)
     }

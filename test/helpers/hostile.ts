@@ -6,9 +6,9 @@
 import fc from 'fast-check'
 import { FORWARD, type ForwardName } from '../../src/operations/index.js'
 
-type Route = ForwardName | `${ForwardName}/backward`
-/** Every operation route, forward and backward (the registry's, so a new operation is fuzzed too). */
-export const ROUTES: Route[] = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const)]
+type Route = ForwardName | `${ForwardName}/backward` | 'optimizer/step'
+/** Every operation route, forward and backward (the registry's, so a new operation is fuzzed too), and the optimizer's step. */
+export const ROUTES: Route[] = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const), 'optimizer/step']
 const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   matmul: ['a', 'b'],
   dot: ['a', 'b'],
@@ -24,10 +24,16 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   pool2d: ['input', 'kind', 'kernelSize', 'stride', 'padding', 'dilation', 'ceilMode', 'countIncludePad', 'layout'],
   loss: ['kind', 'input', 'target', 'reduction', 'delta', 'labelSmoothing']
 }
+const OPTIMIZER_FIELDS = ['optimizer', 'params', 'grads', 'lr', 'state']
+/** The fields that are objects of named tensors (the optimizer's). */
+const MAP_FIELDS = new Set(['params', 'grads', 'state'])
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
-const fieldsOf = (route: Route): string[] => backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
-const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'kind', 'kernelSize', 'ceilMode', 'countIncludePad', 'reduction', 'delta', 'labelSmoothing', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult']
+const fieldsOf = (route: Route): string[] => route === 'optimizer/step'
+  ? OPTIMIZER_FIELDS
+  : backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
+const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'kind', 'kernelSize', 'ceilMode', 'countIncludePad', 'reduction', 'delta', 'labelSmoothing', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult',
+  'momentum', 'dampening', 'nesterov', 'betas', 'weightDecay', 'lr', 'optimizer']
 
 const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)
 const hostileString = fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', '', '__proto__', 'AAAA', 'AA=A', 'A', '====', 'AAAA\n', '3', 'true', 'null', '\u0000', 'é'.repeat(50))
@@ -86,9 +92,12 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   pool2d: [[[1, 0], [0, 1]]],
   loss: [[1, 0], [0, 1]]
 }
-const VALID = (route: Route): object => backward(route)
-  ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }
-  : VALID_FORWARD[forwardOf(route)]
+const VALID_STEP = { optimizer: 'adam', lr: 0.1, params: { 'fc.w': [1, 2], b: 3 }, grads: { 'fc.w': [1, 'NaN'], b: 'Infinity' }, state: { step: 2, expAvg: { 'fc.w': [0, 1], b: 0 }, expAvgSq: { 'fc.w': [1, 1], b: 1 } } }
+const VALID = (route: Route): object => route === 'optimizer/step'
+  ? VALID_STEP
+  : backward(route)
+    ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }
+    : VALID_FORWARD[forwardOf(route)]
 
 /** A body as JSON text: mostly the route's own shape with hostile parts, some plain junk. */
 export const hostileBody = fc.constantFrom(...ROUTES).chain(route => fc.oneof(
@@ -104,7 +113,9 @@ export const hostileBody = fc.constantFrom(...ROUTES).chain(route => fc.oneof(
     weight: 6,
     arbitrary: fc.tuple(fc.subarray(fieldsOf(route)), fc.array(tensor, { minLength: 5, maxLength: 5 }), fc.subarray(OPTIONS, { maxLength: 4 }), fc.array(option, { minLength: 4, maxLength: 4 }), fc.boolean())
       .map(([fields, tensors, opts, values, proto]) => {
-        const parts = fields.map((f, i) => `${JSON.stringify(f)}:${JSON.stringify(tensors[i])}`)
+        // (a map field holds tensors by name: one hostile tensor under a name, or under a hostile name)
+        const valueOf = (f: string, t: unknown, i: number): unknown => MAP_FIELDS.has(f) && i % 2 === 0 ? { [['w', 'fc.w', '', 'expAvg', 'step'][i]]: t } : t
+        const parts = fields.map((f, i) => `${JSON.stringify(f)}:${JSON.stringify(valueOf(f, tensors[i], i))}`)
         opts.forEach((o, i) => parts.push(`${JSON.stringify(o)}:${JSON.stringify(values[i])}`))
         if (proto) parts.push('"__proto__":{"polluted":1}', '"constructor":{"prototype":{"polluted":1}}')
         return { route, text: `{${parts.join(',')}}` }

@@ -18,7 +18,7 @@ import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type onRequestHookHandler } from 'fastify'
 import { ApiError, bodyLooksLike, type ErrorCode, notAcceptableMessage } from '../../errors.js'
-import { OPERATIONS, type OperationName } from '../../operations/index.js'
+import { OPERATIONS, type OperationName, TENSOR_MAPS } from '../../operations/index.js'
 import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../../operations/spec.js'
 import { OPERATION_SECURITY, operationReplies } from '../../openapi.js'
 import { overloaded } from '../../plugins/pool.js'
@@ -185,7 +185,7 @@ export default async function operationRoutes (app: FastifyInstance): Promise<vo
     let value: unknown
     try {
       // (copied out of the body, which goes back to the pool)
-      value = decodeSafetensorsBody(bytes, app.limits, false)
+      value = decodeSafetensorsBody(bytes, app.limits, false, TENSOR_MAPS)
     } catch (err) {
       done(err as FastifyError, undefined)
       return
