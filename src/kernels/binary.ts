@@ -11,6 +11,8 @@ export type BinaryOp = typeof BINARY_OPS[number]
 
 export interface BinaryInfo {
   op: BinaryOp
+  aShape: number[]
+  bShape: number[]
   outShape: number[]
   outElements: number
   aLength: number
@@ -34,6 +36,8 @@ export function binaryInfo (op: string, aShape: number[], bShape: number[], limi
   checkFlops(outElements, `this ${op}`, limits)
   return {
     op: op as BinaryOp,
+    aShape,
+    bShape,
     outShape,
     outElements,
     aLength,

@@ -37,36 +37,79 @@ export function layerNormInfo (shape: number[], normalizedShape: number[], weigh
 
 /** Each row's mean and 1/sqrt(variance + eps) (the biased variance, as torch's). */
 export function rowStats (x: FloatArray, info: LayerNormInfo): { mean: Float64Array, rstd: Float64Array } {
-  const { rows, n, eps } = info
+  const { rows } = info
   const mean = new Float64Array(rows)
   const rstd = new Float64Array(rows)
-  for (let r = 0; r < rows; r++) {
-    const o = r * n
-    let s = 0
-    for (let j = 0; j < n; j++) s += x[o + j]
-    const m = s / n
-    let v = 0
-    for (let j = 0; j < n; j++) {
-      const d = x[o + j] - m
-      v += d * d
-    }
-    mean[r] = m
-    rstd[r] = 1 / Math.sqrt(v / n + eps)
-  }
+  for (let r = 0; r < rows; r++) stats(x, r, info, mean, rstd, r)
   return { mean, rstd }
 }
 
-/** Fills out with (x - mean)·rstd·weight + bias, row by row. */
+/**
+ * Row r's mean and rstd, into mean[at] and rstd[at], in one pass in doubles: the sums of d and d²
+ * for d = x − x₀, x₀ the row's first value (shifted so that a large offset does not cancel: the
+ * variance Σd²/n − (Σd/n)² then loses at most log₂(n) bits, as x₀ is within √n standard
+ * deviations of the mean), each in four interleaved partial sums (the additions need not wait on
+ * one another).
+ */
+function stats (x: FloatArray, r: number, info: LayerNormInfo, mean: Float64Array, rstd: Float64Array, at: number): void {
+  const { n, eps } = info
+  const o = r * n
+  const end = o + n
+  const end4 = o + (n & ~3)
+  const x0 = x[o]
+  let s0 = 0
+  let s1 = 0
+  let s2 = 0
+  let s3 = 0
+  let q0 = 0
+  let q1 = 0
+  let q2 = 0
+  let q3 = 0
+  let k = o
+  for (; k < end4; k += 4) {
+    const d0 = x[k] - x0
+    const d1 = x[k + 1] - x0
+    const d2 = x[k + 2] - x0
+    const d3 = x[k + 3] - x0
+    s0 += d0
+    s1 += d1
+    s2 += d2
+    s3 += d3
+    q0 += d0 * d0
+    q1 += d1 * d1
+    q2 += d2 * d2
+    q3 += d3 * d3
+  }
+  for (; k < end; k++) {
+    const d = x[k] - x0
+    s0 += d
+    q0 += d * d
+  }
+  const dm = ((s0 + s1) + (s2 + s3)) / n
+  // (a non-finite row gives NaN, as the two-pass formula would: Σd² − n·dm² of infinities)
+  const variance = Math.max(0, ((q0 + q1) + (q2 + q3)) / n - dm * dm)
+  mean[at] = x0 + dm
+  rstd[at] = 1 / Math.sqrt(variance + eps)
+}
+
+/** Fills out with (x - mean)·rstd·weight + bias, row by row (each row's statistics just before its output, while it is in cache). */
 export function layerNorm (out: FloatArray, x: FloatArray, weight: FloatArray | null, bias: FloatArray | null, info: LayerNormInfo): FloatArray {
   const { rows, n } = info
-  const { mean, rstd } = rowStats(x, info)
+  const mean = new Float64Array(1)
+  const rstd = new Float64Array(1)
   for (let r = 0; r < rows; r++) {
+    stats(x, r, info, mean, rstd, 0)
     const o = r * n
-    for (let j = 0; j < n; j++) {
-      let y = (x[o + j] - mean[r]) * rstd[r]
-      if (weight !== null) y *= weight[j]
-      if (bias !== null) y += bias[j]
-      out[o + j] = y
+    const m = mean[0]
+    const s = rstd[0]
+    if (weight !== null && bias !== null) {
+      for (let j = 0; j < n; j++) out[o + j] = (x[o + j] - m) * s * weight[j] + bias[j]
+    } else if (weight !== null) {
+      for (let j = 0; j < n; j++) out[o + j] = (x[o + j] - m) * s * weight[j]
+    } else if (bias !== null) {
+      for (let j = 0; j < n; j++) out[o + j] = (x[o + j] - m) * s + bias[j]
+    } else {
+      for (let j = 0; j < n; j++) out[o + j] = (x[o + j] - m) * s
     }
   }
   return out

@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import { ENGINE_BINARY, engineElementwise, useEngine } from '../kernels/ort/kernels.js'
 import { binary as binaryKernel, BINARY_OPS, binaryInfo } from '../kernels/binary.js'
 import { binaryBackward as binaryGrad } from '../kernels/grad/binary.js'
 import { CheckedEnum, commonFields, TensorSchema } from '../schemas/tensor.js'
@@ -39,7 +40,17 @@ const binary = defineOperation({
       outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
     }
   },
-  run: ({ dtype, a, b, info }) => binaryKernel(resultArray(dtype, info.outElements), a, b, info)
+  run ({ dtype, a, b, info }) {
+    const out = resultArray(dtype, info.outElements)
+    // add, sub, mul, div from F32_MIN_MACS elements: the engine's vectorised operator, broadcasting as NumPy does (the
+    // same correctly rounded values); else the loop
+    const operator = ENGINE_BINARY[info.op]
+    if (operator !== undefined && info.outElements > 0 && useEngine(info.outElements)) {
+      engineElementwise(operator, out, info.outShape, [[a, info.aShape], [b, info.bShape]])
+      return out
+    }
+    return binaryKernel(out, a, b, info)
+  }
 })
 
 export default binary

@@ -11,6 +11,11 @@ import { conv2d, conv2dInfo } from '../../src/kernels/conv2d.js'
 import { matmul, matmulInfo } from '../../src/kernels/matmul.js'
 import { enableEngine, engineRuns, MAX_SESSIONS, sessionCount } from '../../src/kernels/ort/engine.js'
 import { attentionReference } from '../../src/kernels/reference/attention.js'
+import { softmax, softmaxInfo } from '../../src/kernels/softmax.js'
+import { OPERATIONS } from '../../src/operations/index.js'
+import { binary, binaryInfo } from '../../src/kernels/binary.js'
+import { ENGINE_BINARY, ENGINE_UNARY } from '../../src/kernels/ort/kernels.js'
+import { unary, unaryInfo } from '../../src/kernels/unary.js'
 import { conv2dReference } from '../../src/kernels/reference/conv2d.js'
 import { matmulReference } from '../../src/kernels/reference/matmul.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../../src/kernels/types.js'
@@ -84,6 +89,85 @@ describe('the engine at the sizes the service gives it', () => {
       expectClose(gotW, wantW, TOL[dtype], dtype)
       expect(Array.from(got.subarray(3 * 32, 4 * 32))).toEqual(new Array(32).fill(0))
     }
+  })
+})
+
+describe('softmax on the engine (the operation\'s run step picks it for float32 slices along the last axis)', () => {
+  it('agrees with the float64 loop, special rows included: all −∞ gives zeros (log: −∞), NaN or +∞ gives NaN', () => {
+    for (const log of [false, true]) {
+      for (const [rows, n] of [[300, 257], [64, 1], [2, 5000]]) {
+        const x = values('float32', rows * n, 11) as Float32Array
+        for (let j = 0; j < n; j++) x[j] = -Infinity // row 0 all −∞
+        x[n] = NaN // row 1 holds NaN
+        if (rows > 2) x[2 * n + n - 1] = Infinity // row 2 holds +∞
+        if (rows > 3 && n > 1) x[3 * n] = -Infinity // row 3 holds one −∞
+        const info = softmaxInfo([rows, n], -1, log, LIMITS)
+        const before = engineRuns()
+        const got = OPERATIONS.softmax.run({ dtype: 'float32', input: x, info })
+        expect(engineRuns(), 'ran on the engine').toBe(before + 1)
+        const want = softmax(new Float64Array(rows * n), Float64Array.from(x), info)
+        expectClose(got, Float32Array.from(want), { rtol: 1e-5, atol: 0 }, `${rows}x${n} log ${log}`)
+        expect(Array.from(got.subarray(0, n)).every(v => Object.is(v, log ? -Infinity : 0))).toBe(true)
+      }
+    }
+  })
+
+  it('other axes and float64 stay on the loop', () => {
+    const before = engineRuns()
+    const x = values('float32', 64 * 1024, 12)
+    OPERATIONS.softmax.run({ dtype: 'float32', input: x, info: softmaxInfo([64, 1024], 0, false, LIMITS) })
+    OPERATIONS.softmax.run({ dtype: 'float64', input: Float64Array.from(x), info: softmaxInfo([64, 1024], -1, false, LIMITS) })
+    expect(engineRuns()).toBe(before)
+  })
+})
+
+describe('elementwise operators on the engine (the operations\' run steps pick them for large tensors)', () => {
+  /** Values over the whole float32 range: specials, signed zeros, subnormals, huge and ordinary ones. */
+  function wide (n: number, seed: number): Float32Array {
+    const special = [NaN, Infinity, -Infinity, 0, -0, 1e-40, -1e-40, 1e-30, 3e38, -3e38, 88.8, -104, 1, -1, 0.5, 700, 1e10]
+    const x = new Float32Array(n)
+    for (let i = 0; i < n; i++) x[i] = i < special.length ? special[i] : Math.sin(i * 12.9898 + seed) * 10 ** ((i % 9) - 3)
+    return x
+  }
+
+  it('unary: every ENGINE_UNARY op agrees with the float64 loop rounded (within 2e-5, a subnormal within its last unit; special values exactly)', () => {
+    for (const op of Object.keys(ENGINE_UNARY)) {
+      const x = wide(70000, 13)
+      const info = unaryInfo(op, [x.length], LIMITS)
+      const before = engineRuns()
+      const got = OPERATIONS.unary.run({ dtype: 'float32', input: x, info })
+      expect(engineRuns(), `${op} ran on the engine`).toBe(before + 1)
+      const want = Float32Array.from(unary(new Float64Array(x.length), Float64Array.from(x), info))
+      // (a subnormal result may differ by its last unit, 1.4e-45)
+      expectClose(got, want, { rtol: 2e-5, atol: 3e-45 }, op)
+    }
+  })
+
+  it('binary: add, sub, mul, div with broadcasting, in both dtypes, equal to the loop\'s correctly rounded values', () => {
+    for (const op of Object.keys(ENGINE_BINARY)) {
+      for (const [aShape, bShape] of [[[300, 257], [300, 257]], [[300, 257], [257]], [[300, 1], [1, 257]], [[2, 1, 200], [170, 1]], [[70000], []]]) {
+        for (const dtype of ['float32', 'float64'] as const) {
+          const a = dtype === 'float32' ? wide(aShape.reduce((p, d) => p * d, 1), 14) : Float64Array.from(wide(aShape.reduce((p, d) => p * d, 1), 14))
+          const b = dtype === 'float32' ? wide(bShape.reduce((p, d) => p * d, 1), 15).reverse() : Float64Array.from(wide(bShape.reduce((p, d) => p * d, 1), 15).reverse())
+          const info = binaryInfo(op, aShape, bShape, LIMITS)
+          const before = engineRuns()
+          const got = OPERATIONS.binary.run({ dtype, a, b, info })
+          expect(engineRuns(), `${op} ran on the engine`).toBe(before + 1)
+          const want = binary(allocate(dtype, info.outElements), a, b, info)
+          expectClose(got, want, { rtol: 0, atol: 0 }, `${op} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)} ${dtype}`)
+        }
+      }
+    }
+  })
+
+  it('the others stay on the loops: pow, maximum, tanh, float64 unary', () => {
+    const before = engineRuns()
+    const x = wide(70000, 16)
+    OPERATIONS.unary.run({ dtype: 'float32', input: x, info: unaryInfo('tanh', [x.length], LIMITS) })
+    OPERATIONS.unary.run({ dtype: 'float64', input: Float64Array.from(x), info: unaryInfo('exp', [x.length], LIMITS) })
+    OPERATIONS.binary.run({ dtype: 'float32', a: x, b: x, info: binaryInfo('maximum', [x.length], [x.length], LIMITS) })
+    OPERATIONS.binary.run({ dtype: 'float32', a: x, b: x, info: binaryInfo('pow', [x.length], [x.length], LIMITS) })
+    expect(engineRuns()).toBe(before)
   })
 })
 

@@ -250,3 +250,53 @@ export function convTransposable (info: Conv2dInfo): boolean {
   const pr = (info.OW - 1) * info.sw + info.dw * (info.kw - 1) + 1 - info.W - info.padLeft
   return -pb < info.sh && -pr < info.sw
 }
+
+/**
+ * softmax (or log_softmax) of float32 rows [rows, n] on the engine's vectorised Softmax. A row that
+ * is all −∞ comes out NaN there: such rows are written here as the contract has them, zeros (log:
+ * −∞). A row holding NaN or +∞ is NaN on both.
+ */
+export function engineSoftmaxRows (out: Float32Array, x: Float32Array, rows: number, n: number, log: boolean): void {
+  const op = log ? 'LogSoftmax' : 'Softmax'
+  const s = session(`softmax/${op}`, 1, () => ({
+    inputs: [['x', 'float32']],
+    outputs: [['y', 'float32']],
+    nodes: [{ op, inputs: ['x'], outputs: ['y'], attributes: [{ name: 'axis', int: 1 }] }]
+  }))
+  run(s, { x: tensor(x.subarray(0, rows * n), [rows, n]) }, { y: tensor(out.subarray(0, rows * n), [rows, n]) })
+  for (let r = 0; r < rows; r++) {
+    const o = r * n
+    if (!Number.isNaN(out[o])) continue
+    let allNegInf = true
+    for (let j = 0; j < n && allNegInf; j++) allNegInf = x[o + j] === -Infinity
+    if (allNegInf) out.fill(log ? -Infinity : 0, o, o + n)
+  }
+}
+
+/**
+ * The elementwise operators whose float32 results on the engine are those of the float64 loops rounded, within 2e-5
+ * (special values exactly). Not tanh (it flushes subnormal results) nor sigmoid (its tails are 0 and 1 from about ±17).
+ */
+export const ENGINE_UNARY: Readonly<Record<string, string>> = {
+  neg: 'Neg', abs: 'Abs', exp: 'Exp', log: 'Log', sqrt: 'Sqrt', square: 'Mul', reciprocal: 'Reciprocal', sin: 'Sin', cos: 'Cos', relu: 'Relu'
+}
+/** add, sub, mul, div: correctly rounded in both dtypes, with the engine's NumPy broadcasting. */
+export const ENGINE_BINARY: Readonly<Record<string, string>> = { add: 'Add', sub: 'Sub', mul: 'Mul', div: 'Div' }
+
+/**
+ * One elementwise operator of the engine over whole tensors (`operator` from ENGINE_UNARY or
+ * ENGINE_BINARY): `out` of shape `outShape`, from the inputs of their shapes (a unary operator's
+ * one input given twice for Mul: square).
+ */
+export function engineElementwise (operator: string, out: FloatArray, outShape: number[], inputs: Array<[FloatArray, number[]]>): void {
+  const t = elemOf(out)
+  const names = inputs.length === 1 && operator === 'Mul' ? ['x0', 'x0'] : inputs.map((_, i) => `x${i}`)
+  const s = session(`elementwise/${operator}/${t}/${inputs.length}`, 1, () => ({
+    inputs: inputs.map((_, i) => [`x${i}`, t]),
+    outputs: [['y', t]],
+    nodes: [{ op: operator, inputs: names, outputs: ['y'] }]
+  }))
+  const feed: Record<string, ReturnType<typeof tensor>> = {}
+  inputs.forEach(([data, dims], i) => { feed[`x${i}`] = tensor(as(out, data), dims) })
+  run(s, feed, { y: tensor(out, outShape) })
+}
