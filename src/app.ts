@@ -106,7 +106,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
   app.decorate('config', config)
   // past MAX_CONNECTIONS open connections, Node closes each new one as it is accepted
   if (config.maxConnections > 0) app.server.maxConnections = config.maxConnections
-  app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops, maxJsonReplyBytes: config.maxJsonReplyBytes })
+  app.decorate('limits', { maxElements: config.maxElements, maxFlops: config.maxFlops, maxJsonReplyBytes: config.maxJsonReplyBytes, maxGraphNodes: config.maxGraphNodes })
   app.decorate('accepting', false)
   // (declared, so that every request object has the same shape: set on some requests only, they
   // would give Fastify's request objects several hidden classes)

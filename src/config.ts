@@ -25,6 +25,8 @@ export interface Config {
   maxFlops: number
   /** Largest JSON reply in bytes, counted from the result shapes before computing (413; 0: no limit). */
   maxJsonReplyBytes: number
+  /** Most nodes of one graph (POST /v1/graph; 413). */
+  maxGraphNodes: number
   /** Replies of this many bytes or more are compressed when the client accepts it (0: never). */
   compressMinBytes: number
   /** How long a drain (SIGTERM/SIGINT) may take before the process exits anyway (default: TASK_TIMEOUT_MS's default + 5 s). */
@@ -109,6 +111,7 @@ export function defaultConfig (): Config {
     maxElements: 16777216,
     maxFlops: 2e11,
     maxJsonReplyBytes: 64 * 1024 * 1024,
+    maxGraphNodes: 64,
     compressMinBytes: COMPRESS_MIN_BYTES,
     shutdownGraceMs: 35000,
     maxEventLoopDelayMs: 0,
@@ -144,6 +147,7 @@ const NUMBER_VARS: NumberVar[] = [
   { key: 'maxElements', name: 'MAX_ELEMENTS', min: 1, max: 2 ** 31 - 1, integer: true },
   { key: 'maxFlops', name: 'MAX_FLOPS', min: 1, max: 1e18, integer: false },
   { key: 'maxJsonReplyBytes', name: 'MAX_JSON_REPLY_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
+  { key: 'maxGraphNodes', name: 'MAX_GRAPH_NODES', min: 1, max: 10000, integer: true },
   { key: 'compressMinBytes', name: 'COMPRESS_MIN_BYTES', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'shutdownGraceMs', name: 'SHUTDOWN_GRACE_MS', min: 0, max: 2 ** 31 - 1, integer: true },
   { key: 'maxEventLoopDelayMs', name: 'MAX_EVENT_LOOP_DELAY_MS', min: 0, max: 2 ** 31 - 1, integer: true },

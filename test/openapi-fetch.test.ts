@@ -129,6 +129,20 @@ describe('a client generated with openapi-typescript and openapi-fetch', () => {
     expect(second.data?.params['fc.w'].data).toEqual([-1.5, 0.5])
   })
 
+  it('a graph: nodes by name, its gradient and an optimizer step', async () => {
+    const { data } = await client.POST('/v1/graph', {
+      body: {
+        inputs: { x: [1, 2, 3] },
+        nodes: [{ name: 'sq', operation: 'binary', op: 'mul', a: 'x', b: 'x' }, { name: 'total', operation: 'reduce', op: 'sum', input: 'sq' }],
+        gradients: { of: 'total', wrt: ['x'] },
+        update: { optimizer: 'sgd', lr: 0.5 }
+      }
+    })
+    expect(data?.outputs.total.data).toEqual(14)
+    expect(data?.grads?.x.data).toEqual([2, 4, 6])
+    expect(data?.params?.x.data).toEqual([0, 0, 0])
+  })
+
   it('an error is read as the Error component', async () => {
     const { data, error, response } = await client.POST('/v1/matmul', { body: { a: [[1, 2, 3]], b: [[1, 2], [3, 4]] } })
     expect(data).toBeUndefined()

@@ -35,9 +35,12 @@ const TENSOR_FIELD = new Set(TENSOR_FIELDS)
  * The fields that are objects of tensors by names the user chose (the optimizer's), whose tensors a
  * safetensors file names `<field>.<name>` (the name may hold dots).
  */
-export const TENSOR_MAPS: readonly string[] = ['params', 'grads', 'state.momentumBuffer', 'state.expAvg', 'state.expAvgSq']
-/** The fields that hold such objects (`state`): their other entries go to `__metadata__` as `state.step`. */
-const MAP_ROOTS = new Set(TENSOR_MAPS.map(m => m.split('.')[0]))
+export const TENSOR_MAPS: readonly string[] = [
+  'params', 'grads', 'state.momentumBuffer', 'state.expAvg', 'state.expAvgSq',
+  'inputs', 'update.state.momentumBuffer', 'update.state.expAvg', 'update.state.expAvgSq'
+]
+/** Whether a field holds such objects (`state`, `update`): its other entries go to `__metadata__` as `state.step`. */
+const holdsMaps = (field: string): boolean => TENSOR_MAPS.some(m => m.startsWith(`${field}.`))
 /** Those of a reply: its `grads` are named by the operands (`grads.a`, einsum's `grads.operands.0`, which nest). */
 const REPLY_MAPS = TENSOR_MAPS.filter(m => m !== 'grads')
 
@@ -246,8 +249,10 @@ function fileOf (args: object, minBytes: number): Uint8Array<ArrayBuffer> | unde
     } else if (TENSOR_MAPS.includes(key)) {
       if (!isPlainObject(value) || !Object.values(value).every(isTensor)) return undefined
       for (const [name, t] of Object.entries(value)) tensors.push([`${key}.${name}`, t as Tensor])
-    } else if (MAP_ROOTS.has(key) && isPlainObject(value)) {
+    } else if (holdsMaps(key) && isPlainObject(value)) {
       for (const [k, v] of Object.entries(value)) fields.push([`${key}.${k}`, v])
+    } else if (holdsTensor(value)) {
+      return undefined // (a typed tensor elsewhere, a graph's gradOutput: JSON)
     } else {
       metadata[key] = typeof value === 'string' && !readsAsJson(value) ? value : JSON.stringify(value)
     }
@@ -257,6 +262,13 @@ function fileOf (args: object, minBytes: number): Uint8Array<ArrayBuffer> | unde
     const data = littleEndian(t.data)
     return [name, { dtype: FILE_DTYPES[dtypeOf(t)], shape: t.shape, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }]
   }), metadata)
+}
+
+/** Whether a typed tensor is anywhere in a value. */
+function holdsTensor (value: unknown): boolean {
+  if (isTensor(value)) return true
+  if (Array.isArray(value)) return value.some(holdsTensor)
+  return isPlainObject(value) && Object.values(value).some(holdsTensor)
 }
 
 function readsAsJson (s: string): boolean {

@@ -581,6 +581,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/graph": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A graph of operations: forward, gradients (reverse mode) and an optimizer step in one request
+         * @description A small program of the service's own operations: named inputs, nodes (each an operation route with that route's fields, every tensor field the name of an input or an earlier node), the outputs wanted (default: the last node), optionally the gradient of one node with respect to chosen inputs (torch.autograd.grad: each node's backward operation, summed where a value feeds several nodes), and optionally one optimizer step on them (the fields of /v1/optimizer/step other than params and grads). The whole graph is checked before anything is computed: references to inputs and earlier nodes only, each node's fields, every value's shape, every intermediate against MAX_ELEMENTS and the whole work (forward, backward and update) against MAX_FLOPS; errors name the node by index and name. An attention node's value is its output. Every tensor of the reply has one dtype, the promotion of theirs.
+         */
+        post: operations["graph"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1242,11 +1262,6 @@ export interface components {
             result?: components["schemas"]["ResultTensor"];
         };
         OptimizerStepBody: {
-            /**
-             * @description sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)
-             * @enum {string}
-             */
-            optimizer: "sgd" | "adam" | "adamw";
             /** @description The parameters by name */
             params: {
                 [key: string]: components["schemas"]["Tensor"];
@@ -1255,6 +1270,11 @@ export interface components {
             grads: {
                 [key: string]: components["schemas"]["Tensor"];
             };
+            /**
+             * @description sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)
+             * @enum {string}
+             */
+            optimizer: "sgd" | "adam" | "adamw";
             /** @description The learning rate (at least 0) */
             lr: number;
             /** @description sgd: the momentum factor (default 0) */
@@ -1300,6 +1320,107 @@ export interface components {
             };
             /** @description The state after the step, to post with the next step */
             state: {
+                /**
+                 * Format: int64
+                 * @description adam, adamw: the steps taken so far
+                 */
+                step?: number;
+                /** @description sgd with momentum: the momentum buffer of each parameter */
+                momentumBuffer?: {
+                    [key: string]: components["schemas"]["ResultTensor"];
+                };
+                /** @description adam, adamw: the running average of each parameter's gradient */
+                expAvg?: {
+                    [key: string]: components["schemas"]["ResultTensor"];
+                };
+                /** @description adam, adamw: the running average of each parameter's squared gradient */
+                expAvgSq?: {
+                    [key: string]: components["schemas"]["ResultTensor"];
+                };
+            };
+        };
+        GraphBody: {
+            /** @description The graph's tensors by name (1 to 64 of them; a name matches [A-Za-z_][A-Za-z0-9_]*, at most 64 characters) */
+            inputs: {
+                [key: string]: components["schemas"]["Tensor"];
+            };
+            /** @description The program, in order (1 to MAX_GRAPH_NODES, default 64, nodes) */
+            nodes: ({
+                name: string;
+                /** @description An operation route: matmul, dot, linear, conv2d, attention, einsum, unary, binary, reduce, softmax, layer_norm, pool2d or loss */
+                operation: string;
+            } & {
+                [key: string]: unknown;
+            })[];
+            /** @description The names to return (default: the last node) */
+            outputs?: string[];
+            /** @description The gradient of node `of` with respect to the inputs `wrt`, given `gradOutput` (of `of`'s shape; 1 when left out, for a rank-0 `of`) */
+            gradients?: {
+                of: string;
+                /** @description The inputs to differentiate */
+                wrt: string[];
+                gradOutput?: components["schemas"]["Tensor"];
+            };
+            /** @description One step of POST /v1/optimizer/step on the `wrt` inputs with their gradients (its fields other than params and grads) */
+            update?: {
+                /**
+                 * @description sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)
+                 * @enum {string}
+                 */
+                optimizer: "sgd" | "adam" | "adamw";
+                /** @description The learning rate (at least 0) */
+                lr: number;
+                /** @description sgd: the momentum factor (default 0) */
+                momentum?: number;
+                /** @description sgd: the dampening of the momentum (default 0) */
+                dampening?: number;
+                /** @description sgd: Nesterov momentum (default false; needs momentum > 0 and dampening 0) */
+                nesterov?: boolean;
+                /** @description adam, adamw: the averages' coefficients, each in [0, 1) (default [0.9, 0.999]) */
+                betas?: number[];
+                /** @description adam, adamw: added to the denominator (default 1e-8) */
+                eps?: number;
+                /** @description The weight decay: L2 for sgd and adam (default 0), decoupled for adamw (default 0.01) */
+                weightDecay?: number;
+                /** @description The state the previous step's reply returned (absent or {}: the initial state) */
+                state?: {
+                    /**
+                     * Format: int64
+                     * @description adam, adamw: the steps taken so far
+                     */
+                    step?: number;
+                    /** @description sgd with momentum: the momentum buffer of each parameter */
+                    momentumBuffer?: {
+                        [key: string]: components["schemas"]["Tensor"];
+                    };
+                    /** @description adam, adamw: the running average of each parameter's gradient */
+                    expAvg?: {
+                        [key: string]: components["schemas"]["Tensor"];
+                    };
+                    /** @description adam, adamw: the running average of each parameter's squared gradient */
+                    expAvgSq?: {
+                        [key: string]: components["schemas"]["Tensor"];
+                    };
+                };
+            };
+            encoding?: components["schemas"]["Encoding"];
+        };
+        /** @description The reply's tensors in the object form */
+        GraphReply: {
+            /** @description The values asked for, by name */
+            outputs: {
+                [key: string]: components["schemas"]["ResultTensor"];
+            };
+            /** @description The gradient of each `wrt` input */
+            grads?: {
+                [key: string]: components["schemas"]["ResultTensor"];
+            };
+            /** @description With update: the `wrt` inputs after the step */
+            params?: {
+                [key: string]: components["schemas"]["ResultTensor"];
+            };
+            /** @description The state after the step, to post with the next step */
+            state?: {
                 /**
                  * Format: int64
                  * @description adam, adamw: the steps taken so far
@@ -8969,7 +9090,341 @@ export interface operations {
             };
         };
     };
+    graph: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "inputs": {
+                 *         "x": [
+                 *           [
+                 *             1,
+                 *             2
+                 *           ]
+                 *         ],
+                 *         "w": [
+                 *           [
+                 *             0.5
+                 *           ],
+                 *           [
+                 *             -1
+                 *           ]
+                 *         ],
+                 *         "t": [
+                 *           [
+                 *             1
+                 *           ]
+                 *         ]
+                 *       },
+                 *       "nodes": [
+                 *         {
+                 *           "name": "y",
+                 *           "operation": "matmul",
+                 *           "a": "x",
+                 *           "b": "w"
+                 *         },
+                 *         {
+                 *           "name": "l",
+                 *           "operation": "loss",
+                 *           "kind": "mse",
+                 *           "input": "y",
+                 *           "target": "t"
+                 *         }
+                 *       ],
+                 *       "outputs": [
+                 *         "y",
+                 *         "l"
+                 *       ],
+                 *       "gradients": {
+                 *         "of": "l",
+                 *         "wrt": [
+                 *           "w"
+                 *         ]
+                 *       },
+                 *       "update": {
+                 *         "optimizer": "sgd",
+                 *         "lr": 0.1
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["GraphBody"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The reply's tensors in the object form */
+            200: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "outputs": {
+                     *         "y": {
+                     *           "shape": [
+                     *             1,
+                     *             1
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               -1.5
+                     *             ]
+                     *           ]
+                     *         },
+                     *         "l": {
+                     *           "shape": [],
+                     *           "dtype": "float64",
+                     *           "data": 6.25
+                     *         }
+                     *       },
+                     *       "grads": {
+                     *         "w": {
+                     *           "shape": [
+                     *             2,
+                     *             1
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               -5
+                     *             ],
+                     *             [
+                     *               -10
+                     *             ]
+                     *           ]
+                     *         }
+                     *       },
+                     *       "params": {
+                     *         "w": {
+                     *           "shape": [
+                     *             2,
+                     *             1
+                     *           ],
+                     *           "dtype": "float64",
+                     *           "data": [
+                     *             [
+                     *               1
+                     *             ],
+                     *             [
+                     *               0
+                     *             ]
+                     *           ]
+                     *         }
+                     *       },
+                     *       "state": {}
+                     *     }
+                     */
+                    "application/json": components["schemas"]["GraphReply"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Invalid JSON, a body that fails the schema, a malformed tensor or safetensors file (INVALID_TENSOR), operands that do not go together (SHAPE_MISMATCH), an option out of range (INVALID_ARGUMENT), or a compressed body that does not decompress (INVALID_ENCODING) */
+            400: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 400,
+                     *       "code": "INVALID_TENSOR",
+                     *       "error": "Bad Request",
+                     *       "message": "inputs.x[1] has length 1, expected 2: inputs.x is ragged (its first elements give shape [2,2])"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or a wrong one (UNAUTHORIZED); only when the service is started with API_KEYS or API_KEYS_FILE */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "error": "Unauthorized",
+                     *       "message": "an API key is required: send it as Authorization: Bearer <key> or as x-api-key: <key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Accept allows neither application/json nor application/octet-stream (NOT_ACCEPTABLE) */
+            406: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 406,
+                     *       "code": "NOT_ACCEPTABLE",
+                     *       "error": "Not Acceptable",
+                     *       "message": "Accept \"text/html\" allows neither application/json nor application/octet-stream (safetensors)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body (decompressed) over BODY_LIMIT_BYTES, or a tensor over MAX_ELEMENTS, work over MAX_FLOPS or a JSON reply over MAX_JSON_REPLY_BYTES (TOO_LARGE); refused before computing */
+            413: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 413,
+                     *       "code": "TOO_LARGE",
+                     *       "error": "Payload Too Large",
+                     *       "message": "inputs.x of shape [65536,65536] has more than 16777216 elements (MAX_ELEMENTS)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is neither application/json nor application/octet-stream (a safetensors file), or its Content-Encoding is not gzip, deflate or br (UNSUPPORTED_ENCODING) */
+            415: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 415,
+                     *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                     *       "error": "Unsupported Media Type",
+                     *       "message": "unsupported content-type \"text/plain\": send the body as application/json, or a safetensors file as application/octet-stream"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW_MS from this API key, or from this address without keys (RATE_LIMITED); retry after the Retry-After header. The example: RATE_LIMIT_MAX=100 */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 429,
+                     *       "code": "RATE_LIMITED",
+                     *       "error": "Too Many Requests",
+                     *       "message": "rate limit reached: 100 requests per 60000 ms; retry in 1 minute"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error: the message carries only the request id */
+            500: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 500,
+                     *       "code": "INTERNAL",
+                     *       "error": "Internal Server Error",
+                     *       "message": "internal error (request id 4f6c1d0e-8a55-4c1b-9d52-2b7c0e3f9a61)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The work queue is full (OVERLOADED); retry after the Retry-After header. The example: WORKERS=4 */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 503,
+                     *       "code": "OVERLOADED",
+                     *       "error": "Service Unavailable",
+                     *       "message": "the service is at capacity (4 workers busy, 64 tasks waiting); retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The computation ran past TASK_TIMEOUT_MS and was stopped (TIMEOUT) */
+            504: {
+                headers: {
+                    "Access-Control-Allow-Origin": components["headers"]["Access-Control-Allow-Origin"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 504,
+                     *       "code": "TIMEOUT",
+                     *       "error": "Gateway Timeout",
+                     *       "message": "the computation ran past its time limit of 30000 ms and was stopped"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
 }
 
 /** The operation routes: one client method each. */
-export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/layer_norm","/v1/pool2d","/v1/loss","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward","/v1/layer_norm/backward","/v1/pool2d/backward","/v1/loss/backward","/v1/optimizer/step"] as const
+export const OPERATION_ROUTES = ["/v1/matmul","/v1/dot","/v1/linear","/v1/conv2d","/v1/attention","/v1/einsum","/v1/unary","/v1/binary","/v1/reduce","/v1/softmax","/v1/layer_norm","/v1/pool2d","/v1/loss","/v1/matmul/backward","/v1/dot/backward","/v1/linear/backward","/v1/conv2d/backward","/v1/attention/backward","/v1/einsum/backward","/v1/unary/backward","/v1/binary/backward","/v1/reduce/backward","/v1/softmax/backward","/v1/layer_norm/backward","/v1/pool2d/backward","/v1/loss/backward","/v1/optimizer/step","/v1/graph"] as const

@@ -18,6 +18,8 @@ export interface Limits {
   maxFlops: number
   /** Largest JSON reply, counted from the shapes before computing (0 or absent: no limit). */
   maxJsonReplyBytes?: number
+  /** Most nodes of one graph (absent: 64). */
+  maxGraphNodes?: number
 }
 
 /**

@@ -7,6 +7,7 @@ import binary, { binaryBackward } from './binary.js'
 import conv2d, { conv2dBackward } from './conv2d.js'
 import dot, { dotBackward } from './dot.js'
 import einsum, { einsumBackward } from './einsum.js'
+import graph from './graph.js'
 import layerNorm, { layerNormBackward } from './layer-norm.js'
 import linear, { linearBackward } from './linear.js'
 import loss, { lossBackward } from './loss.js'
@@ -45,13 +46,14 @@ export const OPERATIONS = {
   layer_normBackward: layerNormBackward,
   pool2dBackward,
   lossBackward,
-  optimizerStep
+  optimizerStep,
+  graph
 } as const satisfies Record<string, Operation>
 
 export type OperationName = keyof typeof OPERATIONS
 
-/** The operations that have no gradient and no backward route (the optimizer's step). */
-const WITHOUT_BACKWARD = ['optimizerStep'] as const satisfies OperationName[]
+/** The operations that have no gradient and no backward route (the optimizer's step, graphs). */
+const WITHOUT_BACKWARD = ['optimizerStep', 'graph'] as const satisfies OperationName[]
 
 /** The forward operations; each has its backward, `<name>Backward` at `<name>/backward`. */
 export type ForwardName = Exclude<OperationName, `${string}Backward` | typeof WITHOUT_BACKWARD[number]>

@@ -31,10 +31,9 @@ function StateSchema<T extends TSchema> (tensor: T, description: string) {
   }, { additionalProperties: false, description })
 }
 
-const Body = Type.Object({
+/** The fields of a step besides the parameters and gradients: what a graph's `update` takes (./graph.ts). */
+export const UPDATE_FIELDS = {
   optimizer: CheckedEnum([...OPTIMIZERS], { description: 'sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)' }),
-  params: Named(TensorSchema, 'The parameters by name'),
-  grads: Named(TensorSchema, 'The gradient of each parameter, by the same names, of the same shapes'),
   lr: Type.Number({ description: 'The learning rate (at least 0)' }),
   momentum: Type.Optional(Type.Number({ description: 'sgd: the momentum factor (default 0)' })),
   dampening: Type.Optional(Type.Number({ description: 'sgd: the dampening of the momentum (default 0)' })),
@@ -42,9 +41,18 @@ const Body = Type.Object({
   betas: Type.Optional(Type.Array(Type.Number(), { minItems: 2, maxItems: 2, description: 'adam, adamw: the averages\' coefficients, each in [0, 1) (default [0.9, 0.999])' })),
   eps: Type.Optional(Type.Number({ description: 'adam, adamw: added to the denominator (default 1e-8)' })),
   weightDecay: Type.Optional(Type.Number({ description: 'The weight decay: L2 for sgd and adam (default 0), decoupled for adamw (default 0.01)' })),
-  state: Type.Optional(StateSchema(TensorSchema, 'The state the previous step\'s reply returned (absent or {}: the initial state)')),
+  state: Type.Optional(StateSchema(TensorSchema, 'The state the previous step\'s reply returned (absent or {}: the initial state)'))
+}
+
+const Body = Type.Object({
+  params: Named(TensorSchema, 'The parameters by name'),
+  grads: Named(TensorSchema, 'The gradient of each parameter, by the same names, of the same shapes'),
+  ...UPDATE_FIELDS,
   ...commonFields
 }, { additionalProperties: false })
+
+/** The state schema of a reply (./graph.ts's too). */
+export const ReplyStateSchema = StateSchema(ResultTensorSchema, 'The state after the step, to post with the next step')
 
 type StepBody = Static<typeof Body>
 type StateName = 'momentumBuffer' | 'expAvg' | 'expAvgSq'
@@ -116,7 +124,7 @@ const optimizerStepOp = defineOperation({
   },
   reply: {
     params: Named(ResultTensorSchema, 'The parameters after the step'),
-    state: StateSchema(ResultTensorSchema, 'The state after the step, to post with the next step')
+    state: ReplyStateSchema
   },
   tensorMaps: ['params', 'grads', 'state.momentumBuffer', 'state.expAvg', 'state.expAvgSq'],
   prepare (body: StepBody, decode) {

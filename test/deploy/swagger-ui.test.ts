@@ -89,7 +89,7 @@ describe.skipIf(skip)(title, () => {
       await status.waitFor({ timeout: 20_000 })
       await expect(status.innerText(), path).resolves.toMatch(/^\s*200/)
       const shown = await op.locator('.live-responses-table .response-col_description .microlight, .live-responses-table .response-col_description pre').first().innerText()
-      expect(shown, path).toContain(path.endsWith('/backward') ? '"grads"' : path === '/v1/optimizer/step' ? '"params"' : '"result"')
+      expect(shown, path).toContain(path.endsWith('/backward') ? '"grads"' : path === '/v1/optimizer/step' ? '"params"' : path === '/v1/graph' ? '"outputs"' : '"result"')
       if (path === OPERATIONS[0]) await op.locator('.live-responses-table').screenshot({ path: RESPONSE_SHOT })
     }
     // the top of the page: title, the operations, the first one opened

@@ -6,9 +6,9 @@
 import fc from 'fast-check'
 import { FORWARD, type ForwardName } from '../../src/operations/index.js'
 
-type Route = ForwardName | `${ForwardName}/backward` | 'optimizer/step'
-/** Every operation route, forward and backward (the registry's, so a new operation is fuzzed too), and the optimizer's step. */
-export const ROUTES: Route[] = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const), 'optimizer/step']
+type Route = ForwardName | `${ForwardName}/backward` | 'optimizer/step' | 'graph'
+/** Every operation route, forward and backward (the registry's, so a new operation is fuzzed too), the optimizer's step and graphs. */
+export const ROUTES: Route[] = [...FORWARD, ...FORWARD.map(op => `${op}/backward` as const), 'optimizer/step', 'graph']
 const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   matmul: ['a', 'b'],
   dot: ['a', 'b'],
@@ -25,13 +25,16 @@ const FORWARD_FIELDS: Record<ForwardName, string[]> = {
   loss: ['kind', 'input', 'target', 'reduction', 'delta', 'labelSmoothing']
 }
 const OPTIMIZER_FIELDS = ['optimizer', 'params', 'grads', 'lr', 'state']
-/** The fields that are objects of named tensors (the optimizer's). */
-const MAP_FIELDS = new Set(['params', 'grads', 'state'])
+const GRAPH_FIELDS = ['inputs', 'nodes', 'outputs', 'gradients', 'update']
+/** The fields that are objects of named tensors (the optimizer's, a graph's inputs). */
+const MAP_FIELDS = new Set(['params', 'grads', 'state', 'inputs'])
 const forwardOf = (route: Route): ForwardName => route.split('/')[0] as ForwardName
 const backward = (route: Route): boolean => route.endsWith('/backward')
 const fieldsOf = (route: Route): string[] => route === 'optimizer/step'
   ? OPTIMIZER_FIELDS
-  : backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
+  : route === 'graph'
+    ? GRAPH_FIELDS
+    : backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
 const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'kind', 'kernelSize', 'ceilMode', 'countIncludePad', 'reduction', 'delta', 'labelSmoothing', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult',
   'momentum', 'dampening', 'nesterov', 'betas', 'weightDecay', 'lr', 'optimizer']
 
@@ -93,34 +96,65 @@ const GRAD_OUTPUT: Record<ForwardName, unknown> = {
   loss: [[1, 0], [0, 1]]
 }
 const VALID_STEP = { optimizer: 'adam', lr: 0.1, params: { 'fc.w': [1, 2], b: 3 }, grads: { 'fc.w': [1, 'NaN'], b: 'Infinity' }, state: { step: 2, expAvg: { 'fc.w': [0, 1], b: 0 }, expAvgSq: { 'fc.w': [1, 1], b: 1 } } }
+const VALID_GRAPH = {
+  inputs: { x: [[1, 2], [3, 'NaN']], w: [[1], [-1]], t: [[0], [1]] },
+  nodes: [{ name: 'y', operation: 'matmul', a: 'x', b: 'w' }, { name: 'l', operation: 'loss', kind: 'mse', input: 'y', target: 't' }],
+  gradients: { of: 'l', wrt: ['w', 'x'] },
+  update: { optimizer: 'adam', lr: 0.1 }
+}
 const VALID = (route: Route): object => route === 'optimizer/step'
   ? VALID_STEP
-  : backward(route)
-    ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }
-    : VALID_FORWARD[forwardOf(route)]
+  : route === 'graph'
+    ? VALID_GRAPH
+    : backward(route)
+      ? { ...VALID_FORWARD[forwardOf(route)], gradOutput: GRAD_OUTPUT[forwardOf(route)] }
+      : VALID_FORWARD[forwardOf(route)]
+
+/** Hostile graphs: names that collide or reach the prototype, references to later or unknown names, bad operations and fields. */
+const graphName = fc.constantFrom('x', 'w', 'y', 'a', 'b', 'constructor', 'prototype', '__proto__', 'toString', 'hasOwnProperty', '', 'a.b', '0', 'é', 'x'.repeat(80))
+const hostileGraph = fc.record({
+  nodes: fc.array(fc.record({
+    name: graphName,
+    operation: fc.constantFrom('matmul', 'binary', 'unary', 'reduce', 'softmax', 'einsum', 'loss', 'attention', 'graph', 'matmul/backward', 'optimizerStep', '__proto__', ''),
+    a: graphName,
+    b: graphName,
+    input: graphName,
+    op: fc.constantFrom('add', 'neg', 'sum', 'exp', 'bogus'),
+    operands: fc.array(graphName, { maxLength: 3 }),
+    equation: fc.constantFrom('ij,jk->ik', 'i,i', 'ii->i', '->'),
+    extra: leaf
+  }, { requiredKeys: ['name', 'operation'] }), { minLength: 0, maxLength: 6 }),
+  outputs: fc.array(graphName, { maxLength: 3 }),
+  gradients: fc.record({ of: graphName, wrt: fc.array(graphName, { maxLength: 3 }), gradOutput: tensor }, { requiredKeys: [] }),
+  update: fc.record({ optimizer: fc.constantFrom('sgd', 'adam', 'bogus'), lr: extremeNumber, state: fc.oneof(leaf, fc.record({ step: extremeNumber, expAvg: fc.dictionary(graphName, tensor, { maxKeys: 2 }) })) }, { requiredKeys: [] })
+}, { requiredKeys: ['nodes'] }).map(g => ({ route: 'graph' as Route, text: JSON.stringify({ inputs: { x: [[1, 2], [3, 4]], w: [[1], [2]], y: [1, 0] }, ...g }) }))
 
 /** A body as JSON text: mostly the route's own shape with hostile parts, some plain junk. */
-export const hostileBody = fc.constantFrom(...ROUTES).chain(route => fc.oneof(
-  {
-    weight: 1,
-    arbitrary: fc.subarray(OPTIONS, { maxLength: 2 }).chain(opts => fc.array(option, { minLength: 2, maxLength: 2 }).map(values => {
-      const b: Record<string, unknown> = { ...VALID(route) }
-      opts.forEach((o, i) => { b[o] = values[i] })
-      return { route, text: JSON.stringify(b) }
-    }))
-  },
-  {
-    weight: 6,
-    arbitrary: fc.tuple(fc.subarray(fieldsOf(route)), fc.array(tensor, { minLength: 5, maxLength: 5 }), fc.subarray(OPTIONS, { maxLength: 4 }), fc.array(option, { minLength: 4, maxLength: 4 }), fc.boolean())
-      .map(([fields, tensors, opts, values, proto]) => {
+export const hostileBody = fc.constantFrom(...ROUTES).chain(route => route === 'graph' ? fc.oneof({ weight: 3, arbitrary: hostileGraph }, { weight: 2, arbitrary: hostileFor(route) }) : hostileFor(route))
+
+function hostileFor (route: Route): fc.Arbitrary<{ route: Route, text: string }> {
+  return fc.oneof(
+    {
+      weight: 1,
+      arbitrary: fc.subarray(OPTIONS, { maxLength: 2 }).chain(opts => fc.array(option, { minLength: 2, maxLength: 2 }).map(values => {
+        const b: Record<string, unknown> = { ...VALID(route) }
+        opts.forEach((o, i) => { b[o] = values[i] })
+        return { route, text: JSON.stringify(b) }
+      }))
+    },
+    {
+      weight: 6,
+      arbitrary: fc.tuple(fc.subarray(fieldsOf(route)), fc.array(tensor, { minLength: 5, maxLength: 5 }), fc.subarray(OPTIONS, { maxLength: 4 }), fc.array(option, { minLength: 4, maxLength: 4 }), fc.boolean())
+        .map(([fields, tensors, opts, values, proto]) => {
         // (a map field holds tensors by name: one hostile tensor under a name, or under a hostile name)
-        const valueOf = (f: string, t: unknown, i: number): unknown => MAP_FIELDS.has(f) && i % 2 === 0 ? { [['w', 'fc.w', '', 'expAvg', 'step'][i]]: t } : t
-        const parts = fields.map((f, i) => `${JSON.stringify(f)}:${JSON.stringify(valueOf(f, tensors[i], i))}`)
-        opts.forEach((o, i) => parts.push(`${JSON.stringify(o)}:${JSON.stringify(values[i])}`))
-        if (proto) parts.push('"__proto__":{"polluted":1}', '"constructor":{"prototype":{"polluted":1}}')
-        return { route, text: `{${parts.join(',')}}` }
-      })
-  },
-  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }).map(v => ({ route, text: JSON.stringify(v) ?? 'null' })) },
-  { weight: 1, arbitrary: fc.string({ maxLength: 40 }).map(s => ({ route, text: `{"a":${s}` })) }
-))
+          const valueOf = (f: string, t: unknown, i: number): unknown => MAP_FIELDS.has(f) && i % 2 === 0 ? { [['w', 'fc.w', '', 'expAvg', 'step'][i]]: t } : t
+          const parts = fields.map((f, i) => `${JSON.stringify(f)}:${JSON.stringify(valueOf(f, tensors[i], i))}`)
+          opts.forEach((o, i) => parts.push(`${JSON.stringify(o)}:${JSON.stringify(values[i])}`))
+          if (proto) parts.push('"__proto__":{"polluted":1}', '"constructor":{"prototype":{"polluted":1}}')
+          return { route, text: `{${parts.join(',')}}` }
+        })
+    },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }).map(v => ({ route, text: JSON.stringify(v) ?? 'null' })) },
+    { weight: 1, arbitrary: fc.string({ maxLength: 40 }).map(s => ({ route, text: `{"a":${s}` })) }
+  )
+}

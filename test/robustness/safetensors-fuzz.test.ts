@@ -30,7 +30,13 @@ const VALID: Record<string, Buffer> = {
     'grads.fc.w': f32([2, 2]),
     'state.expAvg.fc.w': f32([2, 2]),
     'state.expAvgSq.fc.w': f32([2, 2])
-  }, { optimizer: 'adam', lr: '0.1', 'state.step': '3' })
+  }, { optimizer: 'adam', lr: '0.1', 'state.step': '3' }),
+  graph: writeFile({ 'inputs.x': f32([2, 2]), 'inputs.w': f32([2, 1]) }, {
+    nodes: '[{"name":"y","operation":"matmul","a":"x","b":"w"},{"name":"s","operation":"reduce","op":"sum","input":"y"}]',
+    gradients: '{"of":"s","wrt":["w"]}',
+    'update.optimizer': 'sgd',
+    'update.lr': '0.5'
+  })
 }
 
 function headerOf (file: Buffer): { header: Record<string, any>, data: Buffer } {
@@ -46,7 +52,7 @@ function assemble (headerText: string | Buffer, data: Buffer, length?: bigint): 
 }
 
 const hostileName = fc.constantFrom('a', 'b', 'input', 'mask', 'operands.0', 'operands.7', 'x.999999', '__proto__', 'constructor', 'prototype', '', '.', 'a.0', '__metadata__', 'é', 'grads.a',
-  'params.', 'params.fc.w', 'params.0', 'params.__proto__', 'grads.fc.w.x', 'state', 'state.step', 'state.expAvg', 'state.expAvg.fc.w', 'state.expAvgSq.', 'state.momentumBuffer.fc.w', 'params.constructor')
+  'params.', 'params.fc.w', 'params.0', 'params.__proto__', 'grads.fc.w.x', 'state', 'state.step', 'state.expAvg', 'state.expAvg.fc.w', 'state.expAvgSq.', 'state.momentumBuffer.fc.w', 'params.constructor', 'inputs.x', 'inputs.w', 'inputs.__proto__', 'inputs.', 'update.state.expAvg.w')
 const dim = fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constantFrom(2 ** 31, 2 ** 40, 2 ** 53, 2 ** 53 + 2, -1, 1.5, 1e300, '2', null))
 const offset = fc.oneof(fc.integer({ min: 0, max: 200 }), fc.constantFrom(-1, 2 ** 53, 2 ** 64, 1.5, '0', null))
 const dtype = fc.constantFrom('F64', 'F32', 'F16', 'BF16', 'BOOL', 'I64', 'U8', 'F8_E4M3', 'f32', '', null, 4)
@@ -60,7 +66,7 @@ const headerChange = fc.oneof(
   fc.record({ kind: fc.constant('extra key'), value: fc.constantFrom('foo', '__proto__', 'constructor') }),
   fc.record({ kind: fc.constant('rename'), value: hostileName }),
   fc.record({ kind: fc.constant('entry'), value: fc.constantFrom(null, 1, 'x', [], [1, 2]) }),
-  fc.record({ kind: fc.constant('metadata'), value: fc.dictionary(fc.constantFrom('activation', 'stride', 'causal', 'a', 'encoding', 'dtype', '__proto__', 'x', 'state.step', 'state', 'params.fc.w', 'state.expAvg', 'state.__proto__', 'lr', 'optimizer'), fc.oneof(fc.constantFrom('gelu', '[2,2]', 'true', '{"__proto__":1}', '"base64"', 'float16', 'NaN', '1e999', '', '{"step":1}', '{"expAvg":{}}', 'sgd', '-1', '1.5'), fc.integer(), fc.constant(null))) }),
+  fc.record({ kind: fc.constant('metadata'), value: fc.dictionary(fc.constantFrom('activation', 'stride', 'causal', 'a', 'encoding', 'dtype', '__proto__', 'x', 'state.step', 'state', 'params.fc.w', 'state.expAvg', 'state.__proto__', 'lr', 'optimizer', 'nodes', 'update.lr', 'update', 'inputs', 'gradients', 'update.state.step'), fc.oneof(fc.constantFrom('gelu', '[2,2]', 'true', '{"__proto__":1}', '"base64"', 'float16', 'NaN', '1e999', '', '{"step":1}', '{"expAvg":{}}', 'sgd', '-1', '1.5', '[{"name":"y","operation":"matmul","a":"y","b":"x"}]', '{"of":"y","wrt":["x"]}'), fc.integer(), fc.constant(null))) }),
   fc.record({ kind: fc.constant('swap offsets'), value: fc.constant(null) })
 )
 
