@@ -8,6 +8,9 @@ import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.js'
+import { OPERATIONS } from '../src/operations/index.js'
+import { lastGraphPeakBytes } from '../src/operations/graph.js'
+import { decoderFor } from '../src/operations/spec.js'
 import { expectError, type Reply } from './helpers/bodies.js'
 import { expectTensor, NULL_LITERAL } from './helpers/compare.js'
 import { checkFile, type FileTensorSpec, writeFile } from './helpers/safetensors.js'
@@ -74,6 +77,27 @@ describe(`graphs against PyTorch (${fixture.generator})`, () => {
     expect(reply.state?.step).toBe(2)
     // the loss went down after one Adam step
     expect((reply.outputs.loss.data as number)).toBeLessThan(first.outputs.loss.data as number)
+  })
+})
+
+describe('intermediates go back to the pool as soon as nothing later needs them', () => {
+  it('a chain of 40 nodes holds at most two values at once; the fixtures\' peaks are printed', () => {
+    const n = 100_000
+    const limits = { maxElements: 1e7, maxFlops: 1e12 }
+    const decoder = decoderFor(limits, {})
+    const chain = Array.from({ length: 40 }, (_, i) => ({ name: `n${i}`, operation: 'unary', op: i % 2 === 0 ? 'neg' : 'abs', input: i === 0 ? 'x' : `n${i - 1}` }))
+    const body = { inputs: { x: { shape: [n], dtype: 'float64', data: Buffer.from(new Float64Array(n).fill(-1).buffer).toString('base64') } }, nodes: chain }
+    const prepared = OPERATIONS.graph.prepare(body as never, decoder)
+    const out = OPERATIONS.graph.run(prepared.task)
+    expect(out[0]).toBe(1)
+    // two values of 800 kB (a node's operand and its result, each in a pooled buffer up to a quarter larger), never the forty
+    expect(lastGraphPeakBytes()).toBeGreaterThanOrEqual(2 * 8 * n)
+    expect(lastGraphPeakBytes()).toBeLessThanOrEqual(2 * 1.25 * 8 * n)
+    for (const c of fixture.cases) {
+      const p = OPERATIONS.graph.prepare(structuredClone(c.body), decoderFor(limits, {}))
+      OPERATIONS.graph.run(p.task)
+      console.log(`peak of node values: ${lastGraphPeakBytes()} bytes, ${c.name}`)
+    }
   })
 })
 

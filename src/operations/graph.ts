@@ -404,6 +404,13 @@ const graph = defineOperation({
 
 export default graph
 
+let peakBytes = 0
+
+/** The most bytes of node values held at once by the last graph this thread ran (intermediates freed as they go). */
+export function lastGraphPeakBytes (): number {
+  return peakBytes
+}
+
 /** The graph computed: forward, backward, update; the reply's tensors in one array of the reply's dtype. */
 function runGraph (task: GraphTask): FloatArray {
   const { nodes, inputs } = task
@@ -413,8 +420,29 @@ function runGraph (task: GraphTask): FloatArray {
   const values = new Map<string, Held>()
   for (const [name, v] of Object.entries(inputs)) values.set(name, new Held(v.shape, v.dtype, v.data, v.mask))
   const value = (name: string): Held => values.get(name) as Held
-  /** Buffers of node values (from this thread's pool), given back at the end. */
-  const owned: ArrayBuffer[] = []
+  /**
+   * The buffers of node values (from this thread's pool), each given back once nothing later needs its value: the
+   * nodes computed after it, the backward steps (which take their node's operands), the reply.
+   */
+  const owned = new Map<string, ArrayBuffer>()
+  /** Each node value's shape and dtype (kept after its buffer goes back: its backward step's gradOutput has them). */
+  const kinds = new Map<string, { shape: number[], dtype: WireDType }>()
+  const uses = new Map<string, number>()
+  const use = (name: string, by: number): void => { uses.set(name, (uses.get(name) ?? 0) + by) }
+  for (const i of task.forward) for (const [, r] of referencesOf(nodes[i], schemas[i].fields)) use(r, 1)
+  for (const step of task.backward) for (const [, r] of referencesOf(nodes[step.node], schemas[step.node].fields)) use(r, 1)
+  for (const name of task.outputs) use(name, 1)
+  let live = 0
+  peakBytes = 0
+  const release = (name: string): void => {
+    use(name, -1)
+    const buffer = owned.get(name)
+    if (buffer === undefined || (uses.get(name) ?? 0) > 0) return
+    owned.delete(name)
+    values.delete(name)
+    live -= buffer.byteLength
+    buffers.give(buffer)
+  }
   try {
     for (const i of task.forward) {
       const node = nodes[i]
@@ -422,12 +450,19 @@ function runGraph (task: GraphTask): FloatArray {
       try {
         const p = op.prepare(nodeBody(node, schemas[i].fields, value), decoder)
         const result = op.run(p.task)
-        owned.push(result.buffer as ArrayBuffer)
+        owned.set(node.name, result.buffer as ArrayBuffer)
+        live += result.buffer.byteLength
+        peakBytes = Math.max(peakBytes, live)
         const out = p.outputs[0]
         values.set(node.name, new Held(out.shape, p.task.dtype, result.subarray(0, out.length)))
+        kinds.set(node.name, { shape: out.shape, dtype: p.task.dtype })
       } catch (err) {
         throw atNode(i, node.name, err)
       }
+      for (const [, r] of referencesOf(node, schemas[i].fields)) release(r)
+      // (a value no later node, backward step or output takes: `of` itself, when not an output)
+      use(node.name, 0)
+      if ((uses.get(node.name) ?? 0) === 0) release(node.name)
     }
     // reverse mode: each node's gradient, summed in float64 where a value feeds several nodes
     const grads = new Map<string, Float64Array>()
@@ -441,7 +476,7 @@ function runGraph (task: GraphTask): FloatArray {
       const node = nodes[step.node]
       const g = grads.get(node.name)
       if (g === undefined) continue // (nothing flowed back to this node)
-      const v = value(node.name)
+      const v = kinds.get(node.name) as { shape: number[], dtype: WireDType }
       const bwd: Operation = OPERATIONS[`${node.operation as ForwardName}Backward`]
       try {
         const body = nodeBody(node, schemas[step.node].fields, value)
@@ -462,6 +497,8 @@ function runGraph (task: GraphTask): FloatArray {
       } catch (err) {
         throw atNode(step.node, node.name, err)
       }
+      grads.delete(node.name)
+      for (const [, r] of referencesOf(node, schemas[step.node].fields)) release(r)
     }
     // the reply's tensors
     let total = 0
@@ -502,6 +539,6 @@ function runGraph (task: GraphTask): FloatArray {
     }
     return out
   } finally {
-    for (const b of owned) buffers.give(b)
+    for (const b of owned.values()) buffers.give(b)
   }
 }
