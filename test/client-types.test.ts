@@ -7,7 +7,7 @@
 import type { Static } from 'typebox'
 import { describe, expect, expectTypeOf, it } from 'vitest'
 import type { components } from '../client/src/openapi.js'
-import type { Args, Reply, Tensor } from '../client/src/index.js'
+import { type Args, GraphBuilder, type GraphValue, type Reply, type Tensor } from '../client/src/index.js'
 import { OPERATIONS } from '../src/operations/index.js'
 import { componentName } from '../src/operations/spec.js'
 
@@ -42,6 +42,19 @@ describe('the client\'s types are the server\'s schemas', () => {
     expectTypeOf<Reply<'/v1/matmul'>['result']>().toExtend<Tensor>()
     expectTypeOf<'relu'>().toExtend<NonNullable<Args<'/v1/linear'>['activation']>>()
     expectTypeOf<'swish'>().not.toExtend<NonNullable<Args<'/v1/linear'>['activation']>>()
+  })
+
+  it('the graph builder\'s node methods take their route\'s fields, tensor fields as graph values (checked by tsc)', () => {
+    const g = new GraphBuilder()
+    const x = g.input('x', [[1, 2]])
+    expectTypeOf(g.matmul({ a: x, b: 'x' })).toEqualTypeOf<GraphValue>()
+    expectTypeOf<Parameters<GraphBuilder['linear']>[0]['activation']>().toEqualTypeOf<'none' | 'relu' | 'sigmoid' | 'tanh' | 'gelu' | 'softmax' | undefined>()
+    // @ts-expect-error: matmul has no field c
+    g.matmul({ a: x, b: x, c: x })
+    // @ts-expect-error: a node's tensor field takes a graph value or a name, not a tensor
+    g.unary({ op: 'neg', input: [[1, 2]] })
+    // @ts-expect-error: graphs and backward routes are not nodes
+    expect(g.graph).toBeUndefined()
   })
 
   it('every operation has its named components', async () => {

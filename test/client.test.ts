@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Args, BINARY_MIN_BYTES, fromHalf, methodName, OPERATION_ROUTES, type OperationRoute, type Tensor, TENSOR_FIELDS, TENSOR_MAPS, TensorClient, TensorServiceError, toHalf } from '../client/src/index.js'
+import { type Args, BINARY_MIN_BYTES, GraphBuilder, NODE_ROUTES, fromHalf, methodName, OPERATION_ROUTES, type OperationRoute, type Tensor, TENSOR_FIELDS, TENSOR_MAPS, TensorClient, TensorServiceError, toHalf } from '../client/src/index.js'
 import { readSafetensors } from '../client/src/safetensors.js'
 import { buildApp } from '../src/app.js'
 import { OPERATIONS, TENSOR_MAPS as SERVER_TENSOR_MAPS } from '../src/operations/index.js'
@@ -380,6 +380,42 @@ describe('the client sends big tensors as safetensors files', () => {
       for (const n of ['layer1.weight', 'layer1.bias']) expect([...viaJson[k].params[n].data]).toEqual(reply.params[n].data)
       body = { optimizer: 'adam', lr: 0.01, params: reply.params, state: reply.state }
     }
+  })
+
+  it('a graph built with GraphBuilder: typed inputs, one method per forward route, the reply typed; JSON and files alike', async () => {
+    const fixture = JSON.parse(readFileSync(new URL('./fixtures/graph.json', import.meta.url), 'utf8')) as { cases: Array<{ body: { inputs: Record<string, { shape: number[], data: Array<number | string> }> } }> }
+    const mlp = fixture.cases[0].body
+    const typed = (name: string): Tensor<Float64Array> => ({ shape: mlp.inputs[name].shape, data: Float64Array.from(mlp.inputs[name].data.map(Number)) })
+    const build = (): GraphBuilder => new GraphBuilder()
+    const g = build()
+    const [x, W1, b1, W2, b2, y] = ['x', 'W1', 'b1', 'W2', 'b2', 'y'].map(n => g.input(n, typed(n)))
+    const h = g.linear({ input: x, weights: W1, bias: b1, activation: 'relu' }, 'h')
+    const z = g.linear({ input: h, weights: W2, bias: b2 }, 'z')
+    const loss = g.loss({ kind: 'cross_entropy', input: z, target: y }, 'loss')
+    expect(() => g.unary({ op: 'neg', input: z }, 'h')).toThrow(/already has a value named "h"/)
+    expect(NODE_ROUTES).toContain('/v1/layer_norm')
+    expect(NODE_ROUTES).not.toContain('/v1/graph')
+    const body = g.body({ outputs: [loss, z], gradients: { of: loss, wrt: [W1, b1, W2, b2] }, update: { optimizer: 'adam', lr: 0.01 } })
+    expect(body.nodes.map(n => n.name)).toEqual(['h', 'z', 'loss'])
+    const want = (await app.inject({ method: 'POST', url: '/v1/graph', payload: { ...fixture.cases[0].body, encoding: 'flat' } })).json()
+    for (const client of [json, files]) {
+      sent.length = 0
+      const reply = await client.graph(body)
+      expect(sent[0].type).toBe(client === json ? 'application/json' : 'application/octet-stream')
+      expect(reply.outputs.loss.data).toBeInstanceOf(Float64Array)
+      expect([...reply.outputs.loss.data]).toEqual([want.outputs.loss.data].flat())
+      for (const n of ['W1', 'b1', 'W2', 'b2']) {
+        expect([...(reply.grads?.[n].data ?? [])]).toEqual(want.grads[n].data)
+        expect([...(reply.params?.[n].data ?? [])]).toEqual(want.params[n].data)
+      }
+      expect(reply.state?.step).toBe(1)
+    }
+    // auto names after the operation; a value's name in any tensor field
+    const g2 = build()
+    const a = g2.input('a', [1, 2])
+    const s = g2.reduce({ op: 'sum', input: g2.binary({ op: 'mul', a, b: 'a' }) })
+    expect(g2.body({ outputs: [s] }).nodes.map(n => n.name)).toEqual(['binary0', 'reduce1'])
+    expect((await json.graph(g2.body({ outputs: [s] }))).outputs.reduce1.data).toEqual(Float64Array.of(5))
   })
 
   it('TENSOR_MAPS is the service\'s list of the fields that are objects of named tensors', () => {

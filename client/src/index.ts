@@ -11,6 +11,7 @@ import { type FileDType, type FileTensor, readSafetensors, writeSafetensors } fr
 export type { components, paths } from './openapi.js'
 export { OPERATION_ROUTES } from './openapi.js'
 export { fromHalf, type HalfDType, toHalf } from './half.js'
+export { GraphBuilder, GraphValue, NODE_ROUTES, type NodeArgs, type NodeRoute } from './graph.js'
 
 type Schemas = components['schemas']
 export type DType = Schemas['DType']
