@@ -22,7 +22,7 @@ export class GraphValue {
 /** A node field that holds a tensor (or einsum's list of them) takes graph values, or their names. */
 type Ref<V> = [Schemas['Tensor']] extends [V] ? GraphValue | string
   : [Schemas['Mask']] extends [V] ? GraphValue | string
-    : V extends ReadonlyArray<infer E> ? ([Schemas['Tensor']] extends [E] ? ReadonlyArray<GraphValue | string> : V) : V
+      : V extends ReadonlyArray<infer E> ? ([Schemas['Tensor']] extends [E] ? ReadonlyArray<GraphValue | string> : V) : V
 /** A node's fields: its route's body, tensor fields as graph values, without `encoding` (the graph's). */
 export type NodeArgs<R extends NodeRoute> = { [K in keyof Omit<Body<R>, 'encoding'>]: Ref<Body<R>[K]> }
 
