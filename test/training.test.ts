@@ -1,7 +1,7 @@
 /**
  * The "Train over HTTP" programs of docs/gradients.md, run as printed against the service on an ephemeral
- * port: a two-layer network learns XOR through forward and backward calls alone, from a fixed
- * start, in TypeScript (fetch) and in Python (requests). Each must print a falling loss that ends
+ * port: a two-layer network learns XOR through one graph request per step, from a fixed start, in
+ * TypeScript (the client's graph builder) and in Python (requests). Each must print a falling loss that ends
  * below 0.01.
  */
 import { execFile } from 'node:child_process'
@@ -51,14 +51,16 @@ describe('docs/gradients.md: train over HTTP', () => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
   })
 
-  it('finds both programs', () => {
-    expect(tsProgram).toContain("post('linear/backward'")
-    expect(pyProgram).toContain("post('linear/backward'")
+  it('finds both programs: one graph request per step', () => {
+    expect(tsProgram).toContain('client.graph(')
+    expect(pyProgram).toContain("/v1/graph'")
   })
 
   it('the TypeScript program learns XOR: its loss falls below 0.01', async () => {
     const file = join(dir, 'xor.mts')
-    writeFileSync(file, tsProgram)
+    // run from the repository, it imports the client's sources: here from a temporary directory
+    expect(tsProgram).toContain("from './client/src/index.ts'")
+    writeFileSync(file, tsProgram.replace("from './client/src/index.ts'", `from ${JSON.stringify(new URL('../client/src/index.ts', import.meta.url).href)}`))
     const { stdout } = await run(TSX, [file], { env: { ...process.env, TENSOR_URL: url }, timeout: 120_000 })
     expectLearned(stdout)
   }, 130_000)
@@ -70,5 +72,37 @@ describe('docs/gradients.md: train over HTTP', () => {
     // Debian's Python, with python3-requests (.ci/run installs it)
     const { stdout } = await run(PYTHON, [file], { env: { ...process.env, TENSOR_URL: url }, timeout: 120_000 })
     expectLearned(stdout)
+  }, 130_000)
+})
+
+const graphsPage = readFileSync(new URL('../docs/graphs.md', import.meta.url), 'utf8')
+const circleSection = graphsPage.slice(graphsPage.indexOf('## Learn a classification over HTTP'))
+const circleProgram = /```ts\n([\s\S]*?)```/.exec(circleSection)?.[1] ?? ''
+
+describe('docs/graphs.md: learn a classification over HTTP', () => {
+  let app: FastifyInstance
+  let url: string
+  let dir: string
+
+  beforeAll(async () => {
+    app = await buildApp({ logLevel: 'silent', workers: 1 })
+    url = await listen(app)
+    dir = mkdtempSync(join(tmpdir(), 'circle-'))
+  })
+
+  afterAll(async () => {
+    await app?.close()
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('the program makes its data set and learns it: its loss falls and its accuracy ends above 0.95', async () => {
+    expect(circleProgram).toContain("from './client/src/index.ts'")
+    const file = join(dir, 'circle.mts')
+    writeFileSync(file, circleProgram.replace("from './client/src/index.ts'", `from ${JSON.stringify(new URL('../client/src/index.ts', import.meta.url).href)}`))
+    const { stdout } = await run(TSX, [file], { env: { ...process.env, TENSOR_URL: url }, timeout: 120_000 })
+    const lines = [...stdout.matchAll(/^step \d+: loss (\S+), accuracy (\S+)$/gm)].map(m => [Number(m[1]), Number(m[2])])
+    expect(lines.length, stdout).toBe(3)
+    for (let i = 1; i < lines.length; i++) expect(lines[i][0], stdout).toBeLessThan(lines[i - 1][0])
+    expect(lines[lines.length - 1][1], stdout).toBeGreaterThan(0.95)
   }, 130_000)
 })

@@ -3,6 +3,7 @@
  * (`g.linear({ input: x, weights: w, bias: b })`), each typed by that route's body with its tensor
  * fields taking the graph's values; then `g.body({ outputs, gradients, update })` for `client.graph`.
  */
+import type { Args } from './index.js'
 import type { components, paths } from './openapi.js'
 import { OPERATION_ROUTES } from './openapi.js'
 
@@ -75,7 +76,7 @@ export class GraphBuilder {
   body (options: {
     outputs?: GraphValue[]
     gradients?: { of: GraphValue, wrt: GraphValue[], gradOutput?: unknown }
-    update?: GraphBody['update']
+    update?: Args<'/v1/graph'>['update']
   } = {}): GraphBody {
     const body: Record<string, unknown> = { inputs: this.#inputs, nodes: this.#nodes }
     if (options.outputs !== undefined) body.outputs = options.outputs.map(v => v.name)
