@@ -418,6 +418,21 @@ describe('the client sends big tensors as safetensors files', () => {
     expect((await json.graph(g2.body({ outputs: [s] }))).outputs.reduce1.data).toEqual(Float64Array.of(5))
   })
 
+  it('asks for replies as they are (Accept-Encoding: identity) unless compressReplies; compressed ones decode the same', async () => {
+    const seen: Array<{ asked: string | null, got: string | null }> = []
+    const watching: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init)
+      seen.push({ asked: new Headers(init?.headers).get('accept-encoding'), got: res.headers.get('content-encoding') })
+      return res
+    }
+    const plain = await new TensorClient({ baseUrl, fetch: watching, binaryMinBytes: 0 }).matmul({ a: r64([64, 64], 1), b: r64([64, 64], 2) })
+    const packed = await new TensorClient({ baseUrl, fetch: watching, binaryMinBytes: 0, compressReplies: true }).matmul({ a: r64([64, 64], 1), b: r64([64, 64], 2) })
+    expect(seen[0]).toEqual({ asked: 'identity', got: null })
+    expect(seen[1].asked).toBeNull() // (fetch's own: gzip, deflate, br)
+    expect(['br', 'gzip', 'deflate']).toContain(seen[1].got)
+    expect(packed.result.data).toEqual(plain.result.data)
+  })
+
   it('TENSOR_MAPS is the service\'s list of the fields that are objects of named tensors', () => {
     expect([...TENSOR_MAPS]).toEqual([...SERVER_TENSOR_MAPS])
   })
