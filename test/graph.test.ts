@@ -124,6 +124,31 @@ describe('safetensors bodies and replies', () => {
   })
 })
 
+describe('safetensors bodies: the rest of the body in __metadata__, tensors included', () => {
+  it('gradients.gradOutput and the update\'s state as JSON in __metadata__, or the state as tensors of the file', async () => {
+    const f64 = (shape: number[], values: number[]): FileTensorSpec => ({ dtype: 'F64', shape, values })
+    const nodes = JSON.stringify([{ name: 'y', operation: 'binary', op: 'mul', a: 'x', b: 'w' }])
+    const json = { inputs: { x: [1, 2], w: [3, 4] }, nodes: JSON.parse(nodes), gradients: { of: 'y', wrt: ['w'], gradOutput: [1, -1] }, update: { optimizer: 'sgd', lr: 0.5, momentum: 0.9, state: { momentumBuffer: { w: [1, 1] } } } }
+    const want = JSON.parse((await post(json)).body)
+    expect(want.grads.w.data).toEqual([1, -2])
+    const files = [
+      writeFile({ 'inputs.x': f64([2], [1, 2]), 'inputs.w': f64([2], [3, 4]) }, {
+        nodes, gradients: JSON.stringify(json.gradients), update: JSON.stringify(json.update)
+      }),
+      writeFile({ 'inputs.x': f64([2], [1, 2]), 'inputs.w': f64([2], [3, 4]), 'update.state.momentumBuffer.w': f64([2], [1, 1]) }, {
+        nodes, gradients: JSON.stringify(json.gradients), 'update.optimizer': 'sgd', 'update.lr': '0.5', 'update.momentum': '0.9'
+      })
+    ]
+    for (const file of files) {
+      for (const on of [app, inWorker]) {
+        const res = await on.inject({ method: 'POST', url: '/v1/graph', payload: file, headers: { 'content-type': 'application/octet-stream', accept: 'application/json' } })
+        expect(res.statusCode, res.body.slice(0, 300)).toBe(200)
+        expect(JSON.parse(res.body)).toEqual(want)
+      }
+    }
+  })
+})
+
 describe('errors, named by node', () => {
   const x = [[1, 2], [3, 4]]
   const cases: Array<[string, object, number, string, RegExp]> = [

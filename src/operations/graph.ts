@@ -19,7 +19,7 @@ import { compileBodyValidator } from '../schemas/ajv.js'
 import { EncodingSchema, ResultTensorSchema, TensorSchema } from '../schemas/tensor.js'
 import { formatSchemaErrors } from '../schemas/validation.js'
 import { buffers } from '../tensor/buffers.js'
-import { castTo, computeDtype, type DecodedMask, type DecodedTensor } from '../tensor/decode.js'
+import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeTensor, isFileTensor } from '../tensor/decode.js'
 import type { ReplyOutput } from '../tensor/encode.js'
 import { FORWARD, type ForwardName, OPERATIONS } from './index.js'
 import { ReplyStateSchema, UPDATE_FIELDS } from './optimizer.js'
@@ -259,6 +259,10 @@ const graph = defineOperation({
       }
     }
 
+    // (in a safetensors body, gradOutput and the update's state may be tensors of the file, or JSON in __metadata__,
+    // where the contract puts the rest of a graph's body)
+    const inMetadata = (v: unknown, name: string): DecodedTensor => isFileTensor(v) ? decode.tensor(v, name) : decodeTensor(v, name, limits)
+
     // the plan: every node prepared from shapes alone
     const empty = (dtype: WireDType): FloatArray => dtype === 'float64' ? new Float64Array(0) : new Float32Array(0)
     const planned = new Map<string, Held>()
@@ -296,7 +300,7 @@ const graph = defineOperation({
       if (g.gradOutput === undefined) {
         if (ofShape.length !== 0) throw invalidArgument(`gradients.gradOutput is needed: node ${JSON.stringify(g.of)} has shape ${formatShape(ofShape)}, not rank 0`)
       } else {
-        const t = decode.tensor(g.gradOutput, 'gradients.gradOutput')
+        const t = inMetadata(g.gradOutput, 'gradients.gradOutput')
         if (!sameShape(t.shape, ofShape)) throw shapeMismatch(`gradients.gradOutput ${formatShape(t.shape)} must have the shape of node ${JSON.stringify(g.of)}, ${formatShape(ofShape)}`)
         gradOutput = t.data
       }
@@ -340,7 +344,7 @@ const graph = defineOperation({
           const map = state[key]
           if (map === undefined) continue
           decoded[key] = Object.fromEntries(Object.entries(map).map(([n, t]) => {
-            const d = decode.tensor(t, `update.state.${key}.${n}`)
+            const d = inMetadata(t, `update.state.${key}.${n}`)
             return [n, new Held(d.shape, d.dtype, d.data)]
           }))
         }
