@@ -263,6 +263,11 @@ const graph = defineOperation({
     // where the contract puts the rest of a graph's body)
     const inMetadata = (v: unknown, name: string): DecodedTensor => isFileTensor(v) ? decode.tensor(v, name) : decodeTensor(v, name, limits)
 
+    // a boolean mask has no numbers: it is no output, and nothing takes a gradient with respect to it
+    const boolean = (name: string): boolean => inputs[name]?.mask?.kind === 'bool'
+    for (const name of outputs) if (boolean(name)) throw invalidArgument(`outputs names ${JSON.stringify(name)}, a boolean mask`)
+    for (const name of body.gradients?.wrt ?? []) if (boolean(name)) throw invalidArgument(`gradients.wrt names ${JSON.stringify(name)}, a boolean mask`)
+
     // the plan: every node prepared from shapes alone
     const empty = (dtype: WireDType): FloatArray => dtype === 'float64' ? new Float64Array(0) : new Float32Array(0)
     const planned = new Map<string, Held>()
