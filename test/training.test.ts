@@ -1,7 +1,8 @@
 /**
  * The "Train over HTTP" programs of docs/gradients.md, run as printed against the service on an ephemeral
  * port: a two-layer network learns XOR through one graph request per step, from a fixed start, in
- * TypeScript (the client's graph builder) and in Python (requests). Each must print a falling loss that ends
+ * TypeScript (the client's graph builder) and in Python (requests); and the classification program of
+ * docs/graphs.md, which must end above 95% accuracy. Each must print a falling loss that ends
  * below 0.01.
  */
 import { execFile } from 'node:child_process'
@@ -35,22 +36,23 @@ function expectLearned (stdout: string): void {
   expect(ls[ls.length - 1], stdout).toBeLessThan(0.01)
 }
 
+// one service and one directory for the programs of both pages
+let app: FastifyInstance
+let url: string
+let dir: string
+
+beforeAll(async () => {
+  app = await buildApp({ logLevel: 'silent', workers: 1 })
+  url = await listen(app)
+  dir = mkdtempSync(join(tmpdir(), 'train-'))
+})
+
+afterAll(async () => {
+  await app?.close()
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+})
+
 describe('docs/gradients.md: train over HTTP', () => {
-  let app: FastifyInstance
-  let url: string
-  let dir: string
-
-  beforeAll(async () => {
-    app = await buildApp({ logLevel: 'silent', workers: 1 })
-    url = await listen(app)
-    dir = mkdtempSync(join(tmpdir(), 'train-'))
-  })
-
-  afterAll(async () => {
-    await app?.close()
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
-  })
-
   it('finds both programs: one graph request per step', () => {
     expect(tsProgram).toContain('client.graph(')
     expect(pyProgram).toContain("/v1/graph'")
@@ -80,21 +82,6 @@ const circleSection = graphsPage.slice(graphsPage.indexOf('## Learn a classifica
 const circleProgram = /```ts\n([\s\S]*?)```/.exec(circleSection)?.[1] ?? ''
 
 describe('docs/graphs.md: learn a classification over HTTP', () => {
-  let app: FastifyInstance
-  let url: string
-  let dir: string
-
-  beforeAll(async () => {
-    app = await buildApp({ logLevel: 'silent', workers: 1 })
-    url = await listen(app)
-    dir = mkdtempSync(join(tmpdir(), 'circle-'))
-  })
-
-  afterAll(async () => {
-    await app?.close()
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
-  })
-
   it('the program makes its data set and learns it: its loss falls and its accuracy ends above 0.95', async () => {
     expect(circleProgram).toContain("from './client/src/index.ts'")
     const file = join(dir, 'circle.mts')

@@ -95,7 +95,7 @@ describe.skipIf(skip)(title, () => {
     // the top of the page: title, the operations, the first one opened
     await page.evaluate('window.scrollTo(0, 0)')
     await page.screenshot({ path: SCREENSHOT })
-  }, 120_000)
+  }, 30_000 + 10_000 * OPERATIONS.length) // (about 4 s an operation alone, more beside the rest of the suite)
 
   it('made requests only to the service', () => {
     expect(requested.length).toBeGreaterThan(0)
