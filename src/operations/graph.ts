@@ -119,10 +119,34 @@ function heldDecoder (limits: Limits): Decoder {
   }
 }
 
-/** An error of node i, its message prefixed with the node's index and name (same code). */
-function atNode (i: number, name: string, err: unknown): unknown {
+/** The service's error with its message prefixed by where in the graph it arose (same code); any other error as it is. */
+function prefixed (where: string, err: unknown): unknown {
   if (!isApiError(err)) return err
-  return new ApiError(err.code, `nodes[${i}] (${JSON.stringify(name)}): ${err.message}`)
+  return new ApiError(err.code, `${where}: ${err.message}`)
+}
+
+/** An error of node i, its message prefixed with the node's index and name. */
+function atNode (i: number, name: string, err: unknown): unknown {
+  return prefixed(`nodes[${i}] (${JSON.stringify(name)})`, err)
+}
+
+/**
+ * The optimizer step of `update` prepared on the wrt inputs, with the gradient of each (`gradient`: a placeholder
+ * while planning, the computed one when running); its errors prefixed `update:`.
+ */
+function prepareUpdate (update: Record<string, unknown>, wrt: string[], inputs: GraphTask['inputs'], gradient: (name: string, v: GraphTask['inputs'][string]) => FloatArray, decoder: Decoder): Prepared {
+  const params: Record<string, Held> = {}
+  const grads: Record<string, Held> = {}
+  for (const name of wrt) {
+    const v = inputs[name]
+    params[name] = new Held(v.shape, v.dtype, v.data)
+    grads[name] = new Held(v.shape, v.dtype, gradient(name, v))
+  }
+  try {
+    return OPERATIONS.optimizerStep.prepare({ ...update, params, grads } as never, decoder)
+  } catch (err) {
+    throw prefixed('update', err)
+  }
 }
 
 /** Node i's body for its operation: its fields, every tensor field's name replaced by its value. */
@@ -359,22 +383,10 @@ const graph = defineOperation({
 
     // the update: the optimizer's own checks, on the wrt inputs, gradients of their shapes and the state
     let updateLayout: ReplyOutput[] = []
-    if (body.update !== undefined) {
-      const params: Record<string, Held> = {}
-      const grads: Record<string, Held> = {}
-      for (const name of wrt) {
-        const v = inputs[name]
-        params[name] = new Held(v.shape, v.dtype, v.data)
-        grads[name] = new Held(v.shape, v.dtype, empty(v.dtype))
-      }
-      try {
-        const p = OPERATIONS.optimizerStep.prepare({ ...update, params, grads } as never, decoder)
-        flops += p.task.info.flops
-        updateLayout = p.outputs
-      } catch (err) {
-        if (!isApiError(err)) throw err
-        throw new ApiError(err.code, `update: ${err.message}`)
-      }
+    if (update !== null) {
+      const p = prepareUpdate(update, wrt, inputs, (_, v) => empty(v.dtype), decoder)
+      flops += p.task.info.flops
+      updateLayout = p.outputs
     }
     checkFlops(flops, 'this graph (forward, gradients and update)', limits)
 
@@ -515,7 +527,7 @@ function runGraph (task: GraphTask): FloatArray {
     const out = resultArray(task.dtype, total)
     let at = 0
     const put = (data: ArrayLike<number>, length: number): void => {
-      out.set(data.length === length ? data : new Float64Array(length), at)
+      out.set(data, at)
       at += length
     }
     const layout = task.layout
@@ -524,20 +536,7 @@ function runGraph (task: GraphTask): FloatArray {
     const gradOf = (name: string, length: number): Float64Array => grads.get(name) ?? new Float64Array(length)
     for (const name of task.wrt) put(gradOf(name, layout[k].length), layout[k++].length)
     if (task.update !== null) {
-      const params: Record<string, Held> = {}
-      const gradsIn: Record<string, Held> = {}
-      for (const name of task.wrt) {
-        const v = inputs[name]
-        params[name] = new Held(v.shape, v.dtype, v.data)
-        gradsIn[name] = new Held(v.shape, v.dtype, castTo(gradOf(name, product(v.shape)), v.dtype))
-      }
-      let p: Prepared
-      try {
-        p = OPERATIONS.optimizerStep.prepare({ ...task.update, params, grads: gradsIn } as never, decoder)
-      } catch (err) {
-        if (!isApiError(err)) throw err
-        throw new ApiError(err.code, `update: ${err.message}`)
-      }
+      const p = prepareUpdate(task.update, task.wrt, inputs, (name, v) => castTo(gradOf(name, product(v.shape)), v.dtype), decoder)
       const stepped = OPERATIONS.optimizerStep.run(p.task as never)
       let from = 0
       for (const o of p.outputs) {

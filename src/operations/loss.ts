@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox'
 import { lossBackward as lossGrad } from '../kernels/grad/loss.js'
 import { checkClasses, loss as lossKernel, LOSS_KINDS, type LossInfo, lossInfo, REDUCTIONS } from '../kernels/loss.js'
+import { product } from '../kernels/shape.js'
 import type { FloatArray } from '../kernels/types.js'
 import { CheckedEnum, commonFields, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
@@ -40,7 +41,7 @@ const loss = defineOperation({
     const info = lossInfo(input.shape, target.shape, body, decode.limits)
     // class indices are checked before any work, and keep their values whatever the dtype (a graph's plan, which
     // has the target's shape but not yet its values, leaves them to the graph's run: ./graph.ts)
-    if (target.data.length === target.shape.reduce((p, d) => p * d, 1)) checkClasses(target.data, info)
+    if (target.data.length === product(target.shape)) checkClasses(target.data, info)
     const dtype = computeDtype(info.indices ? [input] : [input, target], body.dtype)
     const x = castTo(input.data, dtype)
     const t = info.indices ? target.data : castTo(target.data, dtype)
