@@ -24,8 +24,8 @@ export class GraphValue {
 type Ref<V> = [Schemas['Tensor']] extends [V] ? GraphValue | string
   : [Schemas['Mask']] extends [V] ? GraphValue | string
       : V extends ReadonlyArray<infer E> ? ([Schemas['Tensor']] extends [E] ? ReadonlyArray<GraphValue | string> : V) : V
-/** A node's fields: its route's body, tensor fields as graph values, without `encoding` (the graph's). */
-export type NodeArgs<R extends NodeRoute> = { [K in keyof Omit<Body<R>, 'encoding'>]: Ref<Body<R>[K]> }
+/** A node's fields: its route's body, tensor fields as graph values, without `encoding` (the graph's) and `explain` (the single routes'). */
+export type NodeArgs<R extends NodeRoute> = { [K in keyof Omit<Body<R>, 'encoding' | 'explain'>]: Ref<Body<R>[K]> }
 
 type GraphBody = Body<'/v1/graph'>
 type MethodName<R extends string> = R extends `/v1/${infer Op}` ? Op : never

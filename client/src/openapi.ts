@@ -608,6 +608,8 @@ export interface components {
         MatmulBody: {
             a: components["schemas"]["Tensor"];
             b: components["schemas"]["Tensor"];
+            /** @description Also return "explanation": for every result element, the products summed, the bias and activation, its value and a line such as "C[0,0] = 1*5 + 2*7 = 19". JSON replies only; at most 256 result elements of at most 64 products each. */
+            explain?: boolean;
             encoding?: components["schemas"]["Encoding"];
             dtype?: components["schemas"]["DType"];
         };
@@ -649,6 +651,7 @@ export interface components {
         /** @description The result tensor in the object form */
         MatmulReply: {
             result: components["schemas"]["ResultTensor"];
+            explanation?: components["schemas"]["Explanation"];
         };
         /** @description A result tensor: always the object form, which can be posted back unchanged. */
         ResultTensor: {
@@ -657,6 +660,40 @@ export interface components {
             /** @description Nested arrays (default), a flat array or a base64 string, following the request's encoding. */
             data: components["schemas"]["NestedArrays"] | string | number | components["schemas"]["NonFinite"];
         };
+        /** @description Present when the body asked for explain: each result element in row-major order and how it was computed. */
+        Explanation: {
+            /** @description The element's index in the result */
+            index: number[];
+            /** @description The pairs multiplied and summed, in order: [operand value, operand value] */
+            products?: (number | components["schemas"]["NonFinite"])[][];
+            /** @description conv2d: the patch·kernel products of each input channel of the window, and their sum (padding is left out: it adds nothing) */
+            channels?: {
+                /** @description The input channel */
+                channel: number;
+                /** @description The pairs multiplied and summed, in order: [operand value, operand value] */
+                products: (number | components["schemas"]["NonFinite"])[][];
+                sum: number | components["schemas"]["NonFinite"];
+            }[];
+            bias?: number | components["schemas"]["NonFinite"];
+            preActivation?: number | components["schemas"]["NonFinite"];
+            /** @description linear: the activation applied to preActivation */
+            activation?: string;
+            /** @description linear with softmax: the row of pre-activations the softmax takes */
+            row?: (number | components["schemas"]["NonFinite"])[];
+            /** @description attention: query·key for each key, times the scale, plus the mask (-Infinity where hidden) */
+            scores?: {
+                /** @description The key's position */
+                key: number;
+                /** @description The pairs multiplied and summed, in order: [operand value, operand value] */
+                products: (number | components["schemas"]["NonFinite"])[][];
+                value: number | components["schemas"]["NonFinite"];
+            }[];
+            /** @description attention: the softmax of the scores */
+            weights?: (number | components["schemas"]["NonFinite"])[];
+            value: number | components["schemas"]["NonFinite"];
+            /** @description The element written out, e.g. "C[0,0] = 1*5 + 2*7 = 19" */
+            text: string;
+        }[];
         /** @description Every error: JSON, never a stack trace. */
         Error: {
             /** Format: int32 */
@@ -671,12 +708,15 @@ export interface components {
         DotBody: {
             a: components["schemas"]["Tensor"];
             b: components["schemas"]["Tensor"];
+            /** @description Also return "explanation": for every result element, the products summed, the bias and activation, its value and a line such as "C[0,0] = 1*5 + 2*7 = 19". JSON replies only; at most 256 result elements of at most 64 products each. */
+            explain?: boolean;
             encoding?: components["schemas"]["Encoding"];
             dtype?: components["schemas"]["DType"];
         };
         /** @description The result tensor in the object form */
         DotReply: {
             result: components["schemas"]["ResultTensor"];
+            explanation?: components["schemas"]["Explanation"];
         };
         LinearBody: {
             input: components["schemas"]["Tensor"];
@@ -687,12 +727,15 @@ export interface components {
              * @enum {string}
              */
             activation?: "none" | "relu" | "sigmoid" | "tanh" | "gelu" | "softmax";
+            /** @description Also return "explanation": for every result element, the products summed, the bias and activation, its value and a line such as "C[0,0] = 1*5 + 2*7 = 19". JSON replies only; at most 256 result elements of at most 64 products each. */
+            explain?: boolean;
             encoding?: components["schemas"]["Encoding"];
             dtype?: components["schemas"]["DType"];
         };
         /** @description The result tensor in the object form */
         LinearReply: {
             result: components["schemas"]["ResultTensor"];
+            explanation?: components["schemas"]["Explanation"];
         };
         Conv2dBody: {
             input: components["schemas"]["Tensor"];
@@ -714,12 +757,15 @@ export interface components {
              * @enum {string}
              */
             layout?: "NCHW" | "NHWC";
+            /** @description Also return "explanation": for every result element, the products summed, the bias and activation, its value and a line such as "C[0,0] = 1*5 + 2*7 = 19". JSON replies only; at most 256 result elements of at most 64 products each. */
+            explain?: boolean;
             encoding?: components["schemas"]["Encoding"];
             dtype?: components["schemas"]["DType"];
         };
         /** @description The result tensor in the object form */
         Conv2dReply: {
             result: components["schemas"]["ResultTensor"];
+            explanation?: components["schemas"]["Explanation"];
         };
         AttentionBody: {
             query: components["schemas"]["Tensor"];
@@ -732,6 +778,8 @@ export interface components {
             scale?: number;
             /** @description Also return the attention weights [..., Lq, Lk] */
             returnWeights?: boolean;
+            /** @description Also return "explanation": for every result element, the products summed, the bias and activation, its value and a line such as "C[0,0] = 1*5 + 2*7 = 19". JSON replies only; at most 256 result elements of at most 64 products each. */
+            explain?: boolean;
             encoding?: components["schemas"]["Encoding"];
             dtype?: components["schemas"]["DType"];
         };
@@ -749,6 +797,7 @@ export interface components {
         AttentionReply: {
             result: components["schemas"]["ResultTensor"];
             weights?: components["schemas"]["ResultTensor"];
+            explanation?: components["schemas"]["Explanation"];
         };
         EinsumBody: {
             /** @description numpy.einsum subscripts: a comma-separated list of subscripts per operand (letters a-z, A-Z and at most one "..." each), then optionally "->" and the output's subscripts; spaces are ignored. Without "->" the output is the "..." dimensions, then the subscripts that appear exactly once, in alphabetical order (upper case first). */
@@ -1561,7 +1610,8 @@ export interface operations {
                  *           7,
                  *           8
                  *         ]
-                 *       ]
+                 *       ],
+                 *       "explain": true
                  *     }
                  */
                 "application/json": components["schemas"]["MatmulBody"];
@@ -1597,7 +1647,81 @@ export interface operations {
                      *             50
                      *           ]
                      *         ]
-                     *       }
+                     *       },
+                     *       "explanation": [
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               5
+                     *             ],
+                     *             [
+                     *               2,
+                     *               7
+                     *             ]
+                     *           ],
+                     *           "value": 19,
+                     *           "text": "C[0,0] = 1*5 + 2*7 = 19"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             1
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               6
+                     *             ],
+                     *             [
+                     *               2,
+                     *               8
+                     *             ]
+                     *           ],
+                     *           "value": 22,
+                     *           "text": "C[0,1] = 1*6 + 2*8 = 22"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             1,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               3,
+                     *               5
+                     *             ],
+                     *             [
+                     *               4,
+                     *               7
+                     *             ]
+                     *           ],
+                     *           "value": 43,
+                     *           "text": "C[1,0] = 3*5 + 4*7 = 43"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             1,
+                     *             1
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               3,
+                     *               6
+                     *             ],
+                     *             [
+                     *               4,
+                     *               8
+                     *             ]
+                     *           ],
+                     *           "value": 50,
+                     *           "text": "C[1,1] = 3*6 + 4*8 = 50"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["MatmulReply"];
@@ -1818,7 +1942,8 @@ export interface operations {
                  *         4,
                  *         5,
                  *         6
-                 *       ]
+                 *       ],
+                 *       "explain": true
                  *     }
                  */
                 "application/json": components["schemas"]["DotBody"];
@@ -1842,7 +1967,28 @@ export interface operations {
                      *         "shape": [],
                      *         "dtype": "float64",
                      *         "data": 32
-                     *       }
+                     *       },
+                     *       "explanation": [
+                     *         {
+                     *           "index": [],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               4
+                     *             ],
+                     *             [
+                     *               2,
+                     *               5
+                     *             ],
+                     *             [
+                     *               3,
+                     *               6
+                     *             ]
+                     *           ],
+                     *           "value": 32,
+                     *           "text": "a·b = 1*4 + 2*5 + 3*6 = 32"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["DotReply"];
@@ -2079,7 +2225,8 @@ export interface operations {
                  *         0.5,
                  *         -0.5
                  *       ],
-                 *       "activation": "relu"
+                 *       "activation": "relu",
+                 *       "explain": true
                  *     }
                  */
                 "application/json": components["schemas"]["LinearBody"];
@@ -2111,7 +2258,59 @@ export interface operations {
                      *             2.3
                      *           ]
                      *         ]
-                     *       }
+                     *       },
+                     *       "explanation": [
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               0.1
+                     *             ],
+                     *             [
+                     *               2,
+                     *               0.3
+                     *             ],
+                     *             [
+                     *               3,
+                     *               0.5
+                     *             ]
+                     *           ],
+                     *           "bias": 0.5,
+                     *           "preActivation": 2.7,
+                     *           "activation": "relu",
+                     *           "value": 2.7,
+                     *           "text": "out[0,0] = relu(1*0.1 + 2*0.3 + 3*0.5 + 0.5) = 2.7"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             1
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               0.2
+                     *             ],
+                     *             [
+                     *               2,
+                     *               0.4
+                     *             ],
+                     *             [
+                     *               3,
+                     *               0.6
+                     *             ]
+                     *           ],
+                     *           "bias": -0.5,
+                     *           "preActivation": 2.3,
+                     *           "activation": "relu",
+                     *           "value": 2.3,
+                     *           "text": "out[0,1] = relu(1*0.2 + 2*0.4 + 3*0.6 + -0.5) = 2.3"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["LinearReply"];
@@ -2362,7 +2561,8 @@ export interface operations {
                  *         0.5
                  *       ],
                  *       "stride": 1,
-                 *       "padding": "valid"
+                 *       "padding": "valid",
+                 *       "explain": true
                  *     }
                  */
                 "application/json": components["schemas"]["Conv2dBody"];
@@ -2404,7 +2604,149 @@ export interface operations {
                      *             ]
                      *           ]
                      *         ]
-                     *       }
+                     *       },
+                     *       "explanation": [
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0
+                     *           ],
+                     *           "channels": [
+                     *             {
+                     *               "channel": 0,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   2,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   4,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   5,
+                     *                   -1
+                     *                 ]
+                     *               ],
+                     *               "sum": -4
+                     *             }
+                     *           ],
+                     *           "bias": 0.5,
+                     *           "value": -3.5,
+                     *           "text": "out[0,0,0,0] = (1*1 + 2*0 + 4*0 + 5*-1) + 0.5 = -4 + 0.5 = -3.5"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             1
+                     *           ],
+                     *           "channels": [
+                     *             {
+                     *               "channel": 0,
+                     *               "products": [
+                     *                 [
+                     *                   2,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   3,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   5,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   6,
+                     *                   -1
+                     *                 ]
+                     *               ],
+                     *               "sum": -4
+                     *             }
+                     *           ],
+                     *           "bias": 0.5,
+                     *           "value": -3.5,
+                     *           "text": "out[0,0,0,1] = (2*1 + 3*0 + 5*0 + 6*-1) + 0.5 = -4 + 0.5 = -3.5"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0,
+                     *             1,
+                     *             0
+                     *           ],
+                     *           "channels": [
+                     *             {
+                     *               "channel": 0,
+                     *               "products": [
+                     *                 [
+                     *                   4,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   5,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   7,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   8,
+                     *                   -1
+                     *                 ]
+                     *               ],
+                     *               "sum": -4
+                     *             }
+                     *           ],
+                     *           "bias": 0.5,
+                     *           "value": -3.5,
+                     *           "text": "out[0,0,1,0] = (4*1 + 5*0 + 7*0 + 8*-1) + 0.5 = -4 + 0.5 = -3.5"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0,
+                     *             1,
+                     *             1
+                     *           ],
+                     *           "channels": [
+                     *             {
+                     *               "channel": 0,
+                     *               "products": [
+                     *                 [
+                     *                   5,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   6,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   8,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   9,
+                     *                   -1
+                     *                 ]
+                     *               ],
+                     *               "sum": -4
+                     *             }
+                     *           ],
+                     *           "bias": 0.5,
+                     *           "value": -3.5,
+                     *           "text": "out[0,0,1,1] = (5*1 + 6*0 + 8*0 + 9*-1) + 0.5 = -4 + 0.5 = -3.5"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["Conv2dReply"];
@@ -2655,7 +2997,8 @@ export interface operations {
                  *         ]
                  *       ],
                  *       "causal": true,
-                 *       "returnWeights": true
+                 *       "returnWeights": true,
+                 *       "explain": true
                  *     }
                  */
                 "application/json": components["schemas"]["AttentionBody"];
@@ -2710,7 +3053,293 @@ export interface operations {
                      *             0
                      *           ]
                      *         ]
-                     *       }
+                     *       },
+                     *       "explanation": [
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             0
+                     *           ],
+                     *           "scores": [
+                     *             {
+                     *               "key": 0,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   0
+                     *                 ]
+                     *               ],
+                     *               "value": 0.7071067811865475
+                     *             },
+                     *             {
+                     *               "key": 1,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": "-Infinity"
+                     *             },
+                     *             {
+                     *               "key": 2,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": "-Infinity"
+                     *             }
+                     *           ],
+                     *           "weights": [
+                     *             1,
+                     *             0,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               1
+                     *             ],
+                     *             [
+                     *               0,
+                     *               3
+                     *             ],
+                     *             [
+                     *               0,
+                     *               5
+                     *             ]
+                     *           ],
+                     *           "value": 1,
+                     *           "text": "out[0,0] = 1*1 + 0*3 + 0*5 = 1, weights = softmax([(1*1 + 0*0)*0.7071067811865475, hidden, hidden]) = softmax([0.7071067811865475, -Infinity, -Infinity]) = [1, 0, 0]"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             0,
+                     *             1
+                     *           ],
+                     *           "scores": [
+                     *             {
+                     *               "key": 0,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   0
+                     *                 ]
+                     *               ],
+                     *               "value": 0.7071067811865475
+                     *             },
+                     *             {
+                     *               "key": 1,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": "-Infinity"
+                     *             },
+                     *             {
+                     *               "key": 2,
+                     *               "products": [
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": "-Infinity"
+                     *             }
+                     *           ],
+                     *           "weights": [
+                     *             1,
+                     *             0,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               1,
+                     *               2
+                     *             ],
+                     *             [
+                     *               0,
+                     *               4
+                     *             ],
+                     *             [
+                     *               0,
+                     *               6
+                     *             ]
+                     *           ],
+                     *           "value": 2,
+                     *           "text": "out[0,1] = 1*2 + 0*4 + 0*6 = 2, weights = softmax([(1*1 + 0*0)*0.7071067811865475, hidden, hidden]) = softmax([0.7071067811865475, -Infinity, -Infinity]) = [1, 0, 0]"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             1,
+                     *             0
+                     *           ],
+                     *           "scores": [
+                     *             {
+                     *               "key": 0,
+                     *               "products": [
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   1,
+                     *                   0
+                     *                 ]
+                     *               ],
+                     *               "value": 0
+                     *             },
+                     *             {
+                     *               "key": 1,
+                     *               "products": [
+                     *                 [
+                     *                   0,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": 0.7071067811865475
+                     *             },
+                     *             {
+                     *               "key": 2,
+                     *               "products": [
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": "-Infinity"
+                     *             }
+                     *           ],
+                     *           "weights": [
+                     *             0.3302384506733431,
+                     *             0.6697615493266569,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               0.3302384506733431,
+                     *               1
+                     *             ],
+                     *             [
+                     *               0.6697615493266569,
+                     *               3
+                     *             ],
+                     *             [
+                     *               0,
+                     *               5
+                     *             ]
+                     *           ],
+                     *           "value": 2.3395230986533138,
+                     *           "text": "out[1,0] = 0.3302384506733431*1 + 0.6697615493266569*3 + 0*5 = 2.3395230986533138, weights = softmax([(0*1 + 1*0)*0.7071067811865475, (0*0 + 1*1)*0.7071067811865475, hidden]) = softmax([0, 0.7071067811865475, -Infinity]) = [0.3302384506733431, 0.6697615493266569, 0]"
+                     *         },
+                     *         {
+                     *           "index": [
+                     *             1,
+                     *             1
+                     *           ],
+                     *           "scores": [
+                     *             {
+                     *               "key": 0,
+                     *               "products": [
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   1,
+                     *                   0
+                     *                 ]
+                     *               ],
+                     *               "value": 0
+                     *             },
+                     *             {
+                     *               "key": 1,
+                     *               "products": [
+                     *                 [
+                     *                   0,
+                     *                   0
+                     *                 ],
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": 0.7071067811865475
+                     *             },
+                     *             {
+                     *               "key": 2,
+                     *               "products": [
+                     *                 [
+                     *                   0,
+                     *                   1
+                     *                 ],
+                     *                 [
+                     *                   1,
+                     *                   1
+                     *                 ]
+                     *               ],
+                     *               "value": "-Infinity"
+                     *             }
+                     *           ],
+                     *           "weights": [
+                     *             0.3302384506733431,
+                     *             0.6697615493266569,
+                     *             0
+                     *           ],
+                     *           "products": [
+                     *             [
+                     *               0.3302384506733431,
+                     *               2
+                     *             ],
+                     *             [
+                     *               0.6697615493266569,
+                     *               4
+                     *             ],
+                     *             [
+                     *               0,
+                     *               6
+                     *             ]
+                     *           ],
+                     *           "value": 3.3395230986533138,
+                     *           "text": "out[1,1] = 0.3302384506733431*2 + 0.6697615493266569*4 + 0*6 = 3.3395230986533138, weights = softmax([(0*1 + 1*0)*0.7071067811865475, (0*0 + 1*1)*0.7071067811865475, hidden]) = softmax([0, 0.7071067811865475, -Infinity]) = [0.3302384506733431, 0.6697615493266569, 0]"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["AttentionReply"];

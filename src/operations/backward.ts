@@ -68,8 +68,8 @@ export function resolveWrt (wrt: string[] | undefined, given: string[], constant
   return given.filter(n => wrt.includes(n))
 }
 
-type BackwardBodySchema<B extends TObject> = TObject<B['properties'] & typeof backwardFields>
-type BackwardReply<R extends TObject, Operand extends string> = TObject<Omit<R['properties'], 'result'> & {
+type BackwardBodySchema<B extends TObject> = TObject<Omit<B['properties'], 'explain'> & typeof backwardFields>
+type BackwardReply<R extends TObject, Operand extends string> = TObject<Omit<R['properties'], 'result' | 'explanation'> & {
   grads: TObject<{ [K in Operand]: TOptional<typeof ResultTensorSchema> }>
   result: TOptional<typeof ResultTensorSchema>
 }>
@@ -108,9 +108,11 @@ export function defineBackward<Forward extends TaskBase, B extends TObject = TOb
   forward: Operation<B, R, Forward>, options: BackwardOptions<Forward, Operand>
 ): Operation<BackwardBodySchema<B>, BackwardReply<R, Operand>, BackwardTask<Forward>> {
   const grads = Object.fromEntries(options.operands.map(name => [name, Type.Optional(ResultTensorSchema)]))
-  const body = Type.Object({ ...forward.body.properties, ...backwardFields }, { additionalProperties: false })
+  // (explain mode is the forward routes')
+  const { explain: _, ...fields } = forward.body.properties
+  const body = Type.Object({ ...fields, ...backwardFields }, { additionalProperties: false })
   // the forward reply's fields besides result (attention's weights), when returnResult asks for them
-  const { result, ...extra } = forward.reply.properties
+  const { result, explanation: _e, ...extra } = forward.reply.properties
   const reply = Type.Object({
     grads: Type.Object(grads, { additionalProperties: false, description: 'One gradient per operand asked for, of that operand\'s shape' }),
     result: Type.Optional(ResultTensorSchema),

@@ -91,8 +91,9 @@ function nodeSchema (op: ForwardName): { fields: TensorFields, validate: ReturnT
     if (kind !== null) fields[key] = kind
     properties[key] = kind === null ? schema : kind === 'list' ? { ...schema, items: Name } : Name
   }
-  // (the encoding of a node's value is the graph's: not a node's field)
+  // (the encoding of a node's value is the graph's, and explain mode the single routes': not a node's fields)
   delete properties.encoding
+  delete properties.explain
   const schema = { type: 'object', properties, required: body.required ?? [], additionalProperties: false } as unknown as TSchema
   const entry = { fields, validate: compileBodyValidator(schema) }
   fieldsCache.set(op, entry)

@@ -4,6 +4,7 @@ import { linear as linearKernel, linearInfo } from '../kernels/linear.js'
 import { commonFields, StringEnum, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation, resultArray } from './spec.js'
+import { elementName, type Explained, explainField, ExplanationSchema, explainOutput, productsText, sumOf, textNumber, unravel } from './explain.js'
 import { defineBackward } from './backward.js'
 
 const Body = Type.Object({
@@ -13,6 +14,7 @@ const Body = Type.Object({
   activation: Type.Optional(StringEnum(['none', 'relu', 'sigmoid', 'tanh', 'gelu', 'softmax'], {
     description: 'none (default), relu, sigmoid, tanh, gelu (exact, erf-based) or softmax over the last axis'
   })),
+  ...explainField,
   ...commonFields
 }, { additionalProperties: false })
 
@@ -23,8 +25,31 @@ const linear = defineOperation({
     '[..., out] (a 1-D input [in] gives [out]). Activations: none, relu, sigmoid, tanh, gelu (exact, ' +
     'x·Φ(x) with the error function) and softmax over the last axis; a softmax row that is all -Infinity gives zeros.',
   body: Body,
-  example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu' },
-  exampleReply: { result: { shape: [1, 2], dtype: 'float64', data: [[2.7, 2.3]] } },
+  example: { input: [[1, 2, 3]], weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.5, -0.5], activation: 'relu', explain: true },
+  exampleReply: {
+    result: { shape: [1, 2], dtype: 'float64', data: [[2.7, 2.3]] },
+    explanation: [
+      {
+        index: [0, 0],
+        products: [[1, 0.1], [2, 0.3], [3, 0.5]],
+        bias: 0.5,
+        preActivation: 2.7,
+        activation: 'relu',
+        value: 2.7,
+        text: 'out[0,0] = relu(1*0.1 + 2*0.3 + 3*0.5 + 0.5) = 2.7'
+      },
+      {
+        index: [0, 1],
+        products: [[1, 0.2], [2, 0.4], [3, 0.6]],
+        bias: -0.5,
+        preActivation: 2.3,
+        activation: 'relu',
+        value: 2.3,
+        text: 'out[0,1] = relu(1*0.2 + 2*0.4 + 3*0.6 + -0.5) = 2.3'
+      }
+    ]
+  },
+  extraReply: { explanation: Type.Optional(ExplanationSchema) },
   prepare (body, decode) {
     const { limits } = decode
     const input = decode.tensor(body.input, 'input')
@@ -38,10 +63,55 @@ const linear = defineOperation({
     return {
       task: { dtype, input: id, weights: wd, bias: bd, info },
       transfer: buffersOf(id, wd, bd),
-      outputs: [{ field: 'result', shape: info.outShape, length: info.outElements }]
+      outputs: [
+        { field: 'result', shape: info.outShape, length: info.outElements },
+        // (softmax prints each element's row of pre-activations too)
+        ...explainOutput(body, info.outElements, info.inFeatures, 'the input features',
+          info.inFeatures + (info.activation === 'softmax' ? info.outFeatures : 0))
+      ]
     }
   },
-  run: ({ dtype, input, weights, bias, info }) => linearKernel(resultArray(dtype, info.outElements), input, weights, bias, info)
+  run: ({ dtype, input, weights, bias, info }) => linearKernel(resultArray(dtype, info.outElements), input, weights, bias, info),
+  /** out[..., j] = activation(Σ_t input[..., t]·weights[t, j] + bias[j]); softmax over the row of those sums. */
+  explain ({ dtype, input, weights, bias, info }, result) {
+    const num = textNumber(dtype)
+    const { inFeatures: k, outFeatures: n, activation } = info
+    const pairsOf = (r: number, j: number): Array<[number, number]> => {
+      const pairs: Array<[number, number]> = []
+      for (let t = 0; t < k; t++) pairs.push([input[r * k + t], weights[t * n + j]])
+      return pairs
+    }
+    const out: Explained[] = []
+    for (let f = 0; f < result.length; f++) {
+      const index = unravel(f, info.outShape)
+      const j = f % n
+      const r = Math.floor(f / n)
+      const products = pairsOf(r, j)
+      const b = bias === null ? undefined : bias[j]
+      const sum = productsText(products, num) + (b === undefined ? '' : ` + ${num(b)}`)
+      const z = sumOf(products) + (b ?? 0)
+      const name = elementName('out', index)
+      const value = result[f]
+      if (activation === 'softmax') {
+        const row = Array.from({ length: n }, (_, c) => sumOf(pairsOf(r, c)) + (bias === null ? 0 : bias[c]))
+        out.push({
+          index,
+          products,
+          bias: b,
+          preActivation: z,
+          activation,
+          row,
+          value,
+          text: `${name} = softmax([${row.map(num).join(', ')}])[${j}] = ${num(value)}, where ${num(z)} = ${sum}`
+        })
+      } else if (activation === 'none') {
+        out.push({ index, products, bias: b, value, text: `${name} = ${sum} = ${num(value)}` })
+      } else {
+        out.push({ index, products, bias: b, preActivation: z, activation, value, text: `${name} = ${activation}(${sum}) = ${num(value)}` })
+      }
+    }
+    return out
+  }
 })
 
 export default linear

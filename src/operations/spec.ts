@@ -5,12 +5,13 @@
  * routes (src/routes/v1/operations.ts) and the workers (src/worker/request.ts) both run it.
  */
 import { type Static, type TObject, type TSchema, Type } from 'typebox'
-import { invalidTensor, tooLarge } from '../errors.js'
+import { invalidArgument, invalidTensor, tooLarge } from '../errors.js'
 import { formatShape } from '../kernels/shape.js'
 import { type FloatArray, kernelDtype, type Limits, type WireDType } from '../kernels/types.js'
 import { ResultTensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor, isFileTensor } from '../tensor/decode.js'
 import { pooledArray } from '../tensor/buffers.js'
+import { type Explained, explanationJson } from './explain.js'
 import { type Encoding, replyBytesBound, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
 
 /** What every task carries: the result dtype and its work, which the pool schedules by. */
@@ -57,6 +58,11 @@ export interface OperationSpec<
    * pool (`resultArray`). The operation's one place that picks its kernels.
    */
   run: (task: T) => FloatArray
+  /**
+   * The explanation of a result (src/operations/explain.ts), for a body that asked for one (its
+   * prepare step adds the `explanation` output): from the task's operands and its result.
+   */
+  explain?: (task: T, result: FloatArray) => Explained[]
 }
 
 /** The fields every operation's body may carry besides its operands. */
@@ -68,12 +74,25 @@ export interface CommonBody { encoding?: Encoding, dtype?: WireDType }
  * (`MatmulBody`, `MatmulReply`) and the types of the client.
  */
 export interface Operation<B extends TObject = TObject, R extends TObject = TObject, T extends TaskBase = TaskBase>
-  extends Omit<OperationSpec<B>, 'prepare' | 'run' | 'extraReply' | 'reply'> {
+  extends Omit<OperationSpec<B>, 'prepare' | 'run' | 'explain' | 'extraReply' | 'reply'> {
   reply: R
   prepare: (body: CommonBody, decode: Decoder) => Prepared<T>
   // (method syntax: an operation of a narrower task is an Operation, and the pool and the workers
   // hand each task only to the operation that prepared it)
   run (task: T): FloatArray
+  explain? (task: T, result: FloatArray): Explained[]
+}
+
+/**
+ * Runs a prepared task: its result, and the explanation's JSON text in the reply's place for it
+ * when the body asked for one. Where an operation's task is run for a reply (the worker, the main
+ * thread's inline run), it is run through this.
+ */
+export function runOperation (op: Operation, task: TaskBase, reply: ReplySpec | undefined): FloatArray {
+  const result = op.run(task)
+  const place = reply?.outputs.find(o => o.explain !== undefined)
+  if (place !== undefined && op.explain !== undefined) place.json = explanationJson(op.explain(task, result), task.dtype)
+  return result
 }
 
 /** A zeroed array of the dtype's kernel type for a task's results, from this thread's pool (src/tensor/buffers.ts). */
@@ -119,6 +138,9 @@ export function bodySchema (spec: Operation): TSchema {
  */
 export function replySpecOf (body: CommonBody, prepared: Prepared, format: ReplyFormat, limits: Limits): ReplySpec {
   const spec: ReplySpec = { format, encoding: body.encoding ?? 'nested', outputs: prepared.outputs }
+  if (format !== 'json' && spec.outputs.some(o => o.explain !== undefined)) {
+    throw invalidArgument('explain is answered in JSON replies only: ask for application/json (Accept), or leave explain out')
+  }
   const max = limits.maxJsonReplyBytes
   if (format === 'json' && max !== undefined && max > 0) {
     const bytes = replyBytesBound(prepared.task.dtype, spec)

@@ -21,7 +21,8 @@ import { buffers } from '../tensor/buffers.js'
 import { closeGate, type Gate, newGate } from '../worker/gate.js'
 import type { RequestOutcome, RequestTask } from '../worker/request.js'
 import { OPERATIONS, type OperationName } from '../operations/index.js'
-import type { Operation, TaskBase } from '../operations/spec.js'
+import { runOperation, type TaskBase } from '../operations/spec.js'
+import type { ReplySpec } from '../tensor/encode.js'
 
 interface Job { name: string, task: object, transferList: ArrayBuffer[] }
 
@@ -137,8 +138,7 @@ async function poolPlugin (app: FastifyInstance, { config }: PoolOptions): Promi
   /** Tiny work on the main thread: cheaper than a worker's round trip. */
   function runInline (name: OperationName, task: TaskBase): unknown {
     const started = process.hrtime.bigint()
-    const op: Operation = OPERATIONS[name]
-    const result = op.run(task)
+    const result = runOperation(OPERATIONS[name], task, (task as { reply?: ReplySpec }).reply)
     app.metrics.computeDuration.observe({ op: name }, Number(process.hrtime.bigint() - started) / 1e9)
     return result
   }

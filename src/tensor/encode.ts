@@ -110,7 +110,7 @@ function rowTextsF64 (data: Float64Array, inner: number): string[] {
 const WASM_MIN_VALUES = 256
 
 /** The printer of one value of the dtype. */
-function formatterOf (dtype: WireDType): (x: number) => string {
+export function formatterOf (dtype: WireDType): (x: number) => string {
   if (dtype === 'float32') return formatFloat32
   if (dtype === 'float64') return formatFloat64
   if (dtype === 'bfloat16') {
@@ -226,6 +226,12 @@ export interface ReplyOutput {
   absent?: boolean
   /** Not a tensor but this value (length 0): as JSON in the JSON reply, in `__metadata__` in a safetensors one (an object: nowhere). */
   value?: number | Record<string, never>
+  /**
+   * An explanation of the result (src/operations/explain.ts), printing about this many products: written
+   * by the run step into `json`, the JSON text the reply carries at this place.
+   */
+  explain?: number
+  json?: string
 }
 
 /**
@@ -241,6 +247,8 @@ export function replyBytesBound (dtype: WireDType, spec: ReplySpec): number {
   let total = 0
   for (const o of spec.outputs) {
     total += 64 + 6 * o.field.length + 2 * o.shape.length // field name (escaped), shape, dtype, quotes
+    // each product printed twice (its pair and the text line), and each element's keys
+    if (o.explain !== undefined) total += o.explain * (4 * TEXT_BYTES[dtype] + 16) + 65536
     for (const d of o.shape) total += String(d).length + 1
     if (spec.format === 'safetensors') total += o.length * (dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : 2)
     else if (spec.encoding === 'base64') total += Math.ceil(o.length * BASE64_BYTES[dtype]) + 4
@@ -289,6 +297,7 @@ export function encodeReply (buffer: FloatArray, dtype: WireDType, spec: ReplySp
   const texts = spec.outputs.map(o => {
     if (o.absent === true) return 'null'
     if (o.value !== undefined) return JSON.stringify(o.value)
+    if (o.json !== undefined) return o.json
     const data = buffer.subarray(offset, offset + o.length)
     offset += o.length
     return encodeTensor(o.shape, dtype, data, spec.encoding)

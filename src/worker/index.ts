@@ -9,7 +9,7 @@ import { move, Piscina, transferableSymbol, valueSymbol } from 'piscina'
 import { enableEngine, useGate } from '../kernels/ort/engine.js'
 import type { FloatArray, WireDType } from '../kernels/types.js'
 import { OPERATIONS, type OperationName } from '../operations/index.js'
-import type { Operation, TaskBase } from '../operations/spec.js'
+import { type Operation, runOperation, type TaskBase } from '../operations/spec.js'
 import { buffers } from '../tensor/buffers.js'
 import { encodeReplyBytes, type ReplySpec } from '../tensor/encode.js'
 import type { Gate } from './gate.js'
@@ -77,7 +77,7 @@ type FromPool<T> = T & { reply?: ReplySpec, into?: ArrayBuffer, lent?: ArrayBuff
 export function run (task: FromPool<TaskBase & { operation: OperationName }>): unknown {
   const op: Operation = OPERATIONS[task.operation]
   useGate(task.gate ?? null)
-  return timed(() => answer(op.run(task), task))
+  return timed(() => answer(runOperation(op, task, task.reply), task))
 }
 
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */

@@ -11,7 +11,7 @@
 import { bodyLooksLike, isApiError } from '../errors.js'
 import type { Limits } from '../kernels/types.js'
 import { OPERATIONS, type OperationName, TENSOR_MAPS } from '../operations/index.js'
-import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf } from '../operations/spec.js'
+import { bodySchema, type CommonBody, decoderFor, type Operation, type Prepared, replySpecOf, runOperation } from '../operations/spec.js'
 import { type BodyValidator, compileBodyValidator } from '../schemas/ajv.js'
 import type { SchemaError } from '../schemas/validation.js'
 import { buffers } from '../tensor/buffers.js'
@@ -110,7 +110,7 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     const spare = into === undefined ? [] : [into]
     return { outcome: { kind: 'prepared', prepared, reply, shapes, lent: spare }, transfer: [...prepared.transfer, ...spare] }
   }
-  const result = spec.run(prepared.task)
+  const result = runOperation(spec, prepared.task, reply)
   // the operands are read: the reply is written over the body, and the result and the operands
   // decoded into buffers of their own go back to this thread's pool
   // (into the larger of the body's buffer and the lent one; the other goes back as it came)
