@@ -19,6 +19,7 @@ import headersPlugin from './plugins/headers.js'
 import metricsPlugin from './plugins/metrics.js'
 import poolPlugin from './plugins/pool.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
+import playgroundRoutes from './routes/playground.js'
 import serviceRoutes from './routes/service.js'
 import operationRoutes from './routes/v1/operations.js'
 import { swaggerOptions, swaggerUiPlugins } from './openapi.js'
@@ -40,8 +41,8 @@ declare module 'fastify' {
   }
 }
 
-/** Routes that answer even under pressure: probes, metrics and the docs. */
-const ALWAYS_ANSWER = /^\/(health|ready|metrics|openapi\.json|docs)(\/|$)/
+/** Routes that answer even under pressure: probes, metrics, the docs and the playground's files. */
+const ALWAYS_ANSWER = /^\/(health|ready|metrics|openapi\.json|docs|playground)(\/|$)/
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
@@ -236,6 +237,7 @@ export async function buildApp (overrides: Partial<Config> = {}, options: AppOpt
   })
   await app.register(poolPlugin, { config })
   await app.register(serviceRoutes)
+  await app.register(playgroundRoutes)
   await app.register(operationRoutes)
 
   app.addHook('onReady', async () => {

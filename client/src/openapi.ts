@@ -668,7 +668,10 @@ export interface components {
             products?: (number | components["schemas"]["NonFinite"])[][];
             /** @description conv2d: the patch·kernel products of each input channel of the window, and their sum (padding is left out: it adds nothing) */
             channels?: {
-                /** @description The input channel */
+                /**
+                 * Format: int32
+                 * @description The input channel
+                 */
                 channel: number;
                 /** @description The pairs multiplied and summed, in order: [operand value, operand value] */
                 products: (number | components["schemas"]["NonFinite"])[][];
@@ -682,7 +685,10 @@ export interface components {
             row?: (number | components["schemas"]["NonFinite"])[];
             /** @description attention: query·key for each key, times the scale, plus the mask (-Infinity where hidden) */
             scores?: {
-                /** @description The key's position */
+                /**
+                 * Format: int32
+                 * @description The key's position
+                 */
                 key: number;
                 /** @description The pairs multiplied and summed, in order: [operand value, operand value] */
                 products: (number | components["schemas"]["NonFinite"])[][];

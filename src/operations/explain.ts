@@ -30,33 +30,40 @@ export const explainField = {
 }
 
 const Value = Type.Union([Type.Number(), NonFiniteSchema])
+const Count = (description: string) => Type.Integer({ format: 'int32', minimum: 0, maximum: 2147483647, description })
 const Pairs = Type.Array(Type.Array(Value, { minItems: 2, maxItems: 2 }), {
   maxItems: EXPLAIN_MAX_PRODUCTS,
   description: 'The pairs multiplied and summed, in order: [operand value, operand value]'
 })
-const Index = Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 64, description: 'The element\'s index in the result' })
+const Values = (description: string, maxItems: number) => Type.Array(Value, { maxItems, description })
 
 /** The reply's `explanation` (the OpenAPI document's `Explanation`). */
 export const ExplanationSchema = Type.Array(Type.Object({
-  index: Index,
+  index: Type.Array(Count('An index'), { maxItems: 64, description: 'The element\'s index in the result' }),
   products: Type.Optional(Pairs),
   channels: Type.Optional(Type.Array(Type.Object({
-    channel: Type.Integer({ minimum: 0, description: 'The input channel' }),
+    channel: Count('The input channel'),
     products: Pairs,
     sum: Value
-  }, { additionalProperties: false }), { description: 'conv2d: the patch·kernel products of each input channel of the window, and their sum (padding is left out: it adds nothing)' })),
+  }, { additionalProperties: false }), {
+    maxItems: EXPLAIN_MAX_PRODUCTS,
+    description: 'conv2d: the patch·kernel products of each input channel of the window, and their sum (padding is left out: it adds nothing)'
+  })),
   bias: Type.Optional(Value),
   preActivation: Type.Optional(Value),
-  activation: Type.Optional(Type.String({ description: 'linear: the activation applied to preActivation' })),
-  row: Type.Optional(Type.Array(Value, { description: 'linear with softmax: the row of pre-activations the softmax takes' })),
+  activation: Type.Optional(Type.String({ maxLength: 16, description: 'linear: the activation applied to preActivation' })),
+  row: Type.Optional(Values('linear with softmax: the row of pre-activations the softmax takes', EXPLAIN_MAX_ELEMENTS)),
   scores: Type.Optional(Type.Array(Type.Object({
-    key: Type.Integer({ minimum: 0, description: 'The key\'s position' }),
+    key: Count('The key\'s position'),
     products: Pairs,
     value: Value
-  }, { additionalProperties: false }), { description: 'attention: query·key for each key, times the scale, plus the mask (-Infinity where hidden)' })),
-  weights: Type.Optional(Type.Array(Value, { description: 'attention: the softmax of the scores' })),
+  }, { additionalProperties: false }), {
+    maxItems: EXPLAIN_MAX_PRODUCTS,
+    description: 'attention: query·key for each key, times the scale, plus the mask (-Infinity where hidden)'
+  })),
+  weights: Type.Optional(Values('attention: the softmax of the scores', EXPLAIN_MAX_PRODUCTS)),
   value: Value,
-  text: Type.String({ description: 'The element written out, e.g. "C[0,0] = 1*5 + 2*7 = 19"' })
+  text: Type.String({ maxLength: 65536, description: 'The element written out, e.g. "C[0,0] = 1*5 + 2*7 = 19"' })
 }, { additionalProperties: false }), {
   $id: 'Explanation',
   maxItems: EXPLAIN_MAX_ELEMENTS,

@@ -4,7 +4,7 @@
  * name and runs its npm steps (npm ci with the dev dependencies, npm run build:server); the runtime
  * stage gets exactly what it copies (package files from the context, dist/ from the build
  * stage), runs `npm ci --omit=dev`, and its CMD is started with the stage's ENV. The service
- * must then answer /health, /ready, /docs and a matmul, pass the HEALTHCHECK command, and exit 0
+ * must then answer /health, /ready, /docs, the playground and a matmul, pass the HEALTHCHECK command, and exit 0
  * on SIGTERM: the runtime file set and the production dependencies are complete.
  *
  * Slow (a full `npm ci` of the dev dependencies): it runs as `npm run test:container`, not in
@@ -341,6 +341,12 @@ describe('the Dockerfile, replayed without a container engine', () => {
     const bundle = await fetch(new URL(script?.[1] ?? '', `${base}/docs/`))
     expect(bundle.status).toBe(200)
     await bundle.arrayBuffer()
+    // the playground's files, which the build copies into dist/
+    for (const path of ['/playground', '/playground/playground.js', '/playground/playground.css']) {
+      const file = await fetch(`${base}${path}`)
+      expect(file.status, path).toBe(200)
+      expect((await file.text()).length, path).toBeGreaterThan(1000)
+    }
     const doc = await fetch(`${base}/openapi.json`)
     expect(doc.status).toBe(200)
     await doc.arrayBuffer() // an unread body keeps its connection busy, and the drain would wait on it
