@@ -35,7 +35,7 @@ const fieldsOf = (route: Route): string[] => route === 'optimizer/step'
   : route === 'graph'
     ? GRAPH_FIELDS
     : backward(route) ? [...FORWARD_FIELDS[forwardOf(route)], 'gradOutput'] : FORWARD_FIELDS[forwardOf(route)]
-const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'kind', 'kernelSize', 'ceilMode', 'countIncludePad', 'reduction', 'delta', 'labelSmoothing', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'wrt', 'returnResult',
+const OPTIONS = ['encoding', 'dtype', 'axis', 'log', 'keepdims', 'correction', 'normalizedShape', 'eps', 'kind', 'kernelSize', 'ceilMode', 'countIncludePad', 'reduction', 'delta', 'labelSmoothing', 'activation', 'stride', 'padding', 'dilation', 'groups', 'layout', 'causal', 'scale', 'returnWeights', 'explain', 'wrt', 'returnResult',
   'momentum', 'dampening', 'nesterov', 'betas', 'weightDecay', 'lr', 'optimizer']
 
 const extremeNumber = fc.constantFrom(0, -0, -1, 1, 2, 1.5, 1e300, -1e300, 5e-324, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1)

@@ -66,7 +66,7 @@ const headerChange = fc.oneof(
   fc.record({ kind: fc.constant('extra key'), value: fc.constantFrom('foo', '__proto__', 'constructor') }),
   fc.record({ kind: fc.constant('rename'), value: hostileName }),
   fc.record({ kind: fc.constant('entry'), value: fc.constantFrom(null, 1, 'x', [], [1, 2]) }),
-  fc.record({ kind: fc.constant('metadata'), value: fc.dictionary(fc.constantFrom('activation', 'stride', 'causal', 'a', 'encoding', 'dtype', '__proto__', 'x', 'state.step', 'state', 'params.fc.w', 'state.expAvg', 'state.__proto__', 'lr', 'optimizer', 'nodes', 'update.lr', 'update', 'inputs', 'gradients', 'update.state.step'), fc.oneof(fc.constantFrom('gelu', '[2,2]', 'true', '{"__proto__":1}', '"base64"', 'float16', 'NaN', '1e999', '', '{"step":1}', '{"expAvg":{}}', 'sgd', '-1', '1.5', '[{"name":"y","operation":"matmul","a":"y","b":"x"}]', '{"of":"y","wrt":["x"]}'), fc.integer(), fc.constant(null))) }),
+  fc.record({ kind: fc.constant('metadata'), value: fc.dictionary(fc.constantFrom('activation', 'stride', 'causal', 'explain', 'a', 'encoding', 'dtype', '__proto__', 'x', 'state.step', 'state', 'params.fc.w', 'state.expAvg', 'state.__proto__', 'lr', 'optimizer', 'nodes', 'update.lr', 'update', 'inputs', 'gradients', 'update.state.step'), fc.oneof(fc.constantFrom('gelu', '[2,2]', 'true', '{"__proto__":1}', '"base64"', 'float16', 'NaN', '1e999', '', '{"step":1}', '{"expAvg":{}}', 'sgd', '-1', '1.5', '[{"name":"y","operation":"matmul","a":"y","b":"x"}]', '{"of":"y","wrt":["x"]}'), fc.integer(), fc.constant(null))) }),
   fc.record({ kind: fc.constant('swap offsets'), value: fc.constant(null) })
 )
 
