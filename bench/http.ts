@@ -75,13 +75,13 @@ function otherCase (route: 'conv2d' | 'attention', form: 'json' | 'safetensors',
   for (const [name, t] of Object.entries(tensors)) body[name] = { shape: t.shape, dtype: 'float32', data: Buffer.from(t.data.buffer).toString('base64') }
   return { name: `${what} base64 float32`, route, body: JSON.stringify(body), dtype: 'float32', target, form }
 }
-/** A safetensors file of float32 tensors (options as __metadata__), as safetensors.numpy.save lays it out. */
-function safetensorsFile (tensors: Record<string, { shape: number[], data: Float32Array }>, metadata: Record<string, unknown> = {}): Buffer {
+/** A safetensors file of float32 or float64 tensors (options as __metadata__), as safetensors.numpy.save lays it out. */
+function safetensorsFile (tensors: Record<string, { shape: number[], data: Float32Array | Float64Array }>, metadata: Record<string, unknown> = {}): Buffer {
   const header: Record<string, object> = {}
   if (Object.keys(metadata).length > 0) header.__metadata__ = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, JSON.stringify(v)]))
   let at = 0
   for (const [name, t] of Object.entries(tensors)) {
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [at, at + t.data.byteLength] }
+    header[name] = { dtype: t.data instanceof Float64Array ? 'F64' : 'F32', shape: t.shape, data_offsets: [at, at + t.data.byteLength] }
     at += t.data.byteLength
   }
   let text = JSON.stringify(header)
@@ -90,9 +90,10 @@ function safetensorsFile (tensors: Record<string, { shape: number[], data: Float
   length.writeBigUInt64LE(BigInt(text.length))
   return Buffer.concat([length, Buffer.from(text), ...Object.values(tensors).map(t => Buffer.from(t.data.buffer))])
 }
-function safetensorsCase (n: number, target: number): Case {
-  const body = safetensorsFile({ a: { shape: [n, n], data: Float32Array.from(values(n * n, 1)) }, b: { shape: [n, n], data: Float32Array.from(values(n * n, 2)) } })
-  return { name: `matmul ${n}×${n} safetensors float32`, route: 'matmul', body, dtype: 'float32', target, form: 'safetensors' }
+function safetensorsCase (n: number, target: number, dtype: 'float32' | 'float64' = 'float32'): Case {
+  const Typed = dtype === 'float32' ? Float32Array : Float64Array
+  const body = safetensorsFile({ a: { shape: [n, n], data: Typed.from(values(n * n, 1)) }, b: { shape: [n, n], data: Typed.from(values(n * n, 2)) } })
+  return { name: `matmul ${n}×${n} safetensors ${dtype}`, route: 'matmul', body, dtype, target, form: 'safetensors' }
 }
 
 interface Case { name: string, route: 'matmul' | 'conv2d' | 'attention', body: string | Buffer, dtype: 'float64' | 'float32', target: number, form: 'json' | 'safetensors' }
@@ -112,8 +113,10 @@ const CASES: Case[] = [
   nestedCase(256, 2),
   base64Case(512, 1.3),
   safetensorsCase(512, 1.5),
+  safetensorsCase(512, 1.5, 'float64'),
   base64Case(1024, 1.3),
   safetensorsCase(1024, 1.5),
+  safetensorsCase(1024, 1.5, 'float64'),
   otherCase('conv2d', 'json', 1.5),
   otherCase('conv2d', 'safetensors', 1.5),
   otherCase('attention', 'json', 1.5),
@@ -135,9 +138,10 @@ async function answer (side: string, base: string, c: Case): Promise<Answer> {
     const file = Buffer.from(await res.arrayBuffer())
     const n = Number(file.readBigUInt64LE(0))
     const { result } = JSON.parse(file.subarray(8, 8 + n).toString()) as { result: { dtype: string, shape: number[], data_offsets: [number, number] } }
-    if (result.dtype !== 'F32') throw new Error(`${c.name}, ${side}: dtype ${result.dtype}, expected F32`)
-    const data = file.subarray(8 + n + result.data_offsets[0], 8 + n + result.data_offsets[1])
-    return { shape: result.shape, values: new Float32Array(Uint8Array.from(data).buffer) }
+    const expected = c.dtype === 'float32' ? 'F32' : 'F64'
+    if (result.dtype !== expected) throw new Error(`${c.name}, ${side}: dtype ${result.dtype}, expected ${expected}`)
+    const data = Uint8Array.from(file.subarray(8 + n + result.data_offsets[0], 8 + n + result.data_offsets[1])).buffer
+    return { shape: result.shape, values: c.dtype === 'float32' ? new Float32Array(data) : new Float64Array(data) }
   }
   const text = await res.text()
   if (res.status !== 200) throw new Error(`${c.name}, ${side}: status ${res.status}: ${text.slice(0, 300)}`)
