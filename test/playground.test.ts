@@ -51,7 +51,7 @@ describe('GET /playground', () => {
   it('asks only routes that explain, with explain: true', async () => {
     const script = (await app.inject({ method: 'GET', url: '/playground/playground.js' })).body
     const modes = [...script.matchAll(/^ {2}(\w+): \{$/gm)].map(m => m[1])
-    expect(modes).toEqual(['matmul', 'conv2d', 'attention'])
+    expect(modes).toEqual(['matmul', 'linear', 'conv2d', 'attention'])
     for (const mode of modes) expect(OPERATIONS[mode as keyof typeof OPERATIONS].explain, mode).toBeTypeOf('function')
     expect(script).toMatch(/fetch\(`v1\/\$\{mode\}`/)
     expect(script).toMatch(/explain: true/)

@@ -127,6 +127,36 @@ const MODES = {
     }
   },
 
+  linear: {
+    body () {
+      const bias = byId('linear-bias').value.trim()
+      return {
+        input: parseMatrix(byId('linear-input').value, 'Input'),
+        weights: parseMatrix(byId('linear-weights').value, 'Weights'),
+        ...(bias === '' ? {} : { bias: parseMatrix(bias, 'Bias')[0] }),
+        activation: byId('linear-activation').value
+      }
+    },
+    render (body, reply, grids) {
+      const out = reply.result.data
+      const x = grid(grids, `Input (${body.input.length}×${body.input[0].length})`, body.input)
+      const w = grid(grids, `Weights (${body.weights.length}×${body.weights[0].length})`, body.weights)
+      const b = body.bias === undefined ? null : grid(grids, `Bias (${body.bias.length})`, [body.bias])
+      const o = grid(grids, `Output = ${body.activation}(input·weights + bias) (${out.length}×${out[0].length})`, out, { button: true, label: 'out' })
+      const n = out[0].length
+      onCell(o.table, (i, j) => {
+        for (const td of x.cells[i]) td.classList.add('hl')
+        for (const row of w.cells) row[j].classList.add('hl')
+        if (b !== null) b.cells[0][j].classList.add('hl')
+        const e = reply.explanation[i * n + j]
+        const steps = pairsText(e.products)
+        if (e.bias !== undefined) steps.push(`bias ${show(e.bias)}`)
+        if (e.activation !== undefined) steps.push(`${e.activation} of ${show(e.preActivation)}${e.row === undefined ? '' : ` in its row [${e.row.map(show).join(', ')}]`}`)
+        showExplanation(e, steps)
+      })
+    }
+  },
+
   conv2d: {
     body () {
       const input = parseMatrix(byId('conv2d-input').value, 'Input')

@@ -2,7 +2,8 @@
  * The playground (GET /playground) in a real browser: Debian's headless Chromium, driven by
  * playwright-core (never a downloaded browser), as a learner uses it. It types two matrices,
  * reads the result cells, points at one and reads its explanation and the highlighted row of A
- * and column of B; reaches a cell by keyboard; lays a convolution kernel on the input; reads the
+ * and column of B; reaches a cell by keyboard; follows a neuron's input row, weights column and
+ * bias; lays a convolution kernel on the input; reads the
  * attention heat map (each row sums to 1); taps a cell on a phone-sized screen. Every request the
  * page makes is recorded (and any outside the service's origin blocked): none may leave it, and
  * the content security policy reports no violation. Screenshots go to the test's output
@@ -129,9 +130,10 @@ describe.skipIf(skip)(title, () => {
   it('convolution: the kernel\'s window on the input, with its weights, and the sum', async () => {
     const { context, page } = await open()
     await page.getByRole('tab', { name: 'Convolution' }).click()
-    await page.getByLabel('Input', { exact: true }).fill('1 2 3\n4 5 6\n7 8 9')
-    await page.getByLabel('Kernel', { exact: true }).fill('1 0\n0 -1')
-    await page.getByLabel('Bias', { exact: true }).fill('0.5')
+    const panel = page.getByRole('tabpanel', { name: 'Convolution' })
+    await panel.getByLabel('Input', { exact: true }).fill('1 2 3\n4 5 6\n7 8 9')
+    await panel.getByLabel('Kernel', { exact: true }).fill('1 0\n0 -1')
+    await panel.getByLabel('Bias', { exact: true }).fill('0.5')
     await page.getByRole('button', { name: 'Compute' }).click()
     await expect.poll(async () => await cells(page, /^Output/), { timeout: 10_000 }).toEqual([['-3.5', '-3.5'], ['-3.5', '-3.5']])
     await page.getByRole('button', { name: 'out[1,0] = -3.5' }).hover()
@@ -141,6 +143,26 @@ describe.skipIf(skip)(title, () => {
     await expect(page.locator('figure.matrix td.hl').evaluateAll(tds => tds.map(td => getComputedStyle(td, '::after').content)))
       .resolves.toEqual(['"×1"', '"×0"', '"×0"', '"×-1"'])
     await shot(page, 'conv2d')
+    await context.close()
+  }, 60_000)
+
+  it('a neuron: the input row, the weights column and the bias of an output, through its activation', async () => {
+    const { context, page } = await open()
+    await page.getByRole('tab', { name: 'Neuron' }).click()
+    const panel = page.getByRole('tabpanel', { name: 'Neuron' })
+    await panel.getByLabel('Input', { exact: true }).fill('0.5 -1\n1 1')
+    await panel.getByLabel('Weights', { exact: true }).fill('1 2\n2 1')
+    await panel.getByLabel('Bias', { exact: true }).fill('0.1 0.2')
+    await panel.getByLabel('Activation').selectOption('relu')
+    await page.getByRole('button', { name: 'Compute' }).click()
+    await expect.poll(async () => await cells(page, /^Output/), { timeout: 10_000 }).toEqual([['0', '0.2'], ['3.1', '3.2']])
+    await page.getByRole('button', { name: 'out[0,0] = 0' }).hover()
+    await expect.poll(async () => await page.locator('#explain-text').innerText()).toBe('out[0,0] = relu(0.5*1 + -1*2 + 0.1) = 0')
+    await expect(page.locator('#explain-steps li').allInnerTexts()).resolves.toEqual(['0.5 × 1', '-1 × 2', 'bias 0.1', 'relu of -1.4'])
+    await expect(marked(page, /^Input/)).resolves.toEqual([[0, 0], [0, 1]])
+    await expect(marked(page, /^Weights/)).resolves.toEqual([[0, 0], [1, 0]])
+    await expect(marked(page, /^Bias/)).resolves.toEqual([[0, 0]])
+    await shot(page, 'neuron')
     await context.close()
   }, 60_000)
 
