@@ -82,10 +82,13 @@ const linear = defineOperation({
       return pairs
     }
     const out: Explained[] = []
+    /** Softmax's row of pre-activations, formed once per input row. */
+    let row: number[] = []
     for (let f = 0; f < result.length; f++) {
       const index = unravel(f, info.outShape)
       const j = f % n
       const r = Math.floor(f / n)
+      if (activation === 'softmax' && j === 0) row = Array.from({ length: n }, (_, c) => sumOf(pairsOf(r, c)) + (bias === null ? 0 : bias[c]))
       const products = pairsOf(r, j)
       const b = bias === null ? undefined : bias[j]
       const sum = productsText(products, num) + (b === undefined ? '' : ` + ${num(b)}`)
@@ -93,7 +96,6 @@ const linear = defineOperation({
       const name = elementName('out', index)
       const value = result[f]
       if (activation === 'softmax') {
-        const row = Array.from({ length: n }, (_, c) => sumOf(pairsOf(r, c)) + (bias === null ? 0 : bias[c]))
         out.push({
           index,
           products,

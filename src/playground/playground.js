@@ -221,7 +221,7 @@ const MODES = {
         for (const td of w.cells[i]) td.classList.add('hl')
         for (const row of v.cells) row[j].classList.add('hl')
         const e = reply.explanation[i * n + j]
-        const steps = e.scores.map((s, t) => `score ${t}: ${s.products.map(([a, b]) => `${show(a)} × ${show(b)}`).join(' + ')} → ${show(s.value)}`)
+        const steps = e.scores.map((s, t) => `score ${t}: ${pairsText(s.products).join(' + ')} → ${show(s.value)}`)
         steps.push(`weights: softmax of the scores = [${e.weights.map(show).join(', ')}]`)
         steps.push(...pairsText(e.products))
         showExplanation(e, steps)
