@@ -62,9 +62,19 @@ describe('stopping engine runs midway does not take the process down', () => {
   })
   afterAll(async () => { await Promise.all([app.close(), timed.close()]) })
 
-  async function expectServing (target: FastifyInstance): Promise<void> {
-    const res = await target.inject({ method: 'POST', url: '/v1/matmul', payload: { a: [[1, 2]], b: [[3], [4]] } })
-    expect(res.json().result.data).toEqual([[11]])
+  /**
+   * The service answers a small product correctly. With `attempts` > 1, a 504 TIMEOUT is asked
+   * again: a worker that replaced a stopped one loads its modules and engine sessions on its first
+   * task, which on a busy machine can pass the 30 ms deadline of `timed`. (A CI run once read a
+   * reply without a result here; not reproduced, so a failure now prints the status and body.)
+   */
+  async function expectServing (target: FastifyInstance, attempts = 1): Promise<void> {
+    for (let i = 1; ; i++) {
+      const res = await target.inject({ method: 'POST', url: '/v1/matmul', payload: { a: [[1, 2]], b: [[3], [4]] } })
+      if (i < attempts && res.statusCode === 504 && res.json().code === 'TIMEOUT') continue
+      expect(res.json().result?.data, `${res.statusCode} ${res.body}`).toEqual([[11]])
+      return
+    }
   }
 
   it('clients that go away during the run: CANCELLED, and the service keeps computing', async () => {
@@ -88,6 +98,6 @@ describe('stopping engine runs midway does not take the process down', () => {
       const { task, transfer } = bigTask()
       await expect(timed.compute('matmul', task, transfer, fakeReply().reply)).rejects.toMatchObject({ code: 'TIMEOUT' })
     }
-    await expectServing(timed)
+    await expectServing(timed, 5)
   }, 60_000)
 })
