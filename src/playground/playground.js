@@ -256,8 +256,13 @@ function heatMap (parent, weights) {
 
 let mode = 'matmul'
 let asked = 0
+/** The computation typing schedules (400 ms after the last keystroke). */
+let timer
 
 async function compute () {
+  // any computation replaces the one typing scheduled, which would otherwise redraw the grids
+  // (and drop the focus and the highlights) a moment after a click on Compute
+  window.clearTimeout(timer)
   const error = byId('error')
   const output = byId('output')
   const spec = MODES[mode]
@@ -320,7 +325,6 @@ function start () {
     event.preventDefault()
     compute()
   })
-  let timer
   byId('inputs').addEventListener('input', () => {
     window.clearTimeout(timer)
     timer = window.setTimeout(compute, 400)
