@@ -26,7 +26,7 @@ const softmax = defineOperation({
   },
   prepare: inputPrepare((shape, body: Static<typeof Body>, limits) => softmaxInfo(shape, body.axis ?? -1, body.log === true, limits)),
   run ({ dtype, input, info }: InputTask<SoftmaxInfo>) {
-    const out = resultArray(dtype, info.outElements)
+    const out = resultArray(dtype, info.outElements, false)
     // float32 (and 16-bit) slices along the last axis, from F32_MIN_MACS elements: the engine's vectorised softmax
     // (4 to 10 times the plain loop's speed, within 3e-6 of the float64 result); else the loop, in doubles
     if (out instanceof Float32Array && input instanceof Float32Array && info.inner === 1 && info.n > 0 && useEngine(info.outElements)) {

@@ -13,6 +13,7 @@ import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask,
 import { pooledArray } from '../tensor/buffers.js'
 import { type Explained, explanationJson } from './explain.js'
 import { type Encoding, replyBytesBound, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
+import { safetensorsResultPlace } from '../tensor/safetensors.js'
 
 /** What every task carries: the result dtype and its work, which the pool schedules by. */
 export interface TaskBase { dtype: WireDType, info: { flops: number } }
@@ -83,21 +84,40 @@ export interface Operation<B extends TObject = TObject, R extends TObject = TObj
   explain? (task: T, result: FloatArray): Explained[]
 }
 
+/** Where the next resultArray of its length is computed: the reply's place for its tensors (set by runOperation). */
+let resultPlace: FloatArray | null = null
+
 /**
  * Runs a prepared task: its result, and the explanation's JSON text in the reply's place for it
  * when the body asked for one. Where an operation's task is run for a reply (the worker, the main
- * thread's inline run), it is run through this.
+ * thread's inline run), it is run through this. With `into`, the buffer the reply will be written
+ * in, a safetensors reply's result is computed where the reply holds it (its copy saved).
  */
-export function runOperation (op: Operation, task: TaskBase, reply: ReplySpec | undefined): FloatArray {
-  const result = op.run(task)
+export function runOperation (op: Operation, task: TaskBase, reply: ReplySpec | undefined, into?: ArrayBuffer): FloatArray {
+  resultPlace = into !== undefined && reply?.format === 'safetensors' ? safetensorsResultPlace(task.dtype, reply.outputs, into) : null
+  let result: FloatArray
+  try {
+    result = op.run(task)
+  } finally {
+    resultPlace = null
+  }
   const place = reply?.outputs.find(o => o.explain !== undefined)
   if (place !== undefined && op.explain !== undefined) place.json = explanationJson(op.explain(task, result), task.dtype)
   return result
 }
 
-/** A zeroed array of the dtype's kernel type for a task's results, from this thread's pool (src/tensor/buffers.ts). */
-export function resultArray (dtype: WireDType, length: number): FloatArray {
-  return pooledArray(kernelDtype(dtype), length)
+/**
+ * An array of the dtype's kernel type for a task's results: the reply's place for them when
+ * runOperation set one of this length, else one from this thread's pool (src/tensor/buffers.ts).
+ * Zeroed, unless the caller writes every element (`zeroed` false: a 4 MB fill costs 0.16 ms).
+ */
+export function resultArray (dtype: WireDType, length: number, zeroed = true): FloatArray {
+  const place = resultPlace
+  if (place !== null && place.length === length && place instanceof (kernelDtype(dtype) === 'float64' ? Float64Array : Float32Array)) {
+    resultPlace = null
+    return zeroed ? place.fill(0) : place
+  }
+  return pooledArray(kernelDtype(dtype), length, zeroed)
 }
 
 /** The name of an operation's components: matmul → Matmul, conv2d → Conv2d, matmul/backward → MatmulBackward. */

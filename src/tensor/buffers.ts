@@ -122,12 +122,12 @@ export const BUFFER_POOL_BYTES = 256 * 1024 * 1024
 /** This thread's pool (the main thread's, or a worker's). */
 export const buffers = new BufferPool(BUFFER_POOL_BYTES)
 
-/** A zeroed float array of `length` from this thread's pool. */
-export function pooledArray (dtype: 'float32' | 'float64', length: number): Float32Array | Float64Array {
+/** A float array of `length` from this thread's pool: zeroed, unless `zeroed` is false (contents then unspecified). */
+export function pooledArray (dtype: 'float32' | 'float64', length: number, zeroed = true): Float32Array | Float64Array {
   const size = dtype === 'float64' ? 8 : 4
   const buffer = buffers.take(length * size)
   const out = dtype === 'float64' ? new Float64Array(buffer, 0, length) : new Float32Array(buffer, 0, length)
   // (a pooled buffer may be one used before; a smaller one is fresh, hence zeroed)
-  if (buffer.byteLength >= MIN_POOLED_BYTES) out.fill(0)
+  if (zeroed && buffer.byteLength >= MIN_POOLED_BYTES) out.fill(0)
   return out
 }

@@ -290,17 +290,15 @@ function setField (body: Record<string, unknown>, key: string, value: unknown): 
   Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true })
 }
 
-/**
- * A safetensors file of the result tensors cut in order from one buffer, laid out as the
- * safetensors library writes them: names in order (all of one dtype), header padded with spaces.
- */
-export function encodeSafetensors (
-  buffer: FloatArray,
-  dtype: WireDType,
-  outputs: readonly ReplyOutput[],
-  // written here when it is large enough, else into a buffer of this thread's pool
-  into?: ArrayBuffer
-): Uint8Array {
+/** Where a reply's tensors lie in its safetensors file: its header, each tensor's place in the result buffer, the file's size. */
+interface SafetensorsLayout {
+  header: Buffer
+  placed: Array<ReplyOutput & { from: number }>
+  total: number
+}
+
+/** The layout of a safetensors reply: names in order (all of one dtype), header padded with spaces to 8 bytes. */
+function safetensorsLayout (dtype: WireDType, outputs: readonly ReplyOutput[]): SafetensorsLayout {
   const itemsize = ITEMSIZE[dtype]
   let offset = 0
   // (an absent output, an einsum gradient not asked for, is no tensor of the file)
@@ -322,15 +320,47 @@ export function encodeSafetensors (
   let text = JSON.stringify(header)
   text += ' '.repeat((8 - (Buffer.byteLength(text) % 8)) % 8)
   const headerBytes = Buffer.from(text, 'utf8')
-  const total = 8 + headerBytes.length + end
+  return { header: headerBytes, placed, total: 8 + headerBytes.length + end }
+}
+
+/**
+ * The place in `into` where a safetensors reply will hold its tensors, as one array of the result
+ * buffer's length: a run step that computes its result there saves the copy into the reply. Only
+ * where the file's tensors are the result buffer's, in its order and of its element type (float32
+ * or float64 replies, every output a tensor, names already in sorted order); else null.
+ */
+export function safetensorsResultPlace (dtype: WireDType, outputs: readonly ReplyOutput[], into: ArrayBuffer): FloatArray | null {
+  if (dtype !== 'float32' && dtype !== 'float64') return null
+  if (outputs.some(o => o.absent === true || o.value !== undefined || o.explain !== undefined)) return null
+  for (let i = 1; i < outputs.length; i++) if (!(outputs[i - 1].field < outputs[i].field)) return null
+  const { header, total } = safetensorsLayout(dtype, outputs)
+  if (into.byteLength < total) return null
+  const length = outputs.reduce((n, o) => n + o.length, 0)
+  const at = 8 + header.length
+  return dtype === 'float32' ? new Float32Array(into, at, length) : new Float64Array(into, at, length)
+}
+
+/**
+ * A safetensors file of the result tensors cut in order from one buffer, laid out as the
+ * safetensors library writes them: names in order (all of one dtype), header padded with spaces.
+ * A tensor already at its place in `into` (safetensorsResultPlace) is not copied.
+ */
+export function encodeSafetensors (
+  buffer: FloatArray,
+  dtype: WireDType,
+  outputs: readonly ReplyOutput[],
+  // written here when it is large enough, else into a buffer of this thread's pool
+  into?: ArrayBuffer
+): Uint8Array {
+  const { header, placed, total } = safetensorsLayout(dtype, outputs)
   const out = new Uint8Array(into !== undefined && into.byteLength >= total ? into : buffers.take(total), 0, total)
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true)
-  out.set(headerBytes, 8)
-  let at = 8 + headerBytes.length
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true)
+  out.set(header, 8)
+  let at = 8 + header.length
   for (const o of placed) {
     const data = buffer.subarray(o.from, o.from + o.length)
-    const src = itemsize === 2 ? toBits16Array(data, dtype as 'float16' | 'bfloat16') : data
-    out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), at)
+    const src = ITEMSIZE[dtype] === 2 ? toBits16Array(data, dtype as 'float16' | 'bfloat16') : data
+    if (src.buffer !== out.buffer || src.byteOffset !== at) out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), at)
     at += src.byteLength
   }
   return out

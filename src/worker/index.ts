@@ -48,7 +48,8 @@ function timed<T> (run: () => T): T {
 function answer (result: FloatArray, task: FromPool<{ dtype: WireDType }>): unknown {
   if (task.reply === undefined) return move(result)
   const bytes = encodeReplyBytes(result, task.dtype, task.reply, task.into)
-  buffers.give(result.buffer as ArrayBuffer)
+  // (a result computed in the reply's buffer goes back with it)
+  if (result.buffer !== bytes.buffer) buffers.give(result.buffer as ArrayBuffer)
   return lentBack({ bytes, lent: task.lent ?? [] })
 }
 
@@ -77,7 +78,7 @@ type FromPool<T> = T & { reply?: ReplySpec, into?: ArrayBuffer, lent?: ArrayBuff
 export function run (task: FromPool<TaskBase & { operation: OperationName }>): unknown {
   const op: Operation = OPERATIONS[task.operation]
   useGate(task.gate ?? null)
-  return timed(() => answer(runOperation(op, task, task.reply), task))
+  return timed(() => answer(runOperation(op, task, task.reply, task.into), task))
 }
 
 /** A whole request from its raw body (src/worker/request.ts); the outcome moves back with its buffers. */

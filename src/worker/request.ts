@@ -110,13 +110,14 @@ export function handleRequest ({ op, body, format, reply: replyFormat, limits, s
     const spare = into === undefined ? [] : [into]
     return { outcome: { kind: 'prepared', prepared, reply, shapes, lent: spare }, transfer: [...prepared.transfer, ...spare] }
   }
-  const result = runOperation(spec, prepared.task, reply)
+  const result = runOperation(spec, prepared.task, reply, into)
   // the operands are read: the reply is written over the body, and the result and the operands
   // decoded into buffers of their own go back to this thread's pool
-  // (into the larger of the body's buffer and the lent one; the other goes back as it came)
-  const target = into !== undefined && into.byteLength > bodyBuffer.byteLength ? into : bodyBuffer
+  // (into the lent buffer when the result was computed there, else the larger of the body's buffer
+  // and the lent one; the other goes back as it came)
+  const target = into !== undefined && (result.buffer === into || into.byteLength > bodyBuffer.byteLength) ? into : bodyBuffer
   const bytes = encodeReplyBytes(result, prepared.task.dtype, reply, target)
-  buffers.give(result.buffer as ArrayBuffer)
+  if (result.buffer !== bytes.buffer) buffers.give(result.buffer as ArrayBuffer)
   for (const b of prepared.transfer) if (b !== bodyBuffer) buffers.give(b)
   const others = lent.filter(b => b !== bytes.buffer)
   return { outcome: { kind: 'reply', bytes, shapes, lent: others }, transfer: [bytes.buffer as ArrayBuffer, ...others] }
