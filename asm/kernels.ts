@@ -968,6 +968,212 @@ export function dotF64 (n: i32, a: usize, b: usize): f64 {
   return s
 }
 
+// ---- elementwise (float32) ----
+// Each is one correctly rounded float32 operation per element, hence the float64 loops' values
+// rounded to float32 (src/kernels/unary.ts, binary.ts): for +, −, ·, / and sqrt, rounding the
+// double result once more to float32 gives the same value.
+
+/** o[i] = op(x[i]) for n float32 values (o may be x); op: 0 neg, 1 abs, 2 sqrt, 3 square, 4 reciprocal, 5 relu (x < 0 ? 0 : x). */
+export function unaryF32 (op: i32, n: i32, x: usize, o: usize): void {
+  const n4 = n & ~3
+  const zero = f32x4.splat(0)
+  const one = f32x4.splat(1)
+  if (op === 0) {
+    for (let i: i32 = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.neg(v128.load(x + (<usize>i << 2))))
+  } else if (op === 1) {
+    for (let i: i32 = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.abs(v128.load(x + (<usize>i << 2))))
+  } else if (op === 2) {
+    for (let i: i32 = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.sqrt(v128.load(x + (<usize>i << 2))))
+  } else if (op === 3) {
+    for (let i: i32 = 0; i < n4; i += 4) {
+      const v = v128.load(x + (<usize>i << 2))
+      v128.store(o + (<usize>i << 2), f32x4.mul(v, v))
+    }
+  } else if (op === 4) {
+    for (let i: i32 = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.div(one, v128.load(x + (<usize>i << 2))))
+  } else {
+    for (let i: i32 = 0; i < n4; i += 4) {
+      const v = v128.load(x + (<usize>i << 2))
+      v128.store(o + (<usize>i << 2), v128.bitselect(zero, v, f32x4.lt(v, zero)))
+    }
+  }
+  for (let i: i32 = n4; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2))
+    const r: f32 = op === 0 ? -v : op === 1 ? abs<f32>(v) : op === 2 ? sqrt<f32>(v) : op === 3 ? v * v : op === 4 ? <f32>1 / v : v < 0 ? <f32>0 : v
+    store<f32>(o + (<usize>i << 2), r)
+  }
+}
+
+/** o[i] = a[i] op b[i] for n float32 values (o may be a or b); op: 0 add, 1 sub, 2 mul, 3 div. */
+export function binaryF32 (op: i32, n: i32, a: usize, b: usize, o: usize): void {
+  const n4 = n & ~3
+  if (op === 0) {
+    for (let i: i32 = 0; i < n4; i += 4) { const p = <usize>i << 2; v128.store(o + p, f32x4.add(v128.load(a + p), v128.load(b + p))) }
+  } else if (op === 1) {
+    for (let i: i32 = 0; i < n4; i += 4) { const p = <usize>i << 2; v128.store(o + p, f32x4.sub(v128.load(a + p), v128.load(b + p))) }
+  } else if (op === 2) {
+    for (let i: i32 = 0; i < n4; i += 4) { const p = <usize>i << 2; v128.store(o + p, f32x4.mul(v128.load(a + p), v128.load(b + p))) }
+  } else {
+    for (let i: i32 = 0; i < n4; i += 4) { const p = <usize>i << 2; v128.store(o + p, f32x4.div(v128.load(a + p), v128.load(b + p))) }
+  }
+  for (let i: i32 = n4; i < n; i++) {
+    const p = <usize>i << 2
+    const x = load<f32>(a + p)
+    const y = load<f32>(b + p)
+    store<f32>(o + p, op === 0 ? x + y : op === 1 ? x - y : op === 2 ? x * y : x / y)
+  }
+}
+
+// ---- row sums (reduce) ----
+
+/**
+ * For each of `rows` rows of n float32 values at x, adds Σ (x − m)^power (power 1 or 2; m the row's
+ * float64 at center, or 0 when center is 0) to the row's four float64 accumulators at acc (column
+ * j % 4 into the j % 4-th, the last n % 4 values into the first), in doubles exactly as
+ * src/kernels/reduce.ts sums a row, so that summing a row in pieces of multiples of 4 gives its sums.
+ */
+export function rowSumsF32 (rows: i32, n: i32, x: usize, power: i32, center: usize, acc: usize): void {
+  const n4 = n & ~3
+  for (let r: i32 = 0; r < rows; r++) {
+    const row = x + ((<usize>r * <usize>n) << 2)
+    const a = acc + (<usize>r << 5)
+    const m = center === 0 ? 0.0 : load<f64>(center + (<usize>r << 3))
+    const mv = f64x2.splat(m)
+    let s01 = v128.load(a)
+    let s23 = v128.load(a, 16)
+    if (power === 1) {
+      for (let j: i32 = 0; j < n4; j += 4) {
+        const v = v128.load(row + (<usize>j << 2))
+        s01 = f64x2.add(s01, f64x2.sub(f64x2.promote_low_f32x4(v), mv))
+        s23 = f64x2.add(s23, f64x2.sub(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), mv))
+      }
+    } else {
+      for (let j: i32 = 0; j < n4; j += 4) {
+        const v = v128.load(row + (<usize>j << 2))
+        const d01 = f64x2.sub(f64x2.promote_low_f32x4(v), mv)
+        const d23 = f64x2.sub(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), mv)
+        s01 = f64x2.add(s01, f64x2.mul(d01, d01))
+        s23 = f64x2.add(s23, f64x2.mul(d23, d23))
+      }
+    }
+    let s0 = f64x2.extract_lane(s01, 0)
+    for (let j: i32 = n4; j < n; j++) {
+      const d = <f64>load<f32>(row + (<usize>j << 2)) - m
+      s0 += power === 1 ? d : d * d
+    }
+    v128.store(a, f64x2.replace_lane(s01, 0, s0))
+    v128.store(a, s23, 16)
+  }
+}
+
+/**
+ * For `rows` rows of w float32 values at x, adds (x[r,c] − m[c])^power (power 1 or 2; m the float64
+ * values at center, or 0 when center is 0) to the float64 accumulator acc[c], row after row: the
+ * sums of columns in the order src/kernels/reduce.ts adds them, so the same sums.
+ */
+export function colSumsF32 (rows: i32, w: i32, x: usize, power: i32, center: usize, acc: usize): void {
+  const w4 = w & ~3
+  for (let r: i32 = 0; r < rows; r++) {
+    const row = x + ((<usize>r * <usize>w) << 2)
+    for (let c: i32 = 0; c < w4; c += 4) {
+      const v = v128.load(row + (<usize>c << 2))
+      let d01 = f64x2.promote_low_f32x4(v)
+      let d23 = f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1))
+      if (center !== 0) {
+        const m = center + (<usize>c << 3)
+        d01 = f64x2.sub(d01, v128.load(m))
+        d23 = f64x2.sub(d23, v128.load(m, 16))
+      }
+      if (power === 2) {
+        d01 = f64x2.mul(d01, d01)
+        d23 = f64x2.mul(d23, d23)
+      }
+      const a = acc + (<usize>c << 3)
+      v128.store(a, f64x2.add(v128.load(a), d01))
+      v128.store(a, f64x2.add(v128.load(a, 16), d23), 16)
+    }
+    for (let c: i32 = w4; c < w; c++) {
+      const d = <f64>load<f32>(row + (<usize>c << 2)) - (center === 0 ? 0.0 : load<f64>(center + (<usize>c << 3)))
+      const a = acc + (<usize>c << 3)
+      store<f64>(a, load<f64>(a) + (power === 1 ? d : d * d))
+    }
+  }
+}
+
+// ---- layer_norm ----
+
+/** The float32 rounding of lo (lanes 0, 1) and hi (lanes 2, 3), as one f32x4. */
+function demote2 (lo: v128, hi: v128): v128 {
+  return i32x4.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5)
+}
+
+/**
+ * layer_norm of `rows` rows of n float32 values at x, in doubles exactly as src/kernels/layer-norm.ts
+ * computes it (the same sums in the same order, so the same values): each row's mean and biased
+ * variance from its values less its first, then (x − mean)·rstd·w[j] + b[j] rounded to float32 at o
+ * (o may be x). w and b are n float32 values each, or 0 when absent.
+ */
+export function layerNormF32 (rows: i32, n: i32, x: usize, w: usize, b: usize, eps: f64, o: usize): void {
+  const n4 = n & ~3
+  for (let r: i32 = 0; r < rows; r++) {
+    const row = x + ((<usize>r * <usize>n) << 2)
+    const out = o + ((<usize>r * <usize>n) << 2)
+    const x0 = <f64>load<f32>(row)
+    const c = f64x2.splat(x0)
+    // lanes: s01 holds the sums of columns j % 4 = 0 and 1, s23 of 2 and 3 (the loop's four accumulators)
+    let s01 = f64x2.splat(0)
+    let s23 = f64x2.splat(0)
+    let q01 = f64x2.splat(0)
+    let q23 = f64x2.splat(0)
+    for (let j: i32 = 0; j < n4; j += 4) {
+      const v = v128.load(row + (<usize>j << 2))
+      const d01 = f64x2.sub(f64x2.promote_low_f32x4(v), c)
+      const d23 = f64x2.sub(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), c)
+      s01 = f64x2.add(s01, d01)
+      s23 = f64x2.add(s23, d23)
+      q01 = f64x2.add(q01, f64x2.mul(d01, d01))
+      q23 = f64x2.add(q23, f64x2.mul(d23, d23))
+    }
+    let s0 = f64x2.extract_lane(s01, 0)
+    let q0 = f64x2.extract_lane(q01, 0)
+    for (let j: i32 = n4; j < n; j++) {
+      const d = <f64>load<f32>(row + (<usize>j << 2)) - x0
+      s0 += d
+      q0 += d * d
+    }
+    const dm = ((s0 + f64x2.extract_lane(s01, 1)) + (f64x2.extract_lane(s23, 0) + f64x2.extract_lane(s23, 1))) / <f64>n
+    const variance = max<f64>(0, ((q0 + f64x2.extract_lane(q01, 1)) + (f64x2.extract_lane(q23, 0) + f64x2.extract_lane(q23, 1))) / <f64>n - dm * dm)
+    const mean = x0 + dm
+    const rstd = 1 / sqrt<f64>(variance + eps)
+    const m = f64x2.splat(mean)
+    const s = f64x2.splat(rstd)
+    for (let j: i32 = 0; j < n4; j += 4) {
+      const off = <usize>j << 2
+      const v = v128.load(row + off)
+      let y01 = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v), m), s)
+      let y23 = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), m), s)
+      if (w !== 0) {
+        const wv = v128.load(w + off)
+        y01 = f64x2.mul(y01, f64x2.promote_low_f32x4(wv))
+        y23 = f64x2.mul(y23, f64x2.promote_low_f32x4(i32x4.shuffle(wv, wv, 2, 3, 0, 1)))
+      }
+      if (b !== 0) {
+        const bv = v128.load(b + off)
+        y01 = f64x2.add(y01, f64x2.promote_low_f32x4(bv))
+        y23 = f64x2.add(y23, f64x2.promote_low_f32x4(i32x4.shuffle(bv, bv, 2, 3, 0, 1)))
+      }
+      v128.store(out + off, demote2(y01, y23))
+    }
+    for (let j: i32 = n4; j < n; j++) {
+      const off = <usize>j << 2
+      let y = (<f64>load<f32>(row + off) - mean) * rstd
+      if (w !== 0) y *= <f64>load<f32>(w + off)
+      if (b !== 0) y += <f64>load<f32>(b + off)
+      store<f32>(out + off, <f32>y)
+    }
+  }
+}
+
 // ---- JSON text ----
 
 export { formatRowsF64 } from './format'

@@ -5,6 +5,7 @@
 import { invalidArgument } from '../errors.js'
 import { alignedStrides, broadcastShapes, checkFlops, elementCount } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { begin, end, STREAM_CHUNK } from './wasm/runtime.js'
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum'] as const
 export type BinaryOp = typeof BINARY_OPS[number]
@@ -48,6 +49,16 @@ export function binaryInfo (op: string, aShape: number[], bShape: number[], limi
   }
 }
 
+/** Whether the result is one run of forEachRun: operands of the result's length, or of one element. */
+function oneRun ({ outElements, aLength, bLength }: BinaryInfo): boolean {
+  return (aLength === outElements || aLength === 1) && (bLength === outElements || bLength === 1)
+}
+
+/** The length of forEachRun's runs. */
+export function runLength (info: BinaryInfo): number {
+  return oneRun(info) ? info.outElements : info.outShape[info.outShape.length - 1]
+}
+
 /**
  * Visits the result in row-major order, a run of `n` elements at a time: the run starts at `o` in
  * the result and at `ia`, `ib` in the operands, which advance by `sa`, `sb` (1, or 0 where an
@@ -56,7 +67,7 @@ export function binaryInfo (op: string, aShape: number[], bShape: number[], limi
 export function forEachRun (info: BinaryInfo, run: (o: number, ia: number, ib: number, n: number, sa: number, sb: number) => void): void {
   const { outShape, outElements, aStrides, bStrides, aLength, bLength } = info
   if (outElements === 0) return
-  if ((aLength === outElements || aLength === 1) && (bLength === outElements || bLength === 1)) {
+  if (oneRun(info)) {
     run(0, 0, 0, outElements, aLength === 1 ? 0 : 1, bLength === 1 ? 0 : 1)
     return
   }
@@ -122,5 +133,62 @@ const RUNS: Record<BinaryOp, Run> = {
 export function binary (out: FloatArray, a: FloatArray, b: FloatArray, info: BinaryInfo): FloatArray {
   const loop = RUNS[info.op]
   forEachRun(info, (o, ia, ib, n, sa, sb) => loop(out, a, b, o, ia, ib, n, sa, sb))
+  return out
+}
+
+/**
+ * The operations the WebAssembly SIMD kernel computes in float32 (asm/kernels.ts, binaryF32), by its
+ * code: correctly rounded, so the same values as the loops above.
+ */
+const WASM_BINARY: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 }
+
+/** Whether binaryF32 computes this operation. */
+export function hasBinaryF32 (op: BinaryOp): boolean {
+  return WASM_BINARY[op] !== undefined
+}
+
+/**
+ * binary of float32 operands on the WebAssembly SIMD kernel, for the operations of hasBinaryF32:
+ * the result a chunk (STREAM_CHUNK) at a time, each operand's runs copied into the kernel's memory
+ * (a broadcast value filled in), computed there in place and copied out. Each run costs a copy
+ * call, so runs of a few elements are better left to the loops (runLength).
+ */
+export function binaryF32 (out: Float32Array, a: Float32Array, b: Float32Array, info: BinaryInfo): Float32Array {
+  const code = WASM_BINARY[info.op]
+  if (code === undefined) throw new Error(`no float32 kernel for ${info.op}`)
+  const size = Math.min(info.outElements, STREAM_CHUNK)
+  if (size === 0) return out
+  const ws = begin()
+  try {
+    const pa = ws.alloc(size, 4)
+    const pb = ws.alloc(size, 4)
+    ws.commit()
+    const ca = ws.f32(pa, size)
+    const cb = ws.f32(pb, size)
+    // the chunk holds `filled` elements of the result from `start` on (runs are consecutive in it)
+    let start = 0
+    let filled = 0
+    const flush = (): void => {
+      ws.x.binaryF32(code, filled, pa, pb, pa)
+      out.set(filled === size ? ca : ca.subarray(0, filled), start)
+      start += filled
+      filled = 0
+    }
+    forEachRun(info, (_o, ia, ib, n, sa, sb) => {
+      for (let j = 0; j < n;) {
+        const take = Math.min(n - j, size - filled)
+        if (sa === 1) ca.set(a.subarray(ia + j, ia + j + take), filled)
+        else ca.fill(a[ia], filled, filled + take)
+        if (sb === 1) cb.set(b.subarray(ib + j, ib + j + take), filled)
+        else cb.fill(b[ib], filled, filled + take)
+        filled += take
+        j += take
+        if (filled === size) flush()
+      }
+    })
+    if (filled > 0) flush()
+  } finally {
+    end()
+  }
   return out
 }

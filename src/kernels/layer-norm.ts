@@ -5,6 +5,7 @@
 import { invalidArgument, shapeMismatch } from '../errors.js'
 import { checkFlops, elementCount, formatShape, sameShape } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { begin, end, STREAM_CHUNK } from './wasm/runtime.js'
 
 export interface LayerNormInfo {
   outShape: number[]
@@ -111,6 +112,38 @@ export function layerNorm (out: FloatArray, x: FloatArray, weight: FloatArray | 
     } else {
       for (let j = 0; j < n; j++) out[o + j] = (x[o + j] - m) * s
     }
+  }
+  return out
+}
+
+/**
+ * layerNorm of float32 operands on the WebAssembly SIMD kernel (asm/kernels.ts, layerNormF32): the
+ * same sums in the same order in doubles, hence the same values as the loops above, about three
+ * times faster. The input goes through the kernel's memory a chunk of rows at a time (STREAM_CHUNK).
+ */
+export function layerNormF32 (out: Float32Array, x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, info: LayerNormInfo): Float32Array {
+  const { rows, n, eps } = info
+  if (rows === 0) return out
+  const per = Math.max(1, Math.floor(STREAM_CHUNK / n))
+  const ws = begin()
+  try {
+    // (0: absent; the workspace starts above address 0)
+    const pw = weight === null ? 0 : ws.alloc(n, 4)
+    const pb = bias === null ? 0 : ws.alloc(n, 4)
+    const px = ws.alloc(Math.min(per, rows) * n, 4)
+    ws.commit()
+    if (weight !== null) ws.f32(pw, n).set(weight.subarray(0, n))
+    if (bias !== null) ws.f32(pb, n).set(bias.subarray(0, n))
+    const chunk = ws.f32(px, Math.min(per, rows) * n)
+    for (let r = 0; r < rows; r += per) {
+      const count = Math.min(per, rows - r)
+      const from = r * n
+      chunk.set(x.subarray(from, from + count * n))
+      ws.x.layerNormF32(count, n, px, pw, pb, eps, px)
+      out.set(chunk.subarray(0, count * n), from)
+    }
+  } finally {
+    end()
   }
   return out
 }

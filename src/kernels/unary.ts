@@ -3,6 +3,7 @@ import { invalidArgument } from '../errors.js'
 import { erf, erfc } from './erf.js'
 import { checkFlops, elementCount } from './shape.js'
 import type { FloatArray, Limits } from './types.js'
+import { begin, end, STREAM_CHUNK } from './wasm/runtime.js'
 
 export const UNARY_OPS = [
   'neg', 'abs', 'exp', 'log', 'sqrt', 'square', 'reciprocal', 'sin', 'cos', 'tanh', 'sigmoid', 'relu', 'gelu', 'silu', 'softplus', 'erf'
@@ -61,5 +62,42 @@ const LOOPS: Record<UnaryOp, Loop> = {
 /** Fills out (info.outElements long) with op(x), each value computed in doubles and stored in out's type. */
 export function unary (out: FloatArray, x: FloatArray, info: UnaryInfo): FloatArray {
   LOOPS[info.op](out, x, info.outElements)
+  return out
+}
+
+/**
+ * The functions the WebAssembly SIMD kernel computes in float32 (asm/kernels.ts, unaryF32), by its
+ * code: each one correctly rounded operation, so the same values as the loops above.
+ */
+const WASM_UNARY: Partial<Record<UnaryOp, number>> = { neg: 0, abs: 1, sqrt: 2, square: 3, reciprocal: 4, relu: 5 }
+
+/** Whether unaryF32 computes this function. */
+export function hasUnaryF32 (op: UnaryOp): boolean {
+  return WASM_UNARY[op] !== undefined
+}
+
+/**
+ * unary of float32 data on the WebAssembly SIMD kernel, for the functions of hasUnaryF32: a chunk
+ * (STREAM_CHUNK) at a time through the kernel's memory, in place there.
+ */
+export function unaryF32 (out: Float32Array, x: Float32Array, info: UnaryInfo): Float32Array {
+  const code = WASM_UNARY[info.op]
+  if (code === undefined) throw new Error(`no float32 kernel for ${info.op}`)
+  const n = info.outElements
+  if (n === 0) return out
+  const ws = begin()
+  try {
+    const p = ws.alloc(Math.min(n, STREAM_CHUNK), 4)
+    ws.commit()
+    const chunk = ws.f32(p, Math.min(n, STREAM_CHUNK))
+    for (let i = 0; i < n; i += STREAM_CHUNK) {
+      const count = Math.min(STREAM_CHUNK, n - i)
+      chunk.set(x.subarray(i, i + count))
+      ws.x.unaryF32(code, count, p, p)
+      out.set(count === chunk.length ? chunk : chunk.subarray(0, count), i)
+    }
+  } finally {
+    end()
+  }
   return out
 }

@@ -1,11 +1,14 @@
 import { Type } from 'typebox'
 import { ENGINE_BINARY, engineElementwise, useEngine } from '../kernels/ort/kernels.js'
-import { binary as binaryKernel, BINARY_OPS, binaryInfo } from '../kernels/binary.js'
+import { binary as binaryKernel, binaryF32, BINARY_OPS, binaryInfo, hasBinaryF32, runLength } from '../kernels/binary.js'
 import { binaryBackward as binaryGrad } from '../kernels/grad/binary.js'
 import { CheckedEnum, commonFields, TensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype } from '../tensor/decode.js'
 import { buffersOf, defineOperation, resultArray } from './spec.js'
 import { defineBackward } from './backward.js'
+
+/** The shortest runs (the result's last dimension where an operand broadcasts) worth a copy call each into the WebAssembly kernel's memory. */
+export const RUN_MIN = 256
 
 const Body = Type.Object({
   op: CheckedEnum([...BINARY_OPS], {
@@ -41,9 +44,13 @@ const binary = defineOperation({
     }
   },
   run ({ dtype, a, b, info }) {
-    const out = resultArray(dtype, info.outElements)
-    // add, sub, mul, div from F32_MIN_MACS elements: the engine's vectorised operator, broadcasting as NumPy does (the
-    // same correctly rounded values); else the loop
+    const out = resultArray(dtype, info.outElements, false)
+    // add, sub, mul, div in float32 (and 16-bit) over runs of RUN_MIN elements or more: the WebAssembly SIMD kernel;
+    // else from F32_MIN_MACS elements the engine's vectorised operator, broadcasting as NumPy does (both the same
+    // correctly rounded values as the loop); else the loop
+    if (out instanceof Float32Array && a instanceof Float32Array && b instanceof Float32Array && hasBinaryF32(info.op) && runLength(info) >= RUN_MIN) {
+      return binaryF32(out, a, b, info)
+    }
     const operator = ENGINE_BINARY[info.op]
     if (operator !== undefined && info.outElements > 0 && useEngine(info.outElements)) {
       engineElementwise(operator, out, info.outShape, [[a, info.aShape], [b, info.bShape]])

@@ -9,7 +9,10 @@ import { describe, expect, it } from 'vitest'
 import { attention, attentionInfo, type MaskKind } from '../../src/kernels/attention.js'
 import { conv2d, conv2dInfo, type Conv2dParams } from '../../src/kernels/conv2d.js'
 import { dot, dotInfo } from '../../src/kernels/dot.js'
+import { binary, binaryF32, binaryInfo, runLength } from '../../src/kernels/binary.js'
+import { layerNorm, layerNormF32, layerNormInfo } from '../../src/kernels/layer-norm.js'
 import { linear, linearInfo } from '../../src/kernels/linear.js'
+import { outputIndex, reduce, reduceInfo, reduceValues, REDUCE_OPS } from '../../src/kernels/reduce.js'
 import { gemm, matmul, matmulInfo } from '../../src/kernels/matmul.js'
 import { attentionReference } from '../../src/kernels/reference/attention.js'
 import { conv2dReference } from '../../src/kernels/reference/conv2d.js'
@@ -17,6 +20,7 @@ import { dotReference } from '../../src/kernels/reference/dot.js'
 import { linearReference } from '../../src/kernels/reference/linear.js'
 import { gemmReference, matmulReference } from '../../src/kernels/reference/matmul.js'
 import { allocate, type DType, type FloatArray, type Limits } from '../../src/kernels/types.js'
+import { hasUnaryF32, unary, unaryF32, UNARY_OPS, unaryInfo } from '../../src/kernels/unary.js'
 import { decodeBase64 } from '../../src/kernels/wasm/runtime.js'
 import { expectClose, TOL, type Tolerance } from '../helpers/compare.js'
 
@@ -333,6 +337,134 @@ describe('fast attention = reference', () => {
       attentionReference(want, wantW, q, k, v, null, info)
       expectClose(got, want, TOL[dtype], dtype)
       expectClose(gotW, wantW, TOL[dtype], dtype)
+    }
+  })
+})
+
+/** The index of the first element where got and want differ as float32 bits (any NaN equal to any NaN), or -1. */
+function firstDifference (got: Float32Array, want: Float32Array): number {
+  const [g, w] = [new Uint32Array(got.buffer, got.byteOffset, got.length), new Uint32Array(want.buffer, want.byteOffset, want.length)]
+  return want.findIndex((v, i) => Number.isNaN(v) ? !Number.isNaN(got[i]) : g[i] !== w[i])
+}
+
+/** float32 data with the values that round differently: NaN, ±∞, ±0, subnormals, the largest finite, tiny and huge magnitudes. */
+function hardData (n: number, seed: number): Float32Array {
+  const x = data('float32', n, seed, true) as Float32Array
+  const special = [0, -0, 1e-40, -1e-40, 1.4e-45, 3.4028234663852886e38, -3.4028234663852886e38, 1e-30, 1e30, 1, -1, 3]
+  for (let i = 0; i < n; i += 7) x[i] = special[(i / 7) % special.length]
+  return x
+}
+
+describe('fast elementwise float32 = the loops, bit for bit', () => {
+  it('unary: the kernel\'s functions over lengths around its 4-lane tail and its 32768-element chunk', () => {
+    const ops = UNARY_OPS.filter(hasUnaryF32)
+    expect(ops).toEqual(['neg', 'abs', 'sqrt', 'square', 'reciprocal', 'relu'])
+    for (const n of [0, 1, 3, 4, 5, 31, 32767, 32768, 32769, 100003]) {
+      const x = hardData(n, 700 + n)
+      for (const op of ops) {
+        const info = unaryInfo(op, [n], LIMITS)
+        const want = unary(new Float32Array(n), x, info) as Float32Array
+        const got = unaryF32(new Float32Array(n).fill(7), x, info)
+        const at = firstDifference(got, want)
+        expect(at, `${op} of ${n}: element ${at}, ${x[at]}, gives ${got[at]}, the loop ${want[at]}`).toBe(-1)
+      }
+    }
+  })
+
+  it('binary: add, sub, mul, div, same shapes, a scalar on either side, broadcast rows and columns, runs past the chunk', () => {
+    const shapes: Array<[number[], number[]]> = [
+      [[0], [0]], [[5], [5]], [[70001], [70001]], [[1], [33]], [[33], [1]], [[], [40000]], [[4, 300], [300]], [[300], [4, 300]],
+      [[3, 1, 257], [1, 5, 257]], [[2, 40000], [1, 40000]], [[3, 4, 1], [3, 4, 1]], [[1000, 33], [33]]
+    ]
+    let seed = 800
+    for (const [aShape, bShape] of shapes) {
+      const a = hardData(aShape.reduce((p, d) => p * d, 1), seed++)
+      const b = hardData(bShape.reduce((p, d) => p * d, 1), seed++)
+      for (const op of ['add', 'sub', 'mul', 'div'] as const) {
+        const info = binaryInfo(op, aShape, bShape, LIMITS)
+        const want = binary(new Float32Array(info.outElements), a, b, info) as Float32Array
+        const got = binaryF32(new Float32Array(info.outElements).fill(7), a, b, info)
+        const at = firstDifference(got, want)
+        expect(at, `${op} of [${aShape}] and [${bShape}] (runs of ${runLength(info)}): element ${at} is ${got[at]}, the loop's ${want[at]}`).toBe(-1)
+      }
+    }
+  })
+})
+
+describe('fast row and column sums (reduce) = the loops, bit for bit', () => {
+  it('sum, mean, var, std, norm over rows of 0..70001 float32 values and over columns 1..40000 wide (in pieces past the 32768-element chunk), in doubles as from float64 data', () => {
+    const shapes: Array<[number[], number]> = [
+      [[4, 0], 1], [[1], 0], [[3, 5], 1], [[7, 3], -1], [[2, 32768], 1], [[3, 32769], 1], [[70001], 0], [[5, 1000, 7], 2], [[40, 1025], 1],
+      [[0, 5], 0], [[40, 7], 0], [[3, 33, 5], 1], [[2, 9000, 6], 1], [[3, 40000], 0], [[4, 1, 2], 0]
+    ]
+    let seed = 900
+    for (const [shape, axis] of shapes) {
+      for (const special of [false, true]) {
+        const x = data('float32', shape.reduce((p, d) => p * d, 1), seed++, special, 3) as Float32Array
+        for (const offset of [0, 100]) {
+          for (let i = 0; i < x.length; i++) x[i] += offset
+          for (const op of ['sum', 'mean', 'var', 'std', 'norm'] as const) {
+            const info = reduceInfo(op, shape, axis, false, 1, LIMITS)
+            expect(info.blocks, 'reduces blocks').not.toBeNull()
+            // (float64 data takes the loops; float32 the kernel; both sum in doubles)
+            const want = reduce(new Float64Array(info.outElements), Float64Array.from(x), info) as Float64Array
+            const got = reduce(new Float64Array(info.outElements).fill(7), x, info) as Float64Array
+            const at = want.findIndex((v, i) => !Object.is(v, got[i]) && !(Number.isNaN(v) && Number.isNaN(got[i])))
+            expect(at, `${op} of [${shape}] over axis ${axis}: output ${at} is ${got[at]}, the loops' ${want[at]}`).toBe(-1)
+          }
+        }
+      }
+    }
+  })
+})
+
+describe('reduce over blocks = reduce through each element\'s output index', () => {
+  it('every op, every subset of the axes of ranks 1 to 4 (sizes 0, 1 and more), both dtypes, NaN and ±∞', () => {
+    const shapes = [[5], [0], [3, 4], [1, 6], [4, 1], [2, 3, 4], [3, 1, 5], [2, 0, 3], [2, 3, 1, 5]]
+    let seed = 1000
+    for (const shape of shapes) {
+      for (let mask = 0; mask < 1 << shape.length; mask++) {
+        const axes = shape.map((_, d) => d).filter(d => (mask >> d) & 1)
+        for (const dtype of ['float32', 'float64'] as const) {
+          const x = data(dtype, shape.reduce((p, d) => p * d, 1), seed++, seed % 3 === 0)
+          for (const op of REDUCE_OPS) {
+            let info
+            try {
+              info = reduceInfo(op, shape, axes.length === 0 ? undefined : axes, false, 1, LIMITS)
+            } catch {
+              continue // max/min over an empty axis
+            }
+            const got = reduce(new Float64Array(info.outElements), x, info)
+            const want = reduceValues(x, outputIndex(info), info)
+            expectClose(got, want, { rtol: 1e-12, atol: 1e-12 }, `${op} of [${shape}] over [${axes}] ${dtype}`)
+          }
+        }
+      }
+    }
+  })
+})
+
+describe('fast layer_norm = the loops, bit for bit', () => {
+  it('rows of 0..70 values and chunks past the kernel\'s 32768-element chunk, with or without weight and bias, NaN/∞, a large offset', () => {
+    const cases: Array<[number, number]> = [[0, 5], [3, 0], [1, 1], [2, 3], [5, 4], [7, 5], [4, 17], [9, 70], [3, 40000], [70, 1023], [1, 70001]]
+    let seed = 500
+    for (const [rows, n] of cases) {
+      for (const special of [false, true]) {
+        for (const offset of [0, 1000]) {
+          const x = data('float32', rows * n, seed++, special) as Float32Array
+          for (let i = 0; i < x.length; i++) x[i] += offset
+          for (const [hasW, hasB] of [[false, false], [true, false], [false, true], [true, true]]) {
+            const w = hasW ? data('float32', n, seed++) as Float32Array : null
+            const b = hasB ? data('float32', n, seed++) as Float32Array : null
+            const info = layerNormInfo([rows, n], [n], w === null ? null : [n], b === null ? null : [n], 1e-5, LIMITS)
+            const want = layerNorm(new Float32Array(rows * n), x, w, b, info) as Float32Array
+            const got = layerNormF32(new Float32Array(rows * n).fill(7), x, w, b, info)
+            // the same float32 bits (any NaN as NaN), every element written
+            const differs = firstDifference(got, want)
+            expect(differs, `rows ${rows}, n ${n}: element ${differs} is ${got[differs]}, the loops give ${want[differs]}`).toBe(-1)
+          }
+        }
+      }
     }
   })
 })

@@ -5,7 +5,7 @@
  *   max, min (g/(the number of elements equal to y))·[x = y], so a slice whose y is NaN gets NaN; var g·2(x - mean)/max(0, N - correction); std g·(x - mean)/(max(0, N - correction)·y),
  *   0 where y = 0; logsumexp g·e^(x - y); norm g·x/y, 0 where y = 0.
  */
-import { means, outputIndex, reduceValues, type ReduceOperands } from '../reduce.js'
+import { means, outputIndex, reduction, type ReduceOperands } from '../reduce.js'
 import type { FloatArray, GradArrays } from '../types.js'
 
 /** Each element's product of the others in its output's group, in row-major order of the group. */
@@ -27,7 +27,7 @@ function othersProduct (x: FloatArray, map: Int32Array, outElements: number): Fl
 export function reduceBackward (forward: ReduceOperands, g: FloatArray, outs: GradArrays<'input'>): void {
   const { input: x, info } = forward
   const map = outputIndex(info)
-  const y = reduceValues(x, map, info)
+  const y = reduction(x, info, map)
   if (outs.result !== undefined) outs.result.set(y)
   const dx = outs.grads.input
   if (dx === undefined) return

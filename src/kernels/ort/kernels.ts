@@ -274,27 +274,24 @@ export function engineSoftmaxRows (out: Float32Array, x: Float32Array, rows: num
 }
 
 /**
- * The elementwise operators whose float32 results on the engine are those of the float64 loops rounded, within 2e-5
- * (special values exactly). Not tanh (it flushes subnormal results) nor sigmoid (its tails are 0 and 1 from about ±17).
+ * The elementwise functions whose float32 results on the engine are those of the float64 loops rounded, within 2e-5
+ * (special values exactly), and that the WebAssembly kernel does not compute (src/kernels/unary.ts, unaryF32). Not
+ * tanh (it flushes subnormal results) nor sigmoid (its tails are 0 and 1 from about ±17).
  */
-export const ENGINE_UNARY: Readonly<Record<string, string>> = {
-  neg: 'Neg', abs: 'Abs', exp: 'Exp', log: 'Log', sqrt: 'Sqrt', square: 'Mul', reciprocal: 'Reciprocal', sin: 'Sin', cos: 'Cos', relu: 'Relu'
-}
+export const ENGINE_UNARY: Readonly<Record<string, string>> = { exp: 'Exp', log: 'Log', sin: 'Sin', cos: 'Cos' }
 /** add, sub, mul, div: correctly rounded in both dtypes, with the engine's NumPy broadcasting. */
 export const ENGINE_BINARY: Readonly<Record<string, string>> = { add: 'Add', sub: 'Sub', mul: 'Mul', div: 'Div' }
 
 /**
  * One elementwise operator of the engine over whole tensors (`operator` from ENGINE_UNARY or
- * ENGINE_BINARY): `out` of shape `outShape`, from the inputs of their shapes (a unary operator's
- * one input given twice for Mul: square).
+ * ENGINE_BINARY): `out` of shape `outShape`, from the inputs of their shapes.
  */
 export function engineElementwise (operator: string, out: FloatArray, outShape: number[], inputs: Array<[FloatArray, number[]]>): void {
   const t = elemOf(out)
-  const names = inputs.length === 1 && operator === 'Mul' ? ['x0', 'x0'] : inputs.map((_, i) => `x${i}`)
   const s = session(`elementwise/${operator}/${t}/${inputs.length}`, 1, () => ({
     inputs: inputs.map((_, i) => [`x${i}`, t]),
     outputs: [['y', t]],
-    nodes: [{ op: operator, inputs: names, outputs: ['y'] }]
+    nodes: [{ op: operator, inputs: inputs.map((_, i) => `x${i}`), outputs: ['y'] }]
   }))
   const feed: Record<string, ReturnType<typeof tensor>> = {}
   inputs.forEach(([data, dims], i) => { feed[`x${i}`] = tensor(as(out, data), dims) })

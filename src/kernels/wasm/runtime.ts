@@ -31,6 +31,16 @@ export interface KernelExports {
   attentionF64: AttentionFn
   dotF32: (n: number, a: Ptr, b: Ptr) => number
   dotF64: (n: number, a: Ptr, b: Ptr) => number
+  /** o = op(x) over n float32 (o may be x); op 0 neg, 1 abs, 2 sqrt, 3 square, 4 reciprocal, 5 relu. */
+  unaryF32: (op: number, n: number, x: Ptr, o: Ptr) => void
+  /** o = a op b over n float32 (o may be a or b); op 0 add, 1 sub, 2 mul, 3 div. */
+  binaryF32: (op: number, n: number, a: Ptr, b: Ptr, o: Ptr) => void
+  /** Adds each row's Σ (x − center[r])^power (center 0: none) to its four float64 accumulators at acc. */
+  rowSumsF32: (rows: number, n: number, x: Ptr, power: number, center: Ptr, acc: Ptr) => void
+  /** Adds (x[r,c] − center[c])^power (center 0: none) over rows x w float32 to the float64 accumulators acc[c]. */
+  colSumsF32: (rows: number, w: number, x: Ptr, power: number, center: Ptr, acc: Ptr) => void
+  /** layer_norm of rows x n float32 at x into o (o may be x); w and b n float32 each, or 0 when absent. */
+  layerNormF32: (rows: number, n: number, x: Ptr, w: Ptr, b: Ptr, eps: number, o: Ptr) => void
   /** rows x inner float64 at src as JSON text at dst (rows back to back, row r ending at ends[r]); returns the bytes. */
   formatRowsF64: (src: Ptr, rows: number, inner: number, dst: Ptr, ends: Ptr) => number
   /** The rows of numbers of a JSON text: values to `values`, (start, end, first value, count) i32 quadruples to `rows`; returns the rows. */
@@ -70,6 +80,14 @@ export const F32_MIN_MACS = 1 << 16
 export function computesInF32 (out: ArrayLike<number>, macs: number): boolean {
   return out instanceof Float32Array && macs >= F32_MIN_MACS
 }
+
+/**
+ * Elements per call of the streaming kernels (elementwise, layer_norm): an operand goes through the
+ * module's memory a chunk at a time (128 KiB of float32), so that a chunk copied in is still in
+ * cache when it is computed and copied out, and a call's memory stays small whatever the tensor's
+ * size. Copied whole, a 4 MB operand is read from memory three times; in chunks, once.
+ */
+export const STREAM_CHUNK = 1 << 15
 
 const PAGE = 65536
 const ALIGN = 64
