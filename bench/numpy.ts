@@ -18,8 +18,8 @@ export type NumpyCase = { name: string, dtype: DType, backward?: boolean } & (
   | { kind: 'conv2d', N: number, C: number, H: number, W: number, K: number, kh: number, kw: number, pad: number }
   | { kind: 'attention', B: number, L: number, E: number }
   | { kind: 'einsum', equation: string, shapes: number[][], flops: number }
-  /** An elementwise operation (`a + b`, `np.exp(x)`, …): its "gflops" are GB/s, `bytes` read and written per call. */
-  | { kind: 'elementwise', op: string, shapes: number[][], bytes: number }
+  /** An elementwise operation or a reduction (`a + b`, `np.exp(x)`, `x.sum(axis)`, …): its "gflops" are GB/s, `bytes` read and written per call. */
+  | { kind: 'elementwise', op: string, shapes: number[][], bytes: number, axis?: number }
 )
 
 export interface NumpyResult { gflops: number, ms: number }

@@ -11,9 +11,9 @@ with the flipped kernel; attention: dV = Pᵀ·G, dP = G·Vᵀ, the softmax's pr
 recomputed), their FLOPs counted as twice the forward's; and
   {"name": ..., "kind": "einsum",    "dtype": ..., "equation": .., "shapes": [[..], ..], "flops": ..}
                                                                    np.einsum(equation, *operands, optimize=True)
-  {"name": ..., "kind": "elementwise", "dtype": ..., "op": "add" | "mul" | "exp" | "relu" | "softmax" | "layer_norm", "shapes": [[..], ..], "bytes": ..}
+  {"name": ..., "kind": "elementwise", "dtype": ..., "op": "add" | "mul" | "exp" | "relu" | "softmax" | "layer_norm" | "sum" | "max", "shapes": [[..], ..], "bytes": .., "axis": ..}
                                          a + b, a * b, np.exp(x), np.maximum(x, 0), softmax and layer_norm over
-                                         the last axis written in NumPy; its "gflops" are GB/s
+                                         the last axis written in NumPy, x.sum(axis) and x.max(axis); its "gflops" are GB/s
 Output: {"blas": "<library, its configuration, threads>", "results": [{"name", "gflops", "ms"}, ...]}
 
 Timing, as bench/kernels.ts does it: a warm-up of at least 3 calls and up to 0.3 s (at most 50 calls),
@@ -135,7 +135,8 @@ def case_fn(c, rng):
             m = x.mean(axis=-1, keepdims=True)
             return (x - m) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5) * w + b
         fns = {"add": lambda: ops[0] + ops[1], "mul": lambda: ops[0] * ops[1], "exp": lambda: np.exp(x),
-               "relu": lambda: np.maximum(x, 0), "softmax": softmax, "layer_norm": layer_norm}
+               "relu": lambda: np.maximum(x, 0), "softmax": softmax, "layer_norm": layer_norm,
+               "sum": lambda: x.sum(axis=c["axis"]), "max": lambda: x.max(axis=c["axis"])}
         return fns[c["op"]], c["bytes"]
     raise ValueError(f"case {c.get('name')!r}: unknown kind {kind!r}")
 
