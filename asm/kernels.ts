@@ -1100,6 +1100,55 @@ export function colSumsF32 (rows: i32, w: i32, x: usize, power: i32, center: usi
   }
 }
 
+/**
+ * Each of `rows` rows of n float32 values at x: its maximum (max 1) or minimum as a float64 at out[r],
+ * by WebAssembly's f32.max and f32.min (NaN when any value is NaN; +0 over −0 for the maximum, −0 for
+ * the minimum), so in any order the same value; an empty row gives −∞ (minimum: +∞).
+ */
+export function rowExtremesF32 (rows: i32, n: i32, x: usize, max: i32, out: usize): void {
+  const n16 = n & ~15
+  const n4 = n & ~3
+  const start: f32 = max !== 0 ? -Infinity : Infinity
+  for (let r: i32 = 0; r < rows; r++) {
+    const row = x + ((<usize>r * <usize>n) << 2)
+    // four accumulators: each f32x4.max waits on the one before it
+    let m0 = f32x4.splat(start)
+    let m1 = m0
+    let m2 = m0
+    let m3 = m0
+    if (max !== 0) {
+      for (let j: i32 = 0; j < n16; j += 16) {
+        const p = row + (<usize>j << 2)
+        m0 = f32x4.max(m0, v128.load(p))
+        m1 = f32x4.max(m1, v128.load(p, 16))
+        m2 = f32x4.max(m2, v128.load(p, 32))
+        m3 = f32x4.max(m3, v128.load(p, 48))
+      }
+      for (let j: i32 = n16; j < n4; j += 4) m0 = f32x4.max(m0, v128.load(row + (<usize>j << 2)))
+    } else {
+      for (let j: i32 = 0; j < n16; j += 16) {
+        const p = row + (<usize>j << 2)
+        m0 = f32x4.min(m0, v128.load(p))
+        m1 = f32x4.min(m1, v128.load(p, 16))
+        m2 = f32x4.min(m2, v128.load(p, 32))
+        m3 = f32x4.min(m3, v128.load(p, 48))
+      }
+      for (let j: i32 = n16; j < n4; j += 4) m0 = f32x4.min(m0, v128.load(row + (<usize>j << 2)))
+    }
+    const mv = max !== 0 ? f32x4.max(f32x4.max(m0, m1), f32x4.max(m2, m3)) : f32x4.min(f32x4.min(m0, m1), f32x4.min(m2, m3))
+    let m: f32 = start
+    for (let l: i32 = 0; l < 4; l++) {
+      const v = l === 0 ? f32x4.extract_lane(mv, 0) : l === 1 ? f32x4.extract_lane(mv, 1) : l === 2 ? f32x4.extract_lane(mv, 2) : f32x4.extract_lane(mv, 3)
+      m = max !== 0 ? <f32>Math.max(m, v) : <f32>Math.min(m, v)
+    }
+    for (let j: i32 = n4; j < n; j++) {
+      const v = load<f32>(row + (<usize>j << 2))
+      m = max !== 0 ? <f32>Math.max(m, v) : <f32>Math.min(m, v)
+    }
+    store<f64>(out + (<usize>r << 3), <f64>m)
+  }
+}
+
 // ---- layer_norm ----
 
 /** The float32 rounding of lo (lanes 0, 1) and hi (lanes 2, 3), as one f32x4. */

@@ -102,10 +102,21 @@ export function extreme (out: Float64Array, x: FloatArray, map: Int32Array, max:
   for (let i = 0; i < x.length; i++) {
     const v = x[i]
     const k = map[i]
-    const cur = out[k]
-    if (cur !== cur) continue // eslint-disable-line no-self-compare -- a NaN found stays
-    if (v !== v || (max ? v > cur : v < cur)) out[k] = v // eslint-disable-line no-self-compare -- NaN
+    if (max ? v > out[k] : v < out[k]) out[k] = v
+    else if (v !== v || v === 0) out[k] = extremeOf(out[k], v, max) // eslint-disable-line no-self-compare -- NaN
   }
+}
+
+/**
+ * IEEE 754's maximum (or minimum) of the extreme so far and a value, as WebAssembly's f32.max gives
+ * it: NaN when either is NaN, and +0 over −0 (minimum: −0 over +0), whatever their order.
+ */
+function extremeOf (m: number, v: number, max: boolean): number {
+  if (max ? v > m : v < m) return v
+  if (v !== v) return NaN // eslint-disable-line no-self-compare -- NaN
+  // (+0 + −0 is +0; −(−m − v) is −0 when either is −0)
+  if (v === 0 && m === 0) return max ? m + v : -(-m - v)
+  return m
 }
 
 /** The mean of each output's elements. */
@@ -316,15 +327,19 @@ function colSumsF32 (out: Float64Array, x: Float32Array, A: number, R: number, C
 
 /** Each block's max (or min): a NaN found is the result, as torch.amax gives it. */
 function blockExtremes (out: Float64Array, x: FloatArray, [A, R, C]: [number, number, number], max: boolean): void {
+  if (C === 1 && x instanceof Float32Array) {
+    rowExtremesF32(out, x, A, R, max)
+    return
+  }
   if (C === 1) {
     for (let a = 0; a < A; a++) {
       let m = max ? -Infinity : Infinity
       for (let i = a * R, end = i + R; i < end; i++) {
         const v = x[i]
         if (max ? v > m : v < m) m = v
-        else if (v !== v) { // eslint-disable-line no-self-compare -- NaN
-          m = NaN
-          break
+        else if (v !== v || v === 0) { // eslint-disable-line no-self-compare -- NaN
+          m = extremeOf(m, v, max)
+          if (m !== m) break // eslint-disable-line no-self-compare -- a NaN ends the row
         }
       }
       out[a] = m
@@ -338,11 +353,49 @@ function blockExtremes (out: Float64Array, x: FloatArray, [A, R, C]: [number, nu
       const k = a * C
       for (let c = 0; c < C; c++) {
         const v = x[i + c]
-        const cur = out[k + c]
-        if (max ? v > cur : v < cur) out[k + c] = v
-        else if (v !== v) out[k + c] = NaN // eslint-disable-line no-self-compare -- NaN
+        const m = out[k + c]
+        if (max ? v > m : v < m) out[k + c] = v
+        else if (v !== v || v === 0) out[k + c] = extremeOf(m, v, max) // eslint-disable-line no-self-compare -- NaN
       }
     }
+  }
+}
+
+/**
+ * Each float32 row's max (or min) on the WebAssembly SIMD kernel (asm/kernels.ts, rowExtremesF32),
+ * with extremeOf's rules; rows a chunk (STREAM_CHUNK) at a time, a longer row in pieces.
+ */
+function rowExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: number, max: boolean): void {
+  if (A === 0) return
+  const per = R === 0 ? A : Math.max(1, Math.floor(STREAM_CHUNK / R))
+  const rows = Math.min(per, A)
+  const piece = Math.min(R, STREAM_CHUNK)
+  const ws = begin()
+  try {
+    const px = ws.alloc(rows * piece, 4)
+    const pout = ws.alloc(rows, 8)
+    ws.commit()
+    const chunk = ws.f32(px, rows * piece)
+    const found = ws.f64(pout, rows)
+    for (let a = 0; a < A; a += rows) {
+      const count = Math.min(rows, A - a)
+      if (R <= STREAM_CHUNK) {
+        chunk.set(x.subarray(a * R, (a + count) * R))
+        ws.x.rowExtremesF32(count, R, px, max ? 1 : 0, pout)
+        out.set(count === rows ? found : found.subarray(0, count), a)
+      } else {
+        let m = max ? -Infinity : Infinity
+        for (let j = 0; j < R; j += STREAM_CHUNK) {
+          const n = Math.min(STREAM_CHUNK, R - j)
+          chunk.set(x.subarray(a * R + j, a * R + j + n))
+          ws.x.rowExtremesF32(1, n, px, max ? 1 : 0, pout)
+          m = extremeOf(m, found[0], max)
+        }
+        out[a] = m
+      }
+    }
+  } finally {
+    end()
   }
 }
 

@@ -418,6 +418,41 @@ describe('fast row and column sums (reduce) = the loops, bit for bit', () => {
   })
 })
 
+describe('fast row max and min (reduce) = the loops, bit for bit', () => {
+  it('over rows of 0..70001 float32 values with NaN, ±∞ and signed zeros: IEEE maximum and minimum (+0 over −0 for max, −0 for min), in any order', () => {
+    const shapes: Array<[number[], number]> = [[[4, 1], 1], [[3, 5], 1], [[7, 3], -1], [[2, 32768], 1], [[3, 32769], 1], [[70001], 0], [[40, 1025], 1], [[6, 17], 1]]
+    let seed = 1100
+    for (const [shape, axis] of shapes) {
+      for (const special of [false, true]) {
+        const x = data('float32', shape.reduce((p, d) => p * d, 1), seed++, special, 3, 200) as Float32Array
+        // rows of zeros of both signs, in both orders
+        if (x.length >= 17 * 6 && shape[1] === 17) for (let i = 0; i < x.length; i++) x[i] = (i * 7) % 3 === 0 ? -0 : 0 * ((i % 5) - 2)
+        for (const op of ['max', 'min'] as const) {
+          const info = reduceInfo(op, shape, axis, false, 1, LIMITS)
+          const want = reduce(new Float64Array(info.outElements), Float64Array.from(x), info) as Float64Array
+          const got = reduce(new Float64Array(info.outElements).fill(7), x, info) as Float64Array
+          const at = want.findIndex((v, i) => !Object.is(v, got[i]))
+          expect(at, `${op} of [${shape}]: output ${at} is ${got[at]}, the loops' ${want[at]}`).toBe(-1)
+        }
+      }
+    }
+  })
+
+  it('max of ±0 is +0 and min −0 whichever comes first, over rows, columns and through the index, in both dtypes', () => {
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const [shape, axis, values] of [[[2, 2], 1, [-0, 0, 0, -0]], [[2, 2], 0, [-0, 0, 0, -0]], [[2, 2, 2], [0, 2], [-0, 0, 0, -0, 0, -0, -0, 0]]] as const) {
+        const x = dtype === 'float32' ? Float32Array.from(values) : Float64Array.from(values)
+        const infoMax = reduceInfo('max', [...shape], axis as number | number[], false, 1, LIMITS)
+        expect(infoMax.blocks === null, 'axes 0 and 2 of three go through the index').toBe(shape.length === 3)
+        const max = reduce(new Float64Array(2), x, infoMax)
+        const min = reduce(new Float64Array(2), x, reduceInfo('min', [...shape], axis as number | number[], false, 1, LIMITS))
+        expect([...max].map(v => Object.is(v, -0)), `max ${dtype} [${shape}] over ${String(axis)}`).toEqual([false, false])
+        expect([...min].map(v => Object.is(v, -0)), `min ${dtype} [${shape}] over ${String(axis)}`).toEqual([true, true])
+      }
+    }
+  })
+})
+
 describe('reduce over blocks = reduce through each element\'s output index', () => {
   it('every op, every subset of the axes of ranks 1 to 4 (sizes 0, 1 and more), both dtypes, NaN and ±∞', () => {
     const shapes = [[5], [0], [3, 4], [1, 6], [4, 1], [2, 3, 4], [3, 1, 5], [2, 0, 3], [2, 3, 1, 5]]
