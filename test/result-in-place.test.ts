@@ -78,6 +78,29 @@ describe('over HTTP, replies of 64 KiB and more', () => {
   const post = async (app: FastifyInstance, route: string, file: Buffer, accept: string): Promise<{ statusCode: number, rawPayload: Buffer, body: string }> =>
     await app.inject({ method: 'POST', url: `/v1/${route}`, payload: file, headers: { 'content-type': 'application/octet-stream', accept } }) as never
 
+  it('a graph whose first node computes in the reply\'s place and gives it back to the pool mid-run: the pool withholds it, so the reply is whole', async () => {
+    const n = 20000
+    const x = Array.from({ length: n }, (_, i) => Math.round(Math.sin(i) * 3 * 64) / 64)
+    const body = {
+      inputs: { x: { shape: [n], dtype: 'float32', data: x } },
+      nodes: [{ name: 'a', operation: 'unary', op: 'relu', input: 'x' }, { name: 'b', operation: 'unary', op: 'neg', input: 'a' }],
+      outputs: ['b']
+    }
+    // (work this small runs on the main thread unless inlineMaxFlops is 0)
+    const app = await buildApp({ logLevel: 'silent', workers: 1, workerParseMinBytes: 0, inlineMaxFlops: 0 })
+    try {
+      for (let round = 0; round < 3; round++) {
+        const res = await app.inject({ method: 'POST', url: '/v1/graph', payload: body, headers: { accept: 'application/octet-stream' } }) as unknown as { statusCode: number, rawPayload: Buffer, body: string }
+        expect(res.statusCode, res.body.slice(0, 200)).toBe(200)
+        const got = checkFile(res.rawPayload).tensors['outputs.b'].values
+        const bad = got.findIndex((v, i) => v !== -Math.max(0, x[i]))
+        expect(bad, `element ${bad} is ${got[bad]}, not ${-Math.max(0, x[bad])}`).toBe(-1)
+      }
+    } finally {
+      await app.close()
+    }
+  })
+
   it('float32 and float64 results, one tensor or two (attention\'s weights), hold the values they should', async () => {
     const n = 20000
     const x = Array.from({ length: n }, (_, i) => Math.round(Math.cos(i) * 3 * 64) / 64)

@@ -10,7 +10,7 @@ import { formatShape } from '../kernels/shape.js'
 import { type FloatArray, kernelDtype, type Limits, type WireDType } from '../kernels/types.js'
 import { ResultTensorSchema } from '../schemas/tensor.js'
 import { castTo, computeDtype, type DecodedMask, type DecodedTensor, decodeMask, decodeTensor, isFileTensor } from '../tensor/decode.js'
-import { pooledArray } from '../tensor/buffers.js'
+import { buffers, pooledArray } from '../tensor/buffers.js'
 import { type Explained, explanationJson } from './explain.js'
 import { type Encoding, replyBytesBound, type ReplyFormat, type ReplySpec } from '../tensor/encode.js'
 import { safetensorsResultPlace } from '../tensor/safetensors.js'
@@ -95,11 +95,15 @@ let resultPlace: FloatArray | null = null
  */
 export function runOperation (op: Operation, task: TaskBase, reply: ReplySpec | undefined, into?: ArrayBuffer): FloatArray {
   resultPlace = into !== undefined && reply?.format === 'safetensors' ? safetensorsResultPlace(task.dtype, reply.outputs, into) : null
+  // (the first array of the place's length takes it, possibly a graph node's, which the graph gives back to the
+  // pool when it is done with it: the pool keeps the reply's buffer out until the run ends)
+  if (resultPlace !== null) buffers.withhold(into ?? null)
   let result: FloatArray
   try {
     result = op.run(task)
   } finally {
     resultPlace = null
+    buffers.withhold(null)
   }
   const place = reply?.outputs.find(o => o.explain !== undefined)
   if (place !== undefined && op.explain !== undefined) place.json = explanationJson(op.explain(task, result), task.dtype)

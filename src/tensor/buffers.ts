@@ -46,6 +46,7 @@ export class BufferPool {
   private readonly waiting = new WeakSet<ArrayBuffer>()
   private freeBytes = 0
   private takenSinceTick = false
+  private withheld: ArrayBuffer | null = null
   private timer: ReturnType<typeof setInterval> | null = null
   reused = 0
   fresh = 0
@@ -56,6 +57,16 @@ export class BufferPool {
   setCap (capBytes: number): void {
     this.capBytes = capBytes
     if (this.freeBytes > capBytes) this.clear()
+  }
+
+  /**
+   * Keeps one buffer out of the pool until called again (null): given back meanwhile, it is ignored.
+   * The buffer a reply is being computed in (src/operations/spec.ts, runOperation) is withheld, so
+   * that a step that gives back a result array it took there (a graph's node) cannot have it handed
+   * out again as another array before the reply is written.
+   */
+  withhold (buffer: ArrayBuffer | null): void {
+    this.withheld = buffer
   }
 
   /** A buffer of at least `bytes` bytes, with unspecified contents. */
@@ -78,7 +89,7 @@ export class BufferPool {
 
   /** Gives a buffer back for a later take; one not of a class size, detached, or over the cap is dropped. */
   give (buffer: ArrayBuffer | SharedArrayBuffer | null | undefined): void {
-    if (!(buffer instanceof ArrayBuffer) || this.capBytes === 0) return
+    if (!(buffer instanceof ArrayBuffer) || this.capBytes === 0 || buffer === this.withheld) return
     const size = buffer.byteLength
     if (size < MIN_POOLED_BYTES || classSize(size) !== size || this.waiting.has(buffer)) return
     if (this.freeBytes + size > this.capBytes) return

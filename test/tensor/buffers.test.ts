@@ -49,6 +49,17 @@ describe('BufferPool', () => {
     pool.clear()
   })
 
+  it('keeps a withheld buffer out: given back while withheld, it is never handed out', () => {
+    const pool = new BufferPool(1 << 30)
+    const reply = pool.take(100_000)
+    pool.withhold(reply)
+    pool.give(reply)
+    expect(pool.take(100_000)).not.toBe(reply)
+    pool.withhold(null)
+    pool.give(reply)
+    expect(pool.take(100_000)).toBe(reply)
+  })
+
   it('passes over a waiting buffer that was moved away (detached) meanwhile', () => {
     const pool = new BufferPool(1 << 30)
     const a = pool.take(MIN_POOLED_BYTES)
