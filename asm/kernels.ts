@@ -1149,6 +1149,33 @@ export function rowExtremesF32 (rows: i32, n: i32, x: usize, max: i32, out: usiz
   }
 }
 
+/**
+ * For `rows` rows of w float32 values at x, folds each column into the float32 running maximum (max 1)
+ * or minimum at acc[c], by f32x4.max / f32x4.min (rowExtremesF32's rules).
+ */
+export function colExtremesF32 (rows: i32, w: i32, x: usize, max: i32, acc: usize): void {
+  const w4 = w & ~3
+  for (let r: i32 = 0; r < rows; r++) {
+    const row = x + ((<usize>r * <usize>w) << 2)
+    if (max !== 0) {
+      for (let c: i32 = 0; c < w4; c += 4) {
+        const a = acc + (<usize>c << 2)
+        v128.store(a, f32x4.max(v128.load(a), v128.load(row + (<usize>c << 2))))
+      }
+    } else {
+      for (let c: i32 = 0; c < w4; c += 4) {
+        const a = acc + (<usize>c << 2)
+        v128.store(a, f32x4.min(v128.load(a), v128.load(row + (<usize>c << 2))))
+      }
+    }
+    for (let c: i32 = w4; c < w; c++) {
+      const a = acc + (<usize>c << 2)
+      const v = load<f32>(row + (<usize>c << 2))
+      store<f32>(a, max !== 0 ? <f32>Math.max(load<f32>(a), v) : <f32>Math.min(load<f32>(a), v))
+    }
+  }
+}
+
 // ---- layer_norm ----
 
 /** The float32 rounding of lo (lanes 0, 1) and hi (lanes 2, 3), as one f32x4. */

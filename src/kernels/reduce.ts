@@ -177,6 +177,12 @@ export function reduceValues (x: FloatArray, map: Int32Array, info: ReduceInfo):
 }
 
 /**
+ * The fewest elements in a block of several columns worth the column kernels: they take a block at a
+ * time (a few calls each), so many small blocks stay on the loops.
+ */
+const BLOCK_MIN = 4096
+
+/**
  * Σ (x − center)^power over each block (power 1 or 2; center: each output's value to subtract, or
  * none), into out. Rows (C = 1) are summed with four accumulators.
  */
@@ -223,7 +229,7 @@ function blockSums (out: Float64Array, x: FloatArray, [A, R, C]: [number, number
     }
     return
   }
-  if (x instanceof Float32Array) {
+  if (x instanceof Float32Array && R * C >= BLOCK_MIN) {
     colSumsF32(out, x, A, R, C, power, center)
     return
   }
@@ -252,8 +258,12 @@ function blockSums (out: Float64Array, x: FloatArray, [A, R, C]: [number, number
  * through the kernel's memory a chunk (STREAM_CHUNK) at a time; a longer row in pieces.
  */
 function rowSumsF32 (out: Float64Array, x: Float32Array, A: number, R: number, power: 1 | 2, center: Float64Array | null): void {
-  if (A === 0) return
-  const per = R === 0 ? A : Math.max(1, Math.floor(STREAM_CHUNK / R))
+  // (rows of nothing sum to 0, as the loops' (0 + 0) + (0 + 0))
+  if (R === 0) {
+    out.fill(0, 0, A)
+    return
+  }
+  const per = Math.max(1, Math.floor(STREAM_CHUNK / R))
   const rows = Math.min(per, A)
   const piece = Math.min(R, STREAM_CHUNK)
   const ws = begin()
@@ -346,6 +356,10 @@ function blockExtremes (out: Float64Array, x: FloatArray, [A, R, C]: [number, nu
     }
     return
   }
+  if (x instanceof Float32Array && R * C >= BLOCK_MIN) {
+    colExtremesF32(out, x, A, R, C, max)
+    return
+  }
   out.fill(max ? -Infinity : Infinity)
   for (let a = 0; a < A; a++) {
     for (let r = 0; r < R; r++) {
@@ -366,8 +380,12 @@ function blockExtremes (out: Float64Array, x: FloatArray, [A, R, C]: [number, nu
  * with extremeOf's rules; rows a chunk (STREAM_CHUNK) at a time, a longer row in pieces.
  */
 function rowExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: number, max: boolean): void {
-  if (A === 0) return
-  const per = R === 0 ? A : Math.max(1, Math.floor(STREAM_CHUNK / R))
+  // (an empty row's, as the loops': logsumexp takes the max of an empty axis)
+  if (R === 0) {
+    out.fill(max ? -Infinity : Infinity, 0, A)
+    return
+  }
+  const per = Math.max(1, Math.floor(STREAM_CHUNK / R))
   const rows = Math.min(per, A)
   const piece = Math.min(R, STREAM_CHUNK)
   const ws = begin()
@@ -392,6 +410,40 @@ function rowExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: numbe
           m = extremeOf(m, found[0], max)
         }
         out[a] = m
+      }
+    }
+  } finally {
+    end()
+  }
+}
+
+/**
+ * blockExtremes of float32 blocks of several columns (C > 1) on the WebAssembly SIMD kernel (asm/kernels.ts,
+ * colExtremesF32): columns up to STREAM_CHUNK at a time, with as many rows as fit in a chunk, folded
+ * into float32 running extremes (a float32 maximum is exact).
+ */
+function colExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: number, C: number, max: boolean): void {
+  const w = Math.min(C, STREAM_CHUNK)
+  const rows = Math.max(1, Math.min(R, Math.floor(STREAM_CHUNK / w)))
+  const ws = begin()
+  try {
+    const px = ws.alloc(rows * w, 4)
+    const pacc = ws.alloc(w, 4)
+    ws.commit()
+    const chunk = ws.f32(px, rows * w)
+    const acc = ws.f32(pacc, w)
+    for (let a = 0; a < A; a++) {
+      for (let c0 = 0; c0 < C; c0 += w) {
+        const cw = Math.min(w, C - c0)
+        acc.fill(max ? -Infinity : Infinity)
+        for (let r0 = 0; r0 < R; r0 += rows) {
+          const count = Math.min(rows, R - r0)
+          const first = (a * R + r0) * C
+          if (cw === C) chunk.set(x.subarray(first, first + count * C))
+          else for (let r = 0; r < count; r++) chunk.set(x.subarray(first + r * C + c0, first + r * C + c0 + cw), r * cw)
+          ws.x.colExtremesF32(count, cw, px, max ? 1 : 0, pacc)
+        }
+        out.set(cw === w ? acc : acc.subarray(0, cw), a * C + c0)
       }
     }
   } finally {

@@ -41,6 +41,8 @@ export interface KernelExports {
   colSumsF32: (rows: number, w: number, x: Ptr, power: number, center: Ptr, acc: Ptr) => void
   /** Each row's maximum (max 1) or minimum by f32.max / f32.min, as float64 at out[r]. */
   rowExtremesF32: (rows: number, n: number, x: Ptr, max: number, out: Ptr) => void
+  /** Folds rows x w float32 into the float32 running maximum (max 1) or minimum of each column at acc[c]. */
+  colExtremesF32: (rows: number, w: number, x: Ptr, max: number, acc: Ptr) => void
   /** layer_norm of rows x n float32 at x into o (o may be x); w and b n float32 each, or 0 when absent. */
   layerNormF32: (rows: number, n: number, x: Ptr, w: Ptr, b: Ptr, eps: number, o: Ptr) => void
   /** rows x inner float64 at src as JSON text at dst (rows back to back, row r ending at ends[r]); returns the bytes. */
