@@ -263,38 +263,89 @@ function rowSumsF32 (out: Float64Array, x: Float32Array, A: number, R: number, p
     out.fill(0, 0, A)
     return
   }
-  const per = Math.max(1, Math.floor(STREAM_CHUNK / R))
-  const rows = Math.min(per, A)
-  const piece = Math.min(R, STREAM_CHUNK)
+  const [rows, piece] = rowChunkShape(A, R)
   const ws = begin()
   try {
     const px = ws.alloc(rows * piece, 4)
     const pacc = ws.alloc(4 * rows, 8)
     const pm = center === null ? 0 : ws.alloc(rows, 8)
     ws.commit()
-    const chunk = ws.f32(px, rows * piece)
     const acc = ws.f64(pacc, 4 * rows)
     const m = center === null ? null : ws.f64(pm, rows)
-    for (let a = 0; a < A; a += rows) {
-      const count = Math.min(rows, A - a)
-      acc.fill(0)
-      if (m !== null && center !== null) m.set(center.subarray(a, a + count))
-      if (R <= STREAM_CHUNK) {
-        chunk.set(x.subarray(a * R, (a + count) * R))
-        ws.x.rowSumsF32(count, R, px, power, pm, pacc)
-      } else {
-        // one row (rows is 1), in pieces of STREAM_CHUNK values, a multiple of 4
-        for (let j = 0; j < R; j += STREAM_CHUNK) {
-          const n = Math.min(STREAM_CHUNK, R - j)
-          chunk.set(x.subarray(a * R + j, a * R + j + n))
-          ws.x.rowSumsF32(1, n, px, power, pm, pacc)
-        }
+    rowChunks(x, A, R, ws.f32(px, rows * piece), (a, count, n, j) => {
+      if (j === 0) {
+        acc.fill(0)
+        if (m !== null && center !== null) m.set(center.subarray(a, a + count))
       }
-      for (let r = 0; r < count; r++) out[a + r] = (acc[4 * r] + acc[4 * r + 1]) + (acc[4 * r + 2] + acc[4 * r + 3])
-    }
+      ws.x.rowSumsF32(count, n, px, power, pm, pacc)
+      if (j + n === R) for (let r = 0; r < count; r++) out[a + r] = (acc[4 * r] + acc[4 * r + 1]) + (acc[4 * r + 2] + acc[4 * r + 3])
+    })
   } finally {
     end()
   }
+}
+
+/** Rows per chunk, and values per piece of a row, for rowChunks over A rows of R > 0 values. */
+function rowChunkShape (A: number, R: number): [number, number] {
+  return [Math.min(Math.max(1, Math.floor(STREAM_CHUNK / R)), A), Math.min(R, STREAM_CHUNK)]
+}
+
+/**
+ * Copies A float32 rows of R > 0 values into `chunk` (rowChunkShape's size) as many whole rows as it
+ * holds, calling visit(a, count, R, 0) for rows a.. a + count − 1; a row longer than STREAM_CHUNK
+ * goes alone in pieces of STREAM_CHUNK values (a multiple of 4), visit(a, 1, n, j) for its values j..
+ * j + n − 1.
+ */
+function rowChunks (x: Float32Array, A: number, R: number, chunk: Float32Array, visit: (a: number, count: number, n: number, j: number) => void): void {
+  if (R <= STREAM_CHUNK) {
+    const rows = chunk.length / R
+    for (let a = 0; a < A; a += rows) {
+      const count = Math.min(rows, A - a)
+      chunk.set(x.subarray(a * R, (a + count) * R))
+      visit(a, count, R, 0)
+    }
+    return
+  }
+  for (let a = 0; a < A; a++) {
+    for (let j = 0; j < R; j += STREAM_CHUNK) {
+      const n = Math.min(STREAM_CHUNK, R - j)
+      chunk.set(x.subarray(a * R + j, a * R + j + n))
+      visit(a, 1, n, j)
+    }
+  }
+}
+
+/**
+ * Runs a column kernel over blocks of several float32 columns: each block's columns up to
+ * STREAM_CHUNK (`w`, the accumulators' count) at a time, `start(k, cw)` before the rows of outputs
+ * k.. k + cw − 1, their rows copied into `chunk` as many as it holds (`rows`), `run(count, cw)` after
+ * each copy, `finish(k, cw)` after the last.
+ */
+function columnChunks (
+  x: Float32Array, A: number, R: number, C: number, w: number, rows: number, chunk: Float32Array,
+  start: (k: number, cw: number) => void, run: (count: number, cw: number) => void, finish: (k: number, cw: number) => void
+): void {
+  for (let a = 0; a < A; a++) {
+    for (let c0 = 0; c0 < C; c0 += w) {
+      const cw = Math.min(w, C - c0)
+      const k = a * C + c0
+      start(k, cw)
+      for (let r0 = 0; r0 < R; r0 += rows) {
+        const count = Math.min(rows, R - r0)
+        const first = (a * R + r0) * C
+        if (cw === C) chunk.set(x.subarray(first, first + count * C))
+        else for (let r = 0; r < count; r++) chunk.set(x.subarray(first + r * C + c0, first + r * C + c0 + cw), r * cw)
+        run(count, cw)
+      }
+      finish(k, cw)
+    }
+  }
+}
+
+/** The accumulators (w) and rows per chunk of columnChunks over blocks of R rows of C columns. */
+function columnChunkShape (R: number, C: number): [number, number] {
+  const w = Math.min(C, STREAM_CHUNK)
+  return [w, Math.max(1, Math.min(R, Math.floor(STREAM_CHUNK / w)))]
 }
 
 /**
@@ -303,33 +354,22 @@ function rowSumsF32 (out: Float64Array, x: Float32Array, A: number, R: number, p
  * kernel's memory up to STREAM_CHUNK at a time, with as many rows as fit in a chunk.
  */
 function colSumsF32 (out: Float64Array, x: Float32Array, A: number, R: number, C: number, power: 1 | 2, center: Float64Array | null): void {
-  const w = Math.min(C, STREAM_CHUNK)
-  const rows = Math.max(1, Math.min(R, Math.floor(STREAM_CHUNK / w)))
+  const [w, rows] = columnChunkShape(R, C)
   const ws = begin()
   try {
     const px = ws.alloc(rows * w, 4)
     const pacc = ws.alloc(w, 8)
     const pm = center === null ? 0 : ws.alloc(w, 8)
     ws.commit()
-    const chunk = ws.f32(px, rows * w)
     const acc = ws.f64(pacc, w)
     const m = center === null ? null : ws.f64(pm, w)
-    for (let a = 0; a < A; a++) {
-      for (let c0 = 0; c0 < C; c0 += w) {
-        const cw = Math.min(w, C - c0)
-        const k = a * C + c0
+    columnChunks(x, A, R, C, w, rows, ws.f32(px, rows * w),
+      (k, cw) => {
         acc.fill(0)
         if (m !== null && center !== null) m.set(center.subarray(k, k + cw))
-        for (let r0 = 0; r0 < R; r0 += rows) {
-          const count = Math.min(rows, R - r0)
-          const first = (a * R + r0) * C
-          if (cw === C) chunk.set(x.subarray(first, first + count * C))
-          else for (let r = 0; r < count; r++) chunk.set(x.subarray(first + r * C + c0, first + r * C + c0 + cw), r * cw)
-          ws.x.colSumsF32(count, cw, px, power, pm, pacc)
-        }
-        out.set(cw === w ? acc : acc.subarray(0, cw), k)
-      }
-    }
+      },
+      (count, cw) => ws.x.colSumsF32(count, cw, px, power, pm, pacc),
+      (k, cw) => out.set(acc.subarray(0, cw), k))
   } finally {
     end()
   }
@@ -385,33 +425,18 @@ function rowExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: numbe
     out.fill(max ? -Infinity : Infinity, 0, A)
     return
   }
-  const per = Math.max(1, Math.floor(STREAM_CHUNK / R))
-  const rows = Math.min(per, A)
-  const piece = Math.min(R, STREAM_CHUNK)
+  const [rows, piece] = rowChunkShape(A, R)
   const ws = begin()
   try {
     const px = ws.alloc(rows * piece, 4)
     const pout = ws.alloc(rows, 8)
     ws.commit()
-    const chunk = ws.f32(px, rows * piece)
     const found = ws.f64(pout, rows)
-    for (let a = 0; a < A; a += rows) {
-      const count = Math.min(rows, A - a)
-      if (R <= STREAM_CHUNK) {
-        chunk.set(x.subarray(a * R, (a + count) * R))
-        ws.x.rowExtremesF32(count, R, px, max ? 1 : 0, pout)
-        out.set(count === rows ? found : found.subarray(0, count), a)
-      } else {
-        let m = max ? -Infinity : Infinity
-        for (let j = 0; j < R; j += STREAM_CHUNK) {
-          const n = Math.min(STREAM_CHUNK, R - j)
-          chunk.set(x.subarray(a * R + j, a * R + j + n))
-          ws.x.rowExtremesF32(1, n, px, max ? 1 : 0, pout)
-          m = extremeOf(m, found[0], max)
-        }
-        out[a] = m
-      }
-    }
+    rowChunks(x, A, R, ws.f32(px, rows * piece), (a, count, n, j) => {
+      ws.x.rowExtremesF32(count, n, px, max ? 1 : 0, pout)
+      if (j === 0) out.set(found.subarray(0, count), a)
+      else out[a] = extremeOf(out[a], found[0], max)
+    })
   } finally {
     end()
   }
@@ -423,29 +448,17 @@ function rowExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: numbe
  * into float32 running extremes (a float32 maximum is exact).
  */
 function colExtremesF32 (out: Float64Array, x: Float32Array, A: number, R: number, C: number, max: boolean): void {
-  const w = Math.min(C, STREAM_CHUNK)
-  const rows = Math.max(1, Math.min(R, Math.floor(STREAM_CHUNK / w)))
+  const [w, rows] = columnChunkShape(R, C)
   const ws = begin()
   try {
     const px = ws.alloc(rows * w, 4)
     const pacc = ws.alloc(w, 4)
     ws.commit()
-    const chunk = ws.f32(px, rows * w)
     const acc = ws.f32(pacc, w)
-    for (let a = 0; a < A; a++) {
-      for (let c0 = 0; c0 < C; c0 += w) {
-        const cw = Math.min(w, C - c0)
-        acc.fill(max ? -Infinity : Infinity)
-        for (let r0 = 0; r0 < R; r0 += rows) {
-          const count = Math.min(rows, R - r0)
-          const first = (a * R + r0) * C
-          if (cw === C) chunk.set(x.subarray(first, first + count * C))
-          else for (let r = 0; r < count; r++) chunk.set(x.subarray(first + r * C + c0, first + r * C + c0 + cw), r * cw)
-          ws.x.colExtremesF32(count, cw, px, max ? 1 : 0, pacc)
-        }
-        out.set(cw === w ? acc : acc.subarray(0, cw), a * C + c0)
-      }
-    }
+    columnChunks(x, A, R, C, w, rows, ws.f32(px, rows * w),
+      () => acc.fill(max ? -Infinity : Infinity),
+      (count, cw) => ws.x.colExtremesF32(count, cw, px, max ? 1 : 0, pacc),
+      (k, cw) => out.set(acc.subarray(0, cw), k))
   } finally {
     end()
   }
